@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make serve` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+RUN ?= runs/sentiment
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: serve test lint format train-sentiment export-sentiment clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Serving install: the base package only (flask, gunicorn, onnxruntime, numpy, pydantic). No torch.
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Development install: training (torch==2.13.0, CPU build) and test/lint tools.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[train,dev]"
+	touch $@ $(VENV)/.serve-installed
+
+serve: $(VENV)/.serve-installed
+	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "service:create_app()"
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest
+
+train-sentiment: $(VENV)/.dev-installed
+	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN)
+
+export-sentiment: $(VENV)/.dev-installed
+	$(BIN)/python -m training export sentiment --checkpoint $(RUN)/best.pt --out exported_models/sentiment
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""Gunicorn settings for ``gunicorn -c gunicorn.conf.py "service:create_app()"``.
+
+Environment: PORT (default 8000), WEB_CONCURRENCY (worker processes), GUNICORN_THREADS
+(threads per worker), GUNICORN_TIMEOUT (seconds), LOG_LEVEL.
+"""
+
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def _usable_cores() -> int:
+    # The cores this process may run on (honours taskset/cpusets), not the host's total.
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+bind = f"0.0.0.0:{_env_int('PORT', 8000)}"
+
+# Inference is CPU-bound, not I/O-bound, so the usual "2 x cores + 1" would only make workers
+# fight for the same cores. One worker per core, each running ONNX Runtime with
+# ORT_INTRA_OP_THREADS=1 (the service's default), keeps workers x intra-op threads = cores.
+# Capped at 4 because every worker holds its own copy of every model in memory. Raise
+# ORT_INTRA_OP_THREADS only together with a lower WEB_CONCURRENCY.
+workers = _env_int("WEB_CONCURRENCY", max(1, min(_usable_cores(), 4)))
+
+# A few threads per worker let a worker parse the next request and stream responses while
+# another thread is inside ONNX Runtime (which releases the GIL). Each in-flight request runs on
+# its own thread, so keep this small: it bounds how many inferences share a worker's core.
+worker_class = "gthread"
+threads = _env_int("GUNICORN_THREADS", 4)
+
+# Sessions are created in each worker by create_app(); preloading would build them in the
+# master and share ONNX Runtime state across fork(), which it does not support.
+preload_app = False
+
+timeout = _env_int("GUNICORN_TIMEOUT", 60)  # a worker silent this long is killed and replaced
+graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
+keepalive = 5
+
+accesslog = "-"  # stdout
+errorlog = "-"  # stderr
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# The worker heartbeat file lives in memory, not on a container's overlay filesystem, where a
+# slow disk could make gunicorn think a healthy worker hung.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"

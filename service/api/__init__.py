@@ -1,0 +1,20 @@
+"""HTTP API: one blueprint per concern, each built around the worker's model registry."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service.api.health import health_blueprint
+from service.api.models import models_blueprint
+from service.api.sentiment import sentiment_blueprint
+from service.runtime.registry import ModelRegistry
+from service.schemas import TextLimits
+from service.settings import Settings
+
+
+def register_blueprints(app: Flask, settings: Settings, registry: ModelRegistry) -> None:
+    """Mount every endpoint of the service on ``app``."""
+    limits = TextLimits(settings.max_texts_per_request, settings.max_text_chars)
+    app.register_blueprint(health_blueprint(registry))
+    app.register_blueprint(models_blueprint(registry))
+    app.register_blueprint(sentiment_blueprint(registry, limits))

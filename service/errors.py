@@ -1,0 +1,187 @@
+"""API errors and the one place that turns any failure into a JSON error response.
+
+Handlers raise an :class:`ApiError` subclass; :func:`register_error_handlers` installs the
+handlers that render it (and werkzeug's own HTTP errors, and anything unexpected) as::
+
+    {"error": {"code": "validation_failed", "message": "texts[3]: ...", "details": [...]}}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from service.schemas import ErrorBody, ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error a client can act on: an HTTP status, a stable code and a readable message."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of the response, shaped by ``service.schemas.ErrorResponse``."""
+        body = ErrorBody(code=self.code, message=self.message, details=self.details)
+        return ErrorResponse(error=body).model_dump(mode="json")
+
+
+class BadRequest(ApiError):
+    """The body is not JSON, or not a JSON object."""
+
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(ApiError):
+    """No route or resource with that name."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    """The route exists but not for this HTTP method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ApiError):
+    """The body is larger than ``MAX_BODY_BYTES``."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(ApiError):
+    """The body is a JSON object but does not match the request schema."""
+
+    status = 422
+    code = "validation_failed"
+
+    @classmethod
+    def from_pydantic(cls, exc: ValidationError) -> ValidationFailed:
+        """One entry per problem, each naming the offending field like ``texts[3]``."""
+        problems = [
+            {"field": _field_path(err["loc"]), "message": _error_message(err), "type": err["type"]}
+            for err in exc.errors(include_url=False)
+        ]
+        first = problems[0]
+        message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more problem(s), see details)"
+        return cls(message, details=problems)
+
+
+class NotReady(ApiError):
+    """The model needed for the request is not loaded (see ``GET /v2/health/ready``)."""
+
+    status = 503
+    code = "not_ready"
+
+
+class HttpError(ApiError):
+    """Any other HTTP error werkzeug raises, keeping its status code."""
+
+    def __init__(self, exc: HTTPException):
+        super().__init__(exc.description or exc.name)
+        self.status = exc.code or 500
+        self.code = exc.name.lower().replace(" ", "_")
+
+
+class InternalError(ApiError):
+    """An unexpected failure; the trace is in the server log, never in the response."""
+
+    status = 500
+    code = "internal_error"
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+_JSON_TYPE_NAMES = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def json_type_name(value: Any) -> str:
+    """How a client would name the JSON type of a parsed value: 'a string', 'an array'..."""
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _error_message(err: Any) -> str:
+    """pydantic's message, plus what was sent for type errors (``got a number``)."""
+    message = err["msg"]
+    if err["type"] == "missing":
+        return "field required"
+    if err["type"] == "extra_forbidden":
+        return "unknown field (not part of the request schema)"
+    if err["type"].endswith("_type"):
+        return f"{message[0].lower()}{message[1:]}, got {json_type_name(err.get('input'))}"
+    return message
+
+
+def _from_http_exception(exc: HTTPException) -> ApiError:
+    """Translate werkzeug's routing and body-size errors into our error classes."""
+    if exc.code == 404:
+        return NotFound(f"no route for {request.method} {request.path}")
+    if exc.code == 405:
+        allowed = sorted(getattr(exc, "valid_methods", None) or [])
+        return MethodNotAllowed(
+            f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}",
+            details={"allowed_methods": allowed},
+            headers={"Allow": ", ".join(allowed)},
+        )
+    if exc.code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return PayloadTooLarge(
+            f"request body is larger than {limit} bytes; send fewer or shorter texts per request",
+            details={"max_body_bytes": limit},
+        )
+    return HttpError(exc)
+
+
+def _render(error: ApiError) -> tuple[Response, int, dict[str, str]]:
+    return jsonify(error.to_dict()), error.status, error.headers
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers that make every failure a JSON error body with the right status."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        if exc.status >= 500:
+            logger.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
+        return _render(exc)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
+        return _render(_from_http_exception(exc))
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> tuple[Response, int, dict[str, str]]:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return _render(InternalError("internal server error; the details are in the server log"))

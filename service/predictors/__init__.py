@@ -1,0 +1,45 @@
+"""Predictors: turn raw texts into model inputs, run the session(s), decode the outputs.
+
+Every predictor exposes ``predict_batch(texts)``, the one entry point that the HTTP handlers
+(and, later, a cross-request batcher) call. :data:`PREDICTOR_FACTORIES` maps a manifest's
+``task`` to the constructor that builds a predictor from a verified artifact folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from service.predictors.sentiment import SentimentPrediction, SentimentPredictor
+from service.runtime.manifest import Manifest
+from service.runtime.session import OnnxSession
+
+
+class Predictor(Protocol):
+    """What the registry and the API need from any predictor."""
+
+    task: str
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Any]:
+        """One result per text, in order."""
+        ...
+
+    def warm_up(self) -> None:
+        """Run a tiny input through the graph(s) so that broken artifacts fail at load."""
+        ...
+
+
+PredictorFactory = Callable[[Path, Manifest, Mapping[str, OnnxSession]], Predictor]
+
+PREDICTOR_FACTORIES: dict[str, PredictorFactory] = {
+    "sentiment": SentimentPredictor.from_artifact,
+}
+
+__all__ = [
+    "PREDICTOR_FACTORIES",
+    "Predictor",
+    "PredictorFactory",
+    "SentimentPrediction",
+    "SentimentPredictor",
+]

@@ -1,0 +1,126 @@
+"""Sentiment classification: texts -> word ids -> ONNX graph -> label probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from service.runtime.manifest import ArtifactError, Manifest
+from service.runtime.session import OnnxSession
+from service.text.constants import VOCAB_FILE
+from service.text.encoding import EncodedText, WordEncoder, WordEncoderConfig
+from service.text.padding import pad_batch
+from service.text.vocab import Vocab
+
+# Tensor names of the exported sentiment graph (the export writes the same names).
+TOKEN_IDS = "token_ids"
+LENGTHS = "lengths"
+PROBABILITIES = "probabilities"
+
+DEFAULT_MAX_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SentimentPrediction:
+    """The classification of one text (fields match ``service.schemas.SentimentResult``)."""
+
+    label: str
+    score: float
+    scores: dict[str, float]
+    truncated: bool
+
+
+class SentimentPredictor:
+    """Classifies texts with a word-level RNN graph taking ``token_ids`` and ``lengths``.
+
+    A request is encoded as a whole, sorted by length (so each padded batch wastes little
+    work on padding), run in batches of at most ``max_batch_size`` texts, and answered in the
+    original order. The graph uses ``lengths`` to ignore padding, so a text's result does not
+    depend on the other texts it is batched with.
+    """
+
+    task = "sentiment"
+
+    def __init__(
+        self,
+        session: OnnxSession,
+        encoder: WordEncoder,
+        labels: Sequence[str],
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    ):
+        self.session = session
+        self.encoder = encoder
+        self.labels = list(labels)
+        self.max_batch_size = max_batch_size
+
+    @classmethod
+    def from_artifact(
+        cls, folder: Path, manifest: Manifest, sessions: Mapping[str, OnnxSession]
+    ) -> SentimentPredictor:
+        """Build from a verified artifact folder and its (single) loaded graph."""
+        if len(sessions) != 1:
+            raise ArtifactError(
+                f"{folder}: a sentiment model has one graph, found {list(sessions)}"
+            )
+        session = next(iter(sessions.values()))
+        _require_names(folder, session)
+        vocab = Vocab.from_json(Path(folder) / VOCAB_FILE)
+        return cls(session, WordEncoder(vocab, _encoder_config(folder, manifest)), manifest.labels)
+
+    def warm_up(self) -> None:
+        """Run one text through the graph, so a broken artifact fails at load, not on a request."""
+        self.predict_batch(["warm up"])
+
+    def predict_batch(self, texts: Sequence[str]) -> list[SentimentPrediction]:
+        """Classify ``texts``; results come back in the same order."""
+        encoded = [self.encoder.encode(text) for text in texts]
+        probabilities = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
+        for rows in self._batches(encoded):
+            probabilities[rows] = self._run([encoded[row].ids for row in rows])
+        return [self._prediction(p, e) for p, e in zip(probabilities, encoded, strict=True)]
+
+    def _batches(self, encoded: Sequence[EncodedText]) -> Iterator[list[int]]:
+        by_length = sorted(range(len(encoded)), key=lambda row: len(encoded[row].ids))
+        for start in range(0, len(by_length), self.max_batch_size):
+            yield by_length[start : start + self.max_batch_size]
+
+    def _run(self, sequences: list[list[int]]) -> np.ndarray:
+        ids, lengths = pad_batch(sequences, pad_id=self.encoder.vocab.pad_id)
+        output = self.session.run({TOKEN_IDS: ids, LENGTHS: lengths})[PROBABILITIES]
+        if output.shape != (len(sequences), len(self.labels)):
+            raise ArtifactError(
+                f"{self.session.path}: {PROBABILITIES} has shape {output.shape}, expected "
+                f"({len(sequences)}, {len(self.labels)}) for labels {self.labels}"
+            )
+        return output
+
+    def _prediction(self, probabilities: np.ndarray, encoded: EncodedText) -> SentimentPrediction:
+        best = int(np.argmax(probabilities))
+        return SentimentPrediction(
+            label=self.labels[best],
+            score=float(probabilities[best]),
+            scores={label: float(p) for label, p in zip(self.labels, probabilities, strict=True)},
+            truncated=encoded.truncated,
+        )
+
+
+def _require_names(folder: Path, session: OnnxSession) -> None:
+    inputs_ok = set(session.input_names) == {TOKEN_IDS, LENGTHS}
+    if not inputs_ok or PROBABILITIES not in session.output_names:
+        raise ArtifactError(
+            f"{folder}: a sentiment graph takes {TOKEN_IDS!r}, {LENGTHS!r} and returns "
+            f"{PROBABILITIES!r}; this one takes {session.input_names} and returns "
+            f"{session.output_names}"
+        )
+
+
+def _encoder_config(folder: Path, manifest: Manifest) -> WordEncoderConfig:
+    try:
+        return WordEncoderConfig(**manifest.preprocessing)
+    except ValidationError as exc:
+        raise ArtifactError(f"{folder}: manifest.preprocessing is invalid: {exc}") from None

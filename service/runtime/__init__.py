@@ -1,0 +1,1 @@
+"""Model artifacts at run time: verified manifests, ONNX Runtime sessions, the registry."""

@@ -1,0 +1,126 @@
+"""The models one worker serves: verified, loaded, warmed up, or recorded as failed.
+
+``create_app`` builds one registry per gunicorn worker (sessions are never shared across a
+fork). A model that fails to load does not stop the worker: its error is kept, and readiness
+reports it, so an orchestrator sees *why* the pod is not ready.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service.predictors import PREDICTOR_FACTORIES, Predictor
+from service.runtime.manifest import ArtifactError, Manifest, load_manifest
+from service.runtime.session import OnnxSession, ProviderError, SessionConfig, resolve_providers
+from service.settings import Settings
+from service.text.constants import MANIFEST_FILE
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A model ready to serve: its manifest, its predictor and the providers it runs on."""
+
+    name: str
+    folder: Path
+    manifest: Manifest
+    predictor: Predictor
+    providers: list[str]
+
+
+@dataclass(slots=True)
+class ModelRegistry:
+    """Loaded models by name, and the reason each model that did not load failed."""
+
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        """Load every model that the settings name (or every model found in ``MODEL_DIR``)."""
+        registry = cls()
+        names = settings.models or discover_models(settings.model_dir)
+        if not names:
+            reason = f"no folder with a {MANIFEST_FILE} in {settings.model_dir}"
+            registry.errors["MODEL_DIR"] = reason
+            return registry
+        try:
+            config = session_config(settings)
+        except ProviderError as exc:
+            registry.errors.update({name: str(exc) for name in names})
+            return registry
+        for name in names:
+            registry.load(name, settings.model_dir / name, config)
+        return registry
+
+    def load(self, name: str, folder: Path, config: SessionConfig) -> None:
+        """Load one model folder; on failure, record the reason instead of raising."""
+        try:
+            self.models[name] = load_model(name, folder, config)
+            self.errors.pop(name, None)
+        except Exception as exc:  # any failure must surface in readiness, not kill the worker
+            logger.exception("model %r in %s failed to load", name, folder)
+            self.errors[name] = f"{type(exc).__name__}: {exc}"
+
+    @property
+    def ready(self) -> bool:
+        """True when at least one model is configured and every configured model loaded."""
+        return bool(self.models) and not self.errors
+
+    def for_task(self, task: str) -> LoadedModel | None:
+        """The model serving ``task`` (the first by name when there are several)."""
+        return next((m for _, m in sorted(self.models.items()) if m.manifest.task == task), None)
+
+
+def discover_models(model_dir: Path) -> tuple[str, ...]:
+    """Names of the sub-folders of ``model_dir`` that hold a manifest."""
+    if not model_dir.is_dir():
+        return ()
+    return tuple(sorted(p.parent.name for p in model_dir.glob(f"*/{MANIFEST_FILE}")))
+
+
+def session_config(settings: Settings) -> SessionConfig:
+    """Providers and thread counts for every session of this worker."""
+    return SessionConfig(
+        providers=resolve_providers(settings.ort_providers),
+        intra_op_threads=settings.ort_intra_op_threads,
+        inter_op_threads=settings.ort_inter_op_threads,
+        strict=settings.ort_providers != "auto",
+    )
+
+
+def load_model(name: str, folder: Path, config: SessionConfig) -> LoadedModel:
+    """Verify the artifact's checksums, open its graphs, build and warm up its predictor."""
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: model folder does not exist")
+    manifest = load_manifest(folder, verify=True)
+    factory = PREDICTOR_FACTORIES.get(manifest.task)
+    if factory is None:
+        raise ArtifactError(f"{folder}: no predictor for task {manifest.task!r} in this service")
+    sessions = open_sessions(folder, manifest, config)
+    predictor = factory(folder, manifest, sessions)
+    predictor.warm_up()
+    providers = _providers_in_use(sessions.values())
+    logger.info("model %r %s ready on %s", name, manifest.version, providers)
+    return LoadedModel(name, folder, manifest, predictor, providers)
+
+
+def open_sessions(
+    folder: Path, manifest: Manifest, config: SessionConfig
+) -> dict[str, OnnxSession]:
+    """One session per graph named in the manifest."""
+    return {
+        graph: OnnxSession(manifest.path_of(folder, graph), spec, config)
+        for graph, spec in manifest.graphs.items()
+    }
+
+
+def _providers_in_use(sessions: Iterable[OnnxSession]) -> list[str]:
+    providers: list[str] = []
+    for session in sessions:
+        providers += [p for p in session.providers if p not in providers]
+    return providers

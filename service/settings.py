@@ -1,0 +1,89 @@
+"""Service settings, read from environment variables and validated once at start-up.
+
+Every setting has a safe default, so ``gunicorn "service:create_app()"`` works from the
+repository root with no environment at all. A value that does not validate stops the worker at
+boot with pydantic's message naming the variable, instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ProviderChoice = Literal["auto", "cpu", "cuda"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+MODEL_DIR_NAME = "exported_models"
+# The repository checkout this package lives in (only meaningful for a source checkout).
+_REPO_MODEL_DIR = Path(__file__).resolve().parent.parent / MODEL_DIR_NAME
+
+
+def default_model_dir() -> Path:
+    """``./exported_models`` if the working directory has one, else the repository's folder."""
+    here = Path.cwd() / MODEL_DIR_NAME
+    return here if here.is_dir() else _REPO_MODEL_DIR
+
+
+class Settings(BaseSettings):
+    """Typed settings of one service process; each field is read from the upper-case env var."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, protected_namespaces=()
+    )
+
+    model_dir: Path = Field(
+        default_factory=default_model_dir,
+        description="Folder holding one sub-folder per exported model (relative paths are "
+        "resolved against the working directory).",
+    )
+    models: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated model folder names to load; empty loads every sub-folder "
+        "of MODEL_DIR that has a manifest.json.",
+    )
+    ort_providers: ProviderChoice = Field(
+        default="auto",
+        description="ONNX Runtime execution providers: auto (CUDA when available, else CPU), "
+        "cpu, or cuda (readiness fails when CUDA is unavailable).",
+    )
+    ort_intra_op_threads: int = Field(
+        default=1, ge=1, le=256, description="ONNX Runtime threads inside one operator."
+    )
+    ort_inter_op_threads: int = Field(
+        default=1, ge=1, le=256, description="ONNX Runtime threads across operators."
+    )
+    max_texts_per_request: int = Field(
+        default=256, ge=1, le=100_000, description="Most texts accepted in one request."
+    )
+    max_text_chars: int = Field(
+        default=20_000, ge=1, description="Most characters accepted in one text."
+    )
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest request body, in bytes."
+    )
+    log_level: LogLevel = Field(default="INFO", description="Level of the service's own logs.")
+
+    @field_validator("model_dir", mode="after")
+    @classmethod
+    def _absolute_model_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_model_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("ort_providers", mode="before")
+    @classmethod
+    def _lower_provider(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value

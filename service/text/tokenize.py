@@ -1,0 +1,63 @@
+"""A deterministic word tokenizer that keeps character offsets.
+
+It follows the Penn Treebank / CoNLL-2003 conventions closely enough for models trained on
+those corpora: punctuation is split off, clitics are detached (``don't`` -> ``do n't``,
+``Clinton's`` -> ``Clinton 's``), while abbreviations (``U.S.``), numbers with separators
+(``1,000``, ``3.5``) and hyphenated words (``Jean-Claude``) stay whole. Every token records the
+``start``/``end`` offsets of its characters in the input string, so ``text[start:end]`` is
+always the token text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Letters with combining marks (decomposed accents) count as word characters.
+_W = r"[^\W_]|[\u0300-\u036f]"
+_TOKEN_RE = re.compile(
+    rf"""
+    (?:[^\W\d_]\.){{2,}}(?![^\W\d_])      # abbreviations: U.S., e.g.
+    | \d+(?:[.,]\d+)+                     # numbers with separators: 1,000  3.5
+    | (?:{_W})+(?:[-'’](?:{_W})+)*          # words, hyphenated words, internal apostrophes
+    | ['’](?:s|re|ve|ll|d|m)\b            # a clitic already split off: 's 're
+    | \.\.\.|--|``|''                     # multi-character punctuation
+    | \S                                  # anything else, one character at a time
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_CLITIC_RE = re.compile(r"(?i)(n['’]t|['’](?:s|re|ve|ll|d|m))$")
+_BREAK_TAG_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token and its character span ``[start, end)`` in the original string."""
+
+    text: str
+    start: int
+    end: int
+
+
+def _split_clitic(text: str, start: int) -> list[Token]:
+    match = _CLITIC_RE.search(text)
+    if match is None or match.start() == 0:
+        return [Token(text, start, start + len(text))]
+    cut = match.start()
+    return [
+        Token(text[:cut], start, start + cut),
+        Token(text[cut:], start + cut, start + len(text)),
+    ]
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens with exact character offsets."""
+    tokens: list[Token] = []
+    for match in _TOKEN_RE.finditer(text):
+        tokens.extend(_split_clitic(match.group(), match.start()))
+    return tokens
+
+
+def strip_markup(text: str) -> str:
+    """Replace HTML line breaks (as found in IMDB reviews) with spaces."""
+    return _BREAK_TAG_RE.sub(" ", text)

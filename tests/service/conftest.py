@@ -1,0 +1,96 @@
+"""Fixtures for the service tests: settings, apps and clients over the tiny artifact
+(``tiny_artifact.py``) or over the committed one in ``exported_models/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service import create_app
+from service.settings import Settings
+from tests.service.tiny_artifact import build_tiny_artifact
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REAL_MODEL_DIR = REPO_ROOT / "exported_models"
+
+
+def make_settings(model_dir: Path, **overrides: object) -> Settings:
+    """Test settings: explicit values, so the caller's environment cannot change them."""
+    values: dict[str, object] = {
+        "model_dir": model_dir,
+        "models": (),
+        "ort_providers": "cpu",
+        "ort_intra_op_threads": 1,
+        "ort_inter_op_threads": 1,
+        "max_texts_per_request": 100,
+        "max_text_chars": 500,
+        "max_body_bytes": 16 * 1024,
+        "log_level": "INFO",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MODEL_DIR holding one tiny ``sentiment`` model (shared, so never modify it)."""
+    model_dir = tmp_path_factory.mktemp("models")
+    build_tiny_artifact(model_dir / "sentiment")
+    return model_dir
+
+
+@pytest.fixture
+def own_model_dir(tmp_path: Path) -> Path:
+    """A MODEL_DIR with a fresh tiny ``sentiment`` model that a test may break."""
+    build_tiny_artifact(tmp_path / "models" / "sentiment")
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def settings(tiny_model_dir: Path) -> Settings:
+    return make_settings(tiny_model_dir)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def app_factory() -> Callable[..., Flask]:
+    """Build an app for ``model_dir`` with settings overrides: ``app_factory(dir, models=...)``."""
+
+    def build(model_dir: Path, **overrides: object) -> Flask:
+        return create_app(make_settings(model_dir, **overrides))
+
+    return build
+
+
+@pytest.fixture
+def real_model_dir() -> Path:
+    """The committed artifact; its absence is a failure, not a skip."""
+    folder = REAL_MODEL_DIR / "sentiment"
+    assert (folder / "manifest.json").is_file(), (
+        f"{folder} has no manifest.json: export the sentiment model before running these tests"
+    )
+    return REAL_MODEL_DIR
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    """The environment for subprocesses, without variables that would change the service."""
+    names = {name.upper() for name in Settings.model_fields} | {"WEB_CONCURRENCY", "PYTHONPATH"}
+    return {k: v for k, v in os.environ.items() if k.upper() not in names}

@@ -1,0 +1,93 @@
+"""Start a real server process, wait until it is ready, talk to it over HTTP, stop it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+    """Send ``body`` as JSON; return the status and the decoded JSON answer (errors too)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@dataclass
+class Server:
+    """A running server: its base URL and where its stdout and stderr go."""
+
+    url: str
+    stdout: Path
+    stderr: Path
+
+    def logs(self) -> str:
+        return f"--- stdout\n{self.stdout.read_text()}\n--- stderr\n{self.stderr.read_text()}"
+
+
+@contextmanager
+def running_server(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    port: int,
+    log_dir: Path,
+    timeout: float = 120,
+) -> Iterator[Server]:
+    """Run ``command`` in ``cwd``, yield once ``/v2/health/ready`` answers 200, then stop it.
+
+    The server's stdout and stderr are kept in ``log_dir`` and shown when it fails to start.
+    """
+    server = Server(f"http://127.0.0.1:{port}", log_dir / "server.out", log_dir / "server.err")
+    with server.stdout.open("w") as out, server.stderr.open("w") as err:
+        process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=out, stderr=err)
+        try:
+            _wait_until_ready(server, process, timeout)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_ready(server: Server, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}\n{server.logs()}")
+        try:
+            status, body = http_json("GET", f"{server.url}/v2/health/ready", timeout=5)
+            if status == 200:
+                return
+            last = f"{status} {body}"
+        except (OSError, ValueError) as exc:  # not listening yet
+            last = repr(exc)
+        time.sleep(0.5)
+    raise AssertionError(f"server not ready after {timeout}s ({last})\n{server.logs()}")

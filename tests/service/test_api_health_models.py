@@ -1,0 +1,147 @@
+"""Health probes and GET /v1/models, including the ways a model can fail to load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from service.runtime import session as session_module
+from service.runtime.manifest import TensorSpec
+from tests.service.tiny_artifact import build_tiny_artifact
+
+READY = "/v2/health/ready"
+
+
+def not_ready_message(client: FlaskClient) -> str:
+    response = client.get(READY)
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["code"] == "not_ready"
+    return error["message"]
+
+
+def test_live_is_200(client: FlaskClient) -> None:
+    response = client.get("/v2/health/live")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "live", "models": ["sentiment"]}
+
+
+def test_ready_is_200_when_every_model_loaded(client: FlaskClient) -> None:
+    response = client.get(READY)
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "models": ["sentiment"]}
+
+
+def test_a_corrupted_file_makes_readiness_fail_naming_the_file(app_factory, own_model_dir) -> None:
+    vocab = own_model_dir / "sentiment" / "vocab.json"
+    vocab.write_text(vocab.read_text("utf-8").replace("awful", "awfull"), "utf-8")
+    client = app_factory(own_model_dir).test_client()
+
+    message = not_ready_message(client)
+
+    assert f"{vocab}: sha256 mismatch" in message
+    assert client.get("/v2/health/live").status_code == 200  # the worker itself is alive
+    assert client.post("/v1/sentiment", json={"texts": ["good"]}).status_code == 503
+
+
+def test_a_missing_file_makes_readiness_fail_naming_the_file(app_factory, own_model_dir) -> None:
+    graph = own_model_dir / "sentiment" / "model.onnx"
+    graph.unlink()
+
+    message = not_ready_message(app_factory(own_model_dir).test_client())
+
+    assert f"{graph}: listed in the manifest but missing" in message
+
+
+def test_graph_io_that_differs_from_the_manifest_fails_readiness(app_factory, tmp_path) -> None:
+    wrong_inputs = [
+        TensorSpec(name="input_ids", dtype="int64", shape=["batch", "tokens"]),
+        TensorSpec(name="lengths", dtype="int64", shape=["batch"]),
+    ]
+    build_tiny_artifact(tmp_path / "sentiment", inputs=wrong_inputs)
+
+    message = not_ready_message(app_factory(tmp_path).test_client())
+
+    assert "graph inputs token_ids: tensor(int64) rank 2" in message
+    assert "differ from the manifest's input_ids: tensor(int64) rank 2" in message
+
+
+def test_an_invalid_preprocessing_block_fails_readiness(app_factory, own_model_dir) -> None:
+    manifest = own_model_dir / "sentiment" / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    data["preprocessing"]["lowercase_all"] = True
+    manifest.write_text(json.dumps(data), "utf-8")
+
+    message = not_ready_message(app_factory(own_model_dir).test_client())
+
+    assert "manifest.preprocessing is invalid" in message
+
+
+def test_one_broken_model_does_not_hide_the_others(app_factory, own_model_dir) -> None:
+    (own_model_dir / "broken").mkdir()
+    (own_model_dir / "broken" / "manifest.json").write_text("{}", "utf-8")
+    client = app_factory(own_model_dir).test_client()
+
+    message = not_ready_message(client)
+
+    assert "broken: ArtifactError" in message
+    assert client.post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
+
+
+def test_models_selects_which_folders_load(app_factory, own_model_dir) -> None:
+    (own_model_dir / "broken").mkdir()
+    (own_model_dir / "broken" / "manifest.json").write_text("{}", "utf-8")
+
+    client = app_factory(own_model_dir, models=("sentiment",)).test_client()
+
+    assert client.get(READY).status_code == 200
+
+
+def test_a_model_named_in_models_but_absent_fails_readiness(app_factory, tiny_model_dir) -> None:
+    client = app_factory(tiny_model_dir, models=("sentiment", "ner")).test_client()
+
+    assert "model folder does not exist" in not_ready_message(client)
+
+
+def test_an_empty_model_dir_is_not_ready(app_factory, tmp_path: Path) -> None:
+    message = not_ready_message(app_factory(tmp_path).test_client())
+
+    assert f"no folder with a manifest.json in {tmp_path}" in message
+
+
+def test_cuda_requested_but_unavailable_fails_readiness(
+    app_factory, tiny_model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        session_module.ort, "get_available_providers", lambda: ["CPUExecutionProvider"]
+    )
+    client = app_factory(tiny_model_dir, ort_providers="cuda").test_client()
+
+    message = not_ready_message(client)
+
+    assert "ORT_PROVIDERS=cuda" in message
+    assert "onnxruntime-gpu" in message
+
+
+def test_models_lists_manifest_facts_and_providers(client: FlaskClient) -> None:
+    response = client.get("/v1/models")
+
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "models": [
+            {
+                "name": "sentiment",
+                "version": "0.0.1-test",
+                "task": "sentiment",
+                "created_at": "2026-01-01T00:00:00+00:00",
+                "labels": ["negative", "positive"],
+                "metrics": {"dev_accuracy": 0.5},
+                "providers": ["CPUExecutionProvider"],
+            }
+        ]
+    }

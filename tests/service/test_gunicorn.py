@@ -1,0 +1,32 @@
+"""The repository's gunicorn.conf.py serving the committed model over real HTTP."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.service.live_server import free_port, http_json, running_server
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_sentiment_over_http(real_model_dir, clean_env, tmp_path) -> None:
+    port = free_port()
+    env = {**clean_env, "PORT": str(port), "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2"}
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
+    texts = ["A moving, beautifully acted film.", "Dull, predictable and far too long."]
+
+    with running_server(command, cwd=REPO_ROOT, env=env, port=port, log_dir=tmp_path) as server:
+        status, body = http_json("POST", f"{server.url}/v1/sentiment", {"texts": texts})
+        error_status, error = http_json("POST", f"{server.url}/v1/sentiment", {"texts": []})
+
+    assert status == 200, body
+    assert body["model"]["name"] == "sentiment"
+    assert len(body["results"]) == 2
+    assert all(set(r["scores"]) == {"negative", "positive"} for r in body["results"])
+    assert error_status == 422
+    assert error["error"]["code"] == "validation_failed"
+    assert '"POST /v1/sentiment HTTP/1.1" 200' in server.stdout.read_text()  # access log

@@ -1,0 +1,93 @@
+"""Settings come from environment variables and are validated once, at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+ENV_NAMES = [name.upper() for name in Settings.model_fields]
+
+
+@pytest.fixture(autouse=True)
+def no_service_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_work_from_the_repository_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+
+    settings = Settings()
+
+    assert settings.model_dir == repo / "exported_models"
+    assert settings.models == ()
+    assert settings.ort_providers == "auto"
+    assert (settings.ort_intra_op_threads, settings.ort_inter_op_threads) == (1, 1)
+    assert settings.max_texts_per_request == 256
+    assert settings.max_text_chars == 20_000
+    assert settings.max_body_bytes == 2 * 1024 * 1024
+    assert settings.log_level == "INFO"
+
+
+def test_model_dir_falls_back_to_the_repository_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no exported_models/ here
+
+    assert Settings().model_dir == Path(__file__).resolve().parents[2] / "exported_models"
+
+
+def test_a_relative_model_dir_is_resolved_against_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODEL_DIR", "artifacts")
+
+    assert Settings().model_dir == tmp_path / "artifacts"
+
+
+def test_values_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELS", " sentiment, ner ,")
+    monkeypatch.setenv("ORT_PROVIDERS", "CPU")
+    monkeypatch.setenv("ORT_INTRA_OP_THREADS", "2")
+    monkeypatch.setenv("MAX_TEXTS_PER_REQUEST", "10")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+
+    settings = Settings()
+
+    assert settings.models == ("sentiment", "ner")
+    assert settings.ort_providers == "cpu"
+    assert settings.ort_intra_op_threads == 2
+    assert settings.max_texts_per_request == 10
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ORT_PROVIDERS", "tpu"),
+        ("ORT_INTRA_OP_THREADS", "0"),
+        ("MAX_TEXTS_PER_REQUEST", "many"),
+        ("MAX_BODY_BYTES", "10"),
+        ("LOG_LEVEL", "loud"),
+    ],
+)
+def test_an_invalid_value_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
+
+
+def test_settings_are_immutable() -> None:
+    settings = Settings()
+
+    with pytest.raises(ValidationError):
+        settings.max_text_chars = 1  # type: ignore[misc]

@@ -1,0 +1,118 @@
+"""The serving image's install and start steps, repeated without Docker.
+
+Like the Dockerfile: build a wheel from pyproject.toml + README.md + service/, install it with
+no extras into a fresh virtual environment, check torch is absent, then run the Dockerfile's
+CMD from a folder holding only gunicorn.conf.py and exported_models/ (so the installed package,
+not the source tree, is what serves), and probe it with the Dockerfile's HEALTHCHECK command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+from tests.service.live_server import free_port, http_json, running_server
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+TORCH_ABSENT = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+
+
+def dockerfile_instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", "", DOCKERFILE.read_text("utf-8"))
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def exec_form(keyword: str) -> list[str]:
+    """The JSON command array of the last ``CMD``, or of the ``HEALTHCHECK``'s ``CMD``."""
+    lines = [line for line in dockerfile_instructions() if line.split()[0] == keyword]
+    assert lines, f"the Dockerfile has no {keyword}"
+    return json.loads(lines[-1][lines[-1].index("[") :])
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, **kwargs)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_the_dockerfile_installs_the_base_package_only() -> None:
+    instructions = dockerfile_instructions()
+    installs = [line for line in instructions if "pip install" in line or "pip wheel" in line]
+
+    assert installs, "the Dockerfile installs nothing"
+    assert not any("[" in line.split("&&")[0] for line in installs), installs  # no extras
+    assert any(TORCH_ABSENT in line for line in instructions)
+    assert any(line.startswith("USER ") and "root" not in line for line in instructions)
+
+
+def outside_env() -> dict[str, str]:
+    """This process's environment minus what would leak the dev venv or service settings in."""
+    dropped = {"PYTHONPATH", "VIRTUAL_ENV", "WEB_CONCURRENCY"} | {
+        name.upper() for name in Settings.model_fields
+    }
+    return {k: v for k, v in os.environ.items() if k.upper() not in dropped}
+
+
+def install_like_the_image(tmp_path: Path, env: dict[str, str]) -> Path:
+    """Build the wheel from what the build stage copies, install it in a fresh venv; its bin/."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO_ROOT / name, source / name)
+    shutil.copytree(
+        REPO_ROOT / "service", source / "service", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    run([sys.executable, "-m", "venv", str(tmp_path / "venv")])
+    bin_dir = tmp_path / "venv" / "bin"
+    pip = [str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check"]
+    wheels = tmp_path / "wheels"
+    run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(source)], env=env)
+    run([*pip, "install", *map(str, wheels.glob("*.whl"))], env=env)
+    return bin_dir
+
+
+def app_folder_like_the_image(tmp_path: Path) -> Path:
+    """WORKDIR /app: gunicorn.conf.py and exported_models/, and no source tree."""
+    assert (REPO_ROOT / "exported_models" / "sentiment" / "manifest.json").is_file(), (
+        "exported_models/sentiment is missing: the image would ship no model"
+    )
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    shutil.copy2(REPO_ROOT / "gunicorn.conf.py", app_dir)
+    shutil.copytree(REPO_ROOT / "exported_models", app_dir / "exported_models")
+    return app_dir
+
+
+@pytest.mark.slow
+def test_the_image_steps_install_and_serve_without_torch(tmp_path: Path) -> None:
+    env = outside_env()
+    bin_dir = install_like_the_image(tmp_path, env)
+    run([str(bin_dir / "python"), "-c", TORCH_ABSENT], env=env)
+    app_dir = app_folder_like_the_image(tmp_path)
+    port = free_port()
+    server_env = {
+        **env,
+        "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",  # `gunicorn`, `python` = the venv's
+        "PORT": str(port),
+        "MODEL_DIR": str(app_dir / "exported_models"),
+        "WEB_CONCURRENCY": "1",
+    }
+    command, healthcheck = exec_form("CMD"), exec_form("HEALTHCHECK")
+
+    with running_server(command, cwd=app_dir, env=server_env, port=port, log_dir=tmp_path) as srv:
+        status, body = http_json("POST", f"{srv.url}/v1/sentiment", {"texts": ["Great fun."]})
+        probe = subprocess.run(healthcheck, env=server_env, capture_output=True, timeout=30)
+
+    assert status == 200, body
+    assert body["results"][0]["label"] in {"negative", "positive"}
+    assert probe.returncode == 0, probe.stderr

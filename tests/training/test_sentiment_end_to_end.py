@@ -1,0 +1,109 @@
+"""Training smoke test: tiny data, one epoch, export, verification, service-side loading."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.runtime.manifest import load_manifest
+from service.text import Vocab, WordEncoder, pad_batch
+from service.text.encoding import WordEncoderConfig
+from training.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_datasets, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    overrides = [
+        f"data.datasets_dir={tiny_datasets}",
+        f"vocab.glove_path={tiny_datasets}/glove/glove.6B.50d.txt.gz",
+        "data.imdb_holdout=20",
+        "trainer.epochs=2",
+        "trainer.threads=1",
+        "model.hidden_size=16",
+        "max_tokens=40",
+    ]
+    args = ["train", "sentiment", "--run-dir", str(run_dir)]
+    assert main(args + [a for o in overrides for a in ("--set", o)]) == 0
+    return run_dir
+
+
+def test_run_folder_has_config_log_metrics_and_curve(trained):
+    for name in [
+        "config.json",
+        "train.log",
+        "metrics.jsonl",
+        "learning_curve.png",
+        "best.pt",
+        "last.pt",
+    ]:
+        assert (trained / name).is_file(), name
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"dev_sst2_accuracy", "dev_imdb_accuracy", "train_loss"} <= records[0].keys()
+
+
+def test_resume_continues_from_the_last_epoch(trained):
+    config = json.loads((trained / "config.json").read_text())
+    args = [
+        "train",
+        "sentiment",
+        "--run-dir",
+        str(trained),
+        "--resume",
+        "--set",
+        "trainer.epochs=3",
+    ]
+    overrides = [
+        f"data.datasets_dir={config['data']['datasets_dir']}",
+        f"vocab.glove_path={config['vocab']['glove_path']}",
+        "data.imdb_holdout=20",
+        "trainer.threads=1",
+        "model.hidden_size=16",
+        "max_tokens=40",
+    ]
+    assert main(args + [a for o in overrides for a in ("--set", o)]) == 0
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+
+
+def test_export_writes_a_verified_artifact_the_service_can_read(trained, tmp_path):
+    out = tmp_path / "sentiment"
+    assert (
+        main(["export", "sentiment", "--checkpoint", str(trained / "best.pt"), "--out", str(out)])
+        == 0
+    )
+    manifest = load_manifest(out)
+    assert manifest.labels == ["negative", "positive"]
+    assert set(manifest.files) == {"model.onnx", "vocab.json", "labels.json"}
+    assert {"dev_sst2_accuracy", "dev_imdb_accuracy"} <= manifest.metrics.keys()
+
+    encoder = WordEncoder(
+        Vocab.from_json(out / "vocab.json"), WordEncoderConfig(**manifest.preprocessing)
+    )
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids, lengths = pad_batch([encoder.encode(t).ids for t in ["A wonderful film", "Dull. " * 30]])
+    probabilities = session.run(["probabilities"], {"token_ids": ids, "lengths": lengths})[0]
+    assert probabilities.shape == (2, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_dry_run_trains_a_few_batches(tiny_datasets, tmp_path):
+    args = [
+        "train",
+        "sentiment",
+        "--dry-run",
+        "--run-dir",
+        str(tmp_path),
+        "--set",
+        f"data.datasets_dir={tiny_datasets}",
+        "--set",
+        f"vocab.glove_path={tiny_datasets}/glove/glove.6B.50d.txt.gz",
+        "--set",
+        "data.imdb_holdout=20",
+        "--set",
+        "model.hidden_size=8",
+    ]
+    assert main(args) == 0
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1

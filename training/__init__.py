@@ -1,0 +1,1 @@
+"""Offline training, ONNX export and verification of the service's models (PyTorch)."""

@@ -1,0 +1,126 @@
+"""Command line: ``python -m training {train,export,evaluate} TASK ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from training.config import CONFIGS, load_config, to_dict
+
+log = logging.getLogger("training")
+
+DRY_RUN_OVERRIDES = [
+    "trainer.epochs=1",
+    "trainer.max_batches=3",
+    "data.limit_train=2000",
+    "data.limit_dev=64",
+    "vocab.max_size=5000",
+]
+
+
+def _setup_logging(log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def _task_module(task: str):
+    from training.tasks import ner, sentiment
+
+    return {"sentiment": sentiment, "ner": ner}[task]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    overrides = list(args.set or [])
+    if args.dry_run:
+        overrides = DRY_RUN_OVERRIDES + overrides
+    config = load_config(args.task, args.config, overrides)
+    run_dir = Path(args.run_dir or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(run_dir / "train.log")
+    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n", "utf-8")
+    log.info("run folder %s", run_dir)
+    best = _task_module(args.task).train(config, run_dir, resume=args.resume)
+    log.info("best epoch: %s", json.dumps(best))
+    print(json.dumps({"run_dir": str(run_dir), "best": best}, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _setup_logging()
+    manifest = _task_module(args.task).export(
+        Path(args.checkpoint), Path(args.out), version=args.version
+    )
+    print(manifest.read_text("utf-8"))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _setup_logging()
+    model_dir = Path(args.model or f"exported_models/{args.task}")
+    report, metrics = _task_module(args.task).evaluate_file(
+        model_dir, Path(args.data), threads=args.threads
+    )
+    print(f"{args.data} with {model_dir}:\n{report}")
+    print(
+        f"overall: precision {metrics['precision']:.2f} recall {metrics['recall']:.2f} "
+        f"F1 {metrics['f1']:.2f}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description="Train, export and evaluate the service's models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model; writes a run folder")
+    train.add_argument("task", choices=sorted(CONFIGS))
+    train.add_argument("--config", type=Path, help="TOML file with settings (see configs/)")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set model.hidden_size=200 (repeatable)",
+    )
+    train.add_argument("--run-dir", help="run folder (default runs/<task>-<timestamp>)")
+    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    train.add_argument("--dry-run", action="store_true", help="a few batches on a small subset")
+    train.set_defaults(func=cmd_train)
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX and verify it")
+    export.add_argument("task", choices=sorted(CONFIGS))
+    export.add_argument("--checkpoint", required=True, help="a run folder's best.pt")
+    export.add_argument(
+        "--out", required=True, help="artifact folder, e.g. exported_models/sentiment"
+    )
+    export.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
+    export.set_defaults(func=cmd_export)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score an exported model on a labelled file, through the service's code"
+    )
+    evaluate.add_argument("task", choices=["ner"])
+    evaluate.add_argument(
+        "--data", required=True, help="a CoNLL-format file (token ... tag per line)"
+    )
+    evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
+    evaluate.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

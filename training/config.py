@@ -1,0 +1,183 @@
+"""Task configurations: dataclass defaults, a TOML file on top, dotted overrides on top of that.
+
+The resolved configuration is saved in every run folder and in the exported manifest, so a
+model can always be traced back to the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0
+    patience: int = 3
+    seed: int = 13
+    threads: int = 2
+    max_batches: int | None = None  # cap batches per epoch (dry runs)
+    lr_decay: float = 0.5  # multiply the learning rate when dev stops improving
+
+
+@dataclass
+class SentimentDataConfig:
+    datasets_dir: str = str(DATASETS)
+    use_sst: bool = True
+    use_imdb: bool = True
+    imdb_holdout: int = 2500
+    holdout_seed: int = 1234
+    max_train_tokens: int = 400  # reviews are truncated to this many tokens for training
+    batch_tokens: int = 6000  # token budget of one training batch
+    max_batch_size: int = 128
+    limit_train: int | None = None  # use only the first N shuffled training examples
+    limit_dev: int | None = None  # use only the first N examples of each dev set
+
+
+@dataclass
+class SentimentModelConfig:
+    cell: str = "lstm"
+    embedding_dim: int = 50
+    hidden_size: int = 150
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.5
+    embedding_dropout: float = 0.3
+    pooling: str = "max_mean"
+
+
+@dataclass
+class SentimentVocabConfig:
+    min_freq: int = 2
+    max_size: int = 60000
+    glove_fill: bool = True  # fill the remaining room with frequent GloVe words
+    glove_path: str = str(DATASETS / "glove" / "glove.6B.50d.txt.gz")
+
+
+@dataclass
+class SentimentConfig:
+    task: str = "sentiment"
+    data: SentimentDataConfig = field(default_factory=SentimentDataConfig)
+    vocab: SentimentVocabConfig = field(default_factory=SentimentVocabConfig)
+    model: SentimentModelConfig = field(default_factory=SentimentModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    max_tokens: int = 800  # served: longer texts are truncated and flagged
+
+
+@dataclass
+class NerDataConfig:
+    datasets_dir: str = str(DATASETS)
+    train_file: str = "conll2003/train.txt"  # relative to datasets_dir
+    dev_file: str = "conll2003/valid.txt"  # model selection and early stopping only
+    batch_size: int = 16  # sentences per training batch (grouped by similar length)
+    limit_train: int | None = None  # use only the first N shuffled training sentences
+    limit_dev: int | None = None  # use only the first N dev sentences
+
+
+@dataclass
+class NerVocabConfig:
+    min_freq: int = 1  # training words (lower-cased) seen this often enter the vocabulary
+    max_size: int = 100000  # with GloVe 50d: 20 MB of embeddings, the artifact stays < 25 MB
+    glove_fill: bool = True  # fill the remaining room with frequent GloVe words
+    glove_path: str = str(DATASETS / "glove" / "glove.6B.50d.txt.gz")
+    char_min_freq: int = 1  # training characters seen this often enter the character vocabulary
+
+
+@dataclass
+class NerModelConfig:
+    word_dim: int = 50  # must match the GloVe file
+    case_dim: int = 10
+    char_dim: int = 25
+    char_filters: int = 30
+    char_width: int = 3
+    char_dropout: float = 0.25  # on character embeddings, before the CNN
+    embedding_dropout: float = 0.5  # on the word representation, before the LSTM
+    hidden_size: int = 200  # per direction
+    num_layers: int = 1
+    cell: str = "lstm"
+    dropout: float = 0.5  # on the LSTM outputs
+    freeze_embeddings: bool = False
+    constrain_transitions: bool = True  # the CRF cannot produce invalid IOB2 (O -> I-X)
+
+
+@dataclass
+class NerConfig:
+    task: str = "ner"
+    data: NerDataConfig = field(default_factory=NerDataConfig)
+    vocab: NerVocabConfig = field(default_factory=NerVocabConfig)
+    model: NerModelConfig = field(default_factory=NerModelConfig)
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(epochs=30, lr=1e-3, clip_norm=5.0, patience=5)
+    )
+    max_tokens: int = 150  # served: longer sentences are split into windows of at most this
+    max_word_chars: int = 30  # characters of a word fed to the character CNN
+
+
+CONFIGS: dict[str, type] = {"sentiment": SentimentConfig, "ner": NerConfig}
+
+
+def _set_dotted(obj: Any, dotted: str, raw: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        obj = getattr(obj, name)
+    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
+        raise KeyError(f"unknown config key {dotted!r}")
+    current = getattr(obj, leaf)
+    setattr(obj, leaf, _parse_value(raw, current))
+
+
+def _parse_value(raw: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        if raw.lower() not in {"true", "false", "1", "0"}:
+            raise ValueError(f"expected true/false, got {raw!r}")
+        return raw.lower() in {"true", "1"}
+    if raw.lower() in {"none", "null"}:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    if isinstance(current, float) and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _merge(obj: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict):
+            _merge(getattr(obj, key), value)
+        else:
+            _set_dotted(obj, key, json.dumps(value))
+
+
+def load_config(task: str, path: Path | None = None, overrides: list[str] = ()) -> Any:
+    """Defaults for ``task``, updated by the TOML file at ``path``, then ``key=value`` overrides."""
+    config = CONFIGS[task]()
+    if path is not None:
+        _merge(config, tomllib.loads(Path(path).read_text("utf-8")))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        _set_dotted(config, key.strip(), raw.strip())
+    return config
+
+
+def from_dict(task: str, values: dict[str, Any]) -> Any:
+    """Rebuild a saved configuration (for instance the one stored in a checkpoint)."""
+    config = CONFIGS[task]()
+    _merge(config, values)
+    return config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,55 @@
+"""GloVe text-format reader -> an embedding matrix aligned with a vocabulary."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from service.text import Vocab
+
+log = logging.getLogger(__name__)
+
+
+def iter_glove(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(word, vector)`` in file order (GloVe files are sorted by frequency)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            word, _, rest = line.rstrip("\n").partition(" ")
+            yield word, np.array(rest.split(" "), dtype=np.float32)
+
+
+def glove_words(path: Path, limit: int | None = None) -> list[str]:
+    words = []
+    for word, _ in iter_glove(path):
+        words.append(word)
+        if limit is not None and len(words) >= limit:
+            break
+    return words
+
+
+def embedding_matrix(vocab: Vocab, path: Path, dim: int, seed: int = 0) -> np.ndarray:
+    """Rows from GloVe for known words (lower-cased lookup); small random rows otherwise.
+
+    The padding row is zero.
+    """
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0, 0.1, size=(len(vocab), dim)).astype(np.float32)
+    wanted: dict[str, list[int]] = {}
+    for index, token in enumerate(vocab.tokens[2:], start=2):
+        wanted.setdefault(token.lower(), []).append(index)
+    found = 0
+    for word, vector in iter_glove(path):
+        if word in wanted:
+            if vector.shape[0] != dim:
+                raise ValueError(f"{path}: vectors have {vector.shape[0]} dimensions, not {dim}")
+            for index in wanted.pop(word):
+                matrix[index] = vector
+                found += 1
+    matrix[vocab.pad_id] = 0.0
+    log.info("GloVe covers %d of %d vocabulary entries", found, len(vocab) - 2)
+    return matrix

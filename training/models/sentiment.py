@@ -1,0 +1,69 @@
+"""Text classifier: embedding -> (bi)RNN over packed sequences -> pooling -> linear."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.models.rnn import length_mask, make_rnn, run_packed
+
+POOLINGS = ("max", "mean", "max_mean")
+
+
+class SentimentClassifier(nn.Module):
+    """Scores a batch of texts.
+
+    ``forward(token_ids (batch, time), lengths (batch,)) -> logits (batch, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int = 2,
+        *,
+        embedding_dim: int = 50,
+        hidden_size: int = 150,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        bidirectional: bool = True,
+        dropout: float = 0.5,
+        embedding_dropout: float = 0.3,
+        pooling: str = "max_mean",
+        pad_id: int = 0,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        self.pooling = pooling
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
+        features = hidden_size * (2 if bidirectional else 1)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(features * (2 if pooling == "max_mean" else 1), num_classes)
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        embedded = self.embedding_dropout(self.embedding(token_ids))
+        states = run_packed(self.rnn, embedded, lengths)  # (batch, time, features)
+        pooled = self._pool(states, lengths)
+        return self.output(self.dropout(pooled))
+
+    def _pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = length_mask(lengths, states.shape[1]).unsqueeze(-1)  # (batch, time, 1)
+        parts = []
+        if self.pooling in ("max", "max_mean"):
+            parts.append(states.masked_fill(~mask, float("-inf")).max(dim=1).values)
+        if self.pooling in ("mean", "max_mean"):
+            parts.append(states.sum(dim=1) / lengths.unsqueeze(-1).to(states.dtype))
+        return torch.cat(parts, dim=-1)
+
+
+class ProbabilityHead(nn.Module):
+    """Wraps a classifier so the exported graph outputs probabilities."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.classifier(token_ids, lengths), dim=-1)

@@ -1,0 +1,1 @@
+"""Per-task wiring: data -> vocabulary -> model -> trainer, and evaluation."""

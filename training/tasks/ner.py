@@ -1,0 +1,468 @@
+"""The NER task: CoNLL-2003 (IOB2) -> a BiLSTM-CNN-CRF tagger; export, verification, evaluation.
+
+Training reads ``conll2003/train.txt``; ``valid.txt`` serves model selection and early
+stopping only. The export writes the emission network as one ONNX graph plus JSON (words,
+characters, tags, CRF scores) and checks, on the whole dev set, that ONNX Runtime emissions
+decoded by the service's numpy Viterbi give PyTorch's tags for every sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+
+from service.predictors.ner import NerPredictor
+from service.predictors.viterbi import CrfParameters, viterbi_decode
+from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest, write_manifest
+from service.runtime.session import OnnxSession, SessionConfig
+from service.text import Vocab
+from service.text.constants import CHARS_FILE, CRF_FILE, LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
+from service.text.features import (
+    CASE_FEATURES,
+    EMISSIONS,
+    NER_INPUT_NAMES,
+    NerEncoder,
+    NerFeatures,
+    NerPreprocessing,
+    pad_ner_batch,
+)
+from training import data
+from training.batching import token_budget_batches
+from training.config import NerConfig, from_dict, to_dict
+from training.embeddings import embedding_matrix, glove_words
+from training.export import OPSET, export_onnx
+from training.models.ner import NerEmissions, NerTagger
+from training.models.rnn import length_mask
+from training.trainer import Trainer, TrainingTask
+from training.verify import VerificationError, assert_close
+
+log = logging.getLogger(__name__)
+
+Example = tuple[NerFeatures, list[int]]  # model inputs, gold tag ids
+EVAL_BATCH_TOKENS = 4000
+
+
+@dataclass
+class NerData:
+    train: list[data.TaggedSentence]
+    dev: list[data.TaggedSentence]
+    sources: list[dict]  # for the manifest's training_data
+
+
+def load_data(config: NerConfig) -> NerData:
+    """Shuffled training sentences and the dev sentences (file order)."""
+    root = Path(config.data.datasets_dir)
+    train = data.read_conll(root / config.data.train_file)
+    dev = data.read_conll(root / config.data.dev_file)
+    sources = [
+        dict(name="conll2003", split="train", examples=len(train), source=config.data.train_file),
+        dict(name="conll2003", split="valid", examples=len(dev), source=config.data.dev_file),
+    ]
+    for name, sentences in [("train", train), ("dev", dev)]:
+        unknown = {tag for sentence in sentences for _, tag in sentence} - set(data.NER_TAGS)
+        if unknown:
+            raise ValueError(f"{name} data has tags {sorted(unknown)} outside {data.NER_TAGS}")
+    random.Random(config.trainer.seed).shuffle(train)
+    if config.data.limit_train is not None:
+        train = train[: config.data.limit_train]
+    if config.data.limit_dev is not None:
+        dev = dev[: config.data.limit_dev]
+    return NerData(train=train, dev=dev, sources=sources)
+
+
+def preprocessing(config: NerConfig) -> NerPreprocessing:
+    """The preprocessing the model is trained with and served with (the manifest records it)."""
+    return NerPreprocessing(
+        lowercase_words=True,
+        max_word_chars=config.max_word_chars,
+        max_tokens=config.max_tokens,
+        split_sentences=True,
+        case_features=list(CASE_FEATURES),
+    )
+
+
+def build_vocabs(
+    config: NerConfig, sentences: Sequence[data.TaggedSentence]
+) -> tuple[Vocab, Vocab, int]:
+    """``(words, chars, trained)``. Words: lower-cased training words (the first ``trained``
+    entries, special tokens included), then frequent GloVe words up to ``max_size``.
+    Characters: training characters, case kept."""
+    counts = Counter(token.lower() for sentence in sentences for token, _ in sentence)
+    extra = (
+        glove_words(Path(config.vocab.glove_path), config.vocab.max_size)
+        if config.vocab.glove_fill
+        else []
+    )
+    words = Vocab.build(
+        counts, min_freq=config.vocab.min_freq, max_size=config.vocab.max_size, extra=extra
+    )
+    trained = 2 + sum(1 for t in words.tokens[2:] if counts[t] >= config.vocab.min_freq)
+    char_counts = Counter(c for sentence in sentences for token, _ in sentence for c in token)
+    chars = Vocab.build(char_counts, min_freq=config.vocab.char_min_freq)
+    return words, chars, trained
+
+
+def encode(encoder: NerEncoder, sentences: Sequence[data.TaggedSentence]) -> list[Example]:
+    tag_index = {tag: i for i, tag in enumerate(data.NER_TAGS)}
+    return [
+        (encoder.encode([token for token, _ in s]), [tag_index[tag] for _, tag in s])
+        for s in sentences
+    ]
+
+
+def to_tensors(
+    examples: Sequence[Example], indices: Sequence[int]
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """``(inputs in graph order, tags (batch, tokens))`` for the examples at ``indices``."""
+    feeds = pad_ner_batch([examples[i][0] for i in indices])
+    inputs = tuple(torch.from_numpy(feeds[name]) for name in NER_INPUT_NAMES)
+    tags = torch.zeros(feeds["word_ids"].shape, dtype=torch.int64)
+    for row, index in enumerate(indices):
+        tags[row, : len(examples[index][1])] = torch.tensor(examples[index][1])
+    return inputs, tags
+
+
+def eval_batches(examples: Sequence[Example]) -> list[list[int]]:
+    return token_budget_batches([len(f) for f, _ in examples], EVAL_BATCH_TOKENS, 256, rng=None)
+
+
+def predict_tags(model: NerTagger, examples: Sequence[Example]) -> list[list[int]]:
+    """PyTorch Viterbi tag ids of every example, in order (eval mode)."""
+    out: list[list[int]] = [[] for _ in examples]
+    model.eval()
+    with torch.no_grad():
+        for batch in eval_batches(examples):
+            inputs, _ = to_tensors(examples, batch)
+            for index, tags in zip(batch, model.decode(inputs), strict=True):
+                out[index] = tags
+    return out
+
+
+def entity_metrics(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Entity-level precision/recall/F1 in percent (seqeval, strict IOB2): overall and per type."""
+    report = classification_report(
+        list(map(list, gold)),
+        list(map(list, predicted)),
+        mode="strict",
+        scheme=IOB2,
+        output_dict=True,
+        zero_division=0,
+    )
+    overall = report["micro avg"]
+    metrics = {
+        "dev_precision": 100 * overall["precision"],
+        "dev_recall": 100 * overall["recall"],
+        "dev_f1": 100 * overall["f1-score"],
+    }
+    for kind in sorted(k for k in report if not k.endswith(" avg")):
+        metrics[f"dev_f1_{kind}"] = 100 * report[kind]["f1-score"]
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def tag_names(ids: Sequence[Sequence[int]], tags: Sequence[str] = data.NER_TAGS) -> list[list[str]]:
+    return [[tags[i] for i in row] for row in ids]
+
+
+def build_model(
+    config: NerConfig, vocab_size: int, num_chars: int, trained_words: int
+) -> NerTagger:
+    """The tagger; ``trained_words`` vocabulary entries are fine-tuned (2, the special tokens,
+    with ``freeze_embeddings``)."""
+    model_args = to_dict(config.model)
+    constrain = model_args.pop("constrain_transitions")
+    trainable = 2 if model_args.pop("freeze_embeddings") else trained_words
+    emissions = NerEmissions(
+        vocab_size,
+        num_chars,
+        len(CASE_FEATURES),
+        len(data.NER_TAGS),
+        trainable_words=trainable,
+        **model_args,
+    )
+    return NerTagger(emissions, data.NER_TAGS, constrain_transitions=constrain)
+
+
+def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    torch.manual_seed(config.trainer.seed)
+    torch.set_num_threads(config.trainer.threads)
+    corpus = load_data(config)
+    log.info("training sentences: %d; dev: %d", len(corpus.train), len(corpus.dev))
+    words, chars, trained_words = build_vocabs(config, corpus.train)
+    log.info(
+        "vocabulary: %d words (%d from training), %d characters",
+        len(words),
+        trained_words,
+        len(chars),
+    )
+    encoder = NerEncoder(words, chars, preprocessing(config))
+    train_examples, dev_examples = encode(encoder, corpus.train), encode(encoder, corpus.dev)
+    dev_gold = [[tag for _, tag in s] for s in corpus.dev]
+
+    model = build_model(config, len(words), len(chars), trained_words)
+    weights = embedding_matrix(words, Path(config.vocab.glove_path), config.model.word_dim)
+    model.emissions.words.load_vectors(torch.from_numpy(weights))
+    lengths = [len(features) for features, _ in train_examples]
+
+    def batches(epoch: int) -> Iterator:
+        rng = random.Random(config.trainer.seed * 1000 + epoch)
+        for indices in token_budget_batches(lengths, 10**9, config.data.batch_size, rng):
+            yield to_tensors(train_examples, indices)
+
+    def loss(model: NerTagger, batch) -> torch.Tensor:
+        inputs, tags = batch
+        return model.loss(inputs, tags)
+
+    def evaluate(model: NerTagger) -> dict[str, float]:
+        return entity_metrics(dev_gold, tag_names(predict_tags(model, dev_examples)))
+
+    task = TrainingTask(
+        batches=batches,
+        loss=loss,
+        evaluate=evaluate,
+        select="dev_f1",
+        checkpoint_extra={
+            "task": "ner",
+            "config": to_dict(config),
+            "vocab": words.tokens,
+            "chars": chars.tokens,
+            "trained_words": trained_words,
+            "labels": data.NER_TAGS,
+            "training_data": corpus.sources,
+        },
+    )
+    return Trainer(model, task, config.trainer, run_dir).fit(resume=resume)
+
+
+# --- export -------------------------------------------------------------------------------------
+
+GRAPH_INPUT_SHAPES = {
+    "word_ids": ["batch", "tokens"],
+    "case_ids": ["batch", "tokens"],
+    "char_ids": ["batch", "tokens", "chars"],
+    "lengths": ["batch"],
+}
+
+
+def load_checkpoint(path: Path) -> tuple[NerTagger, dict]:
+    """Rebuild the tagger from a checkpoint, which carries its config and vocabularies."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("task") != "ner":
+        raise ValueError(f"{path} is not an NER checkpoint (task={state.get('task')!r})")
+    config = from_dict("ner", state["config"])
+    model = build_model(config, len(state["vocab"]), len(state["chars"]), state["trained_words"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state
+
+
+def crf_parameters(model: NerTagger, tags: Sequence[str]) -> CrfParameters:
+    transitions, start, end = (t.detach().double().numpy() for t in model.crf.scores())
+    return CrfParameters(tuple(tags), transitions, start, end)
+
+
+def ort_emissions(
+    session, examples: Sequence[Example], batch: Sequence[int]
+) -> dict[str, np.ndarray]:
+    feeds = pad_ner_batch([examples[i][0] for i in batch])
+    return {"lengths": feeds["lengths"], EMISSIONS: session.run([EMISSIONS], feeds)[0]}
+
+
+def verify_tags(
+    model: NerTagger, session, crf: CrfParameters, examples: Sequence[Example]
+) -> float:
+    """ORT emissions + numpy Viterbi give PyTorch's tags for every example; returns the max
+    emission difference over real tokens. Raises :class:`VerificationError` otherwise."""
+    worst = 0.0
+    with torch.no_grad():
+        for batch in eval_batches(examples):
+            inputs, _ = to_tensors(examples, batch)
+            torch_emissions = model(*inputs)
+            reference = model.crf.decode(
+                torch_emissions, length_mask(inputs[-1], torch_emissions.shape[1])
+            )
+            out = ort_emissions(session, examples, batch)
+            decoded = viterbi_decode(out[EMISSIONS], out["lengths"], crf)
+            for row, index in enumerate(batch):
+                length = len(examples[index][0])
+                worst = max(
+                    worst,
+                    assert_close(
+                        torch_emissions[row, :length].numpy(),
+                        out[EMISSIONS][row, :length],
+                        1e-4,
+                        f"ONNX Runtime vs PyTorch emissions of dev sentence {index}",
+                    ),
+                )
+                if decoded[row].tolist() != reference[row]:
+                    raise VerificationError(
+                        f"dev sentence {index}: numpy Viterbi over ONNX emissions gives "
+                        f"{decoded[row].tolist()}, PyTorch gives {reference[row]}"
+                    )
+    return worst
+
+
+def check_batch_invariance(
+    session, crf: CrfParameters, examples: Sequence[Example], count: int = 16
+) -> float:
+    """Short sentences tag and score the same alone and padded into a batch with the longest
+    sentences and the longest words; returns the max emission difference."""
+    by_length = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
+    longest_word = max(range(len(examples)), key=lambda i: max(map(len, examples[i][0].char_ids)))
+    short, long = by_length[:count], [*by_length[-count:], longest_word]
+    worst = 0.0
+    batched = ort_emissions(session, examples, short + long)
+    batched_tags = viterbi_decode(batched[EMISSIONS], batched["lengths"], crf)
+    for row, index in enumerate(short):
+        alone = ort_emissions(session, examples, [index])
+        length = len(examples[index][0])
+        worst = max(
+            worst,
+            assert_close(
+                alone[EMISSIONS][0, :length],
+                batched[EMISSIONS][row, :length],
+                1e-5,
+                f"emissions of dev sentence {index} alone vs in a padded batch",
+            ),
+        )
+        if (
+            viterbi_decode(alone[EMISSIONS], alone["lengths"], crf)[0].tolist()
+            != batched_tags[row].tolist()
+        ):
+            raise VerificationError(
+                f"dev sentence {index} tags differently alone and in a padded batch"
+            )
+    return worst
+
+
+def _example_inputs(encoder: NerEncoder) -> tuple[torch.Tensor, ...]:
+    feeds = pad_ner_batch(
+        [encoder.encode(["EU", "rejects", "German", "call"]), encoder.encode(["Peter"])]
+    )
+    return tuple(torch.from_numpy(feeds[name]) for name in NER_INPUT_NAMES)
+
+
+def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
+    """Export a checkpoint to ``out_dir`` (ONNX + JSON + manifest), verified on the dev set."""
+    model, state = load_checkpoint(checkpoint)
+    config = from_dict("ner", state["config"])
+    words, chars, tags = Vocab(state["vocab"]), Vocab(state["chars"]), list(state["labels"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    words.to_json(out_dir / VOCAB_FILE)
+    chars.to_json(out_dir / CHARS_FILE)
+    (out_dir / LABELS_FILE).write_text(json.dumps(tags), "utf-8")
+    crf = crf_parameters(model, tags)
+    crf.to_json(out_dir / CRF_FILE)
+
+    encoder = NerEncoder(words, chars, preprocessing(config))
+    axes = {name: dict(enumerate(shape)) for name, shape in GRAPH_INPUT_SHAPES.items()}
+    axes["lengths"] = {0: "batch"}
+    export_onnx(
+        model.emissions,
+        _example_inputs(encoder),
+        out_dir / MODEL_GRAPH_FILE,
+        input_names=list(NER_INPUT_NAMES),
+        output_names=[EMISSIONS],
+        dynamic_axes={**axes, EMISSIONS: {0: "batch", 1: "tokens"}},
+    )
+    session = ort.InferenceSession(
+        str(out_dir / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
+    )
+
+    corpus = load_data(config)
+    dev_examples = encode(encoder, corpus.dev)
+    diff = verify_tags(model, session, crf, dev_examples)
+    log.info(
+        "parity: equal tags on all %d dev sentences; max emission difference %.2e",
+        len(dev_examples),
+        diff,
+    )
+    invariance = check_batch_invariance(session, crf, dev_examples)
+    log.info("batch invariance: equal tags, max emission difference %.2e", invariance)
+
+    manifest = Manifest(
+        task="ner",
+        name="ner",
+        version=version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        opset=OPSET,
+        graphs={
+            "model": GraphSpec(
+                file=MODEL_GRAPH_FILE,
+                inputs=[
+                    TensorSpec(name=n, dtype="int64", shape=s)
+                    for n, s in GRAPH_INPUT_SHAPES.items()
+                ],
+                outputs=[
+                    TensorSpec(
+                        name=EMISSIONS, dtype="float32", shape=["batch", "tokens", len(tags)]
+                    )
+                ],
+            )
+        },
+        labels=tags,
+        preprocessing=preprocessing(config).model_dump(),
+        training_data=state["training_data"],
+        metrics={},
+        training_config=state["config"],
+        framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
+        files={},
+    )
+    # The recorded dev metrics come from the served path: NerPredictor over ONNX Runtime.
+    predicted = NerPredictor(manifest, out_dir, session).predict_tokens(
+        [[w for w, _ in s] for s in corpus.dev]
+    )
+    metrics = entity_metrics(
+        [[t for _, t in s] for s in corpus.dev], [[t.tag for t in p.tokens] for p in predicted]
+    )
+    log.info("dev metrics (ONNX Runtime + numpy Viterbi): %s", metrics)
+    return write_manifest(out_dir, manifest.model_copy(update={"metrics": metrics}))
+
+
+# --- evaluation of an exported model ------------------------------------------------------------
+
+
+def evaluate_file(
+    model_dir: Path, data_file: Path, threads: int = 1
+) -> tuple[str, dict[str, float]]:
+    """Score the exported model in ``model_dir`` on a CoNLL file, through the service's code.
+
+    Returns seqeval's report (strict IOB2, per type and overall) and the metrics as a dict
+    (``dev_`` prefix dropped: the file need not be the dev set).
+    """
+    manifest = load_manifest(model_dir, verify=True)
+    if manifest.task != "ner":
+        raise ValueError(f"{model_dir} holds a {manifest.task!r} model, not an NER model")
+    sessions = {
+        name: OnnxSession(
+            manifest.path_of(model_dir, name), spec, SessionConfig(intra_op_threads=threads)
+        )
+        for name, spec in manifest.graphs.items()
+    }
+    predictor = NerPredictor.from_artifact(model_dir, manifest, sessions)
+    sentences = data.read_conll(data_file)
+    predicted = predictor.predict_tokens([[w for w, _ in s] for s in sentences])
+    gold = [[t for _, t in s] for s in sentences]
+    tags = [[t.tag for t in p.tokens] for p in predicted]
+    report = classification_report(
+        gold, tags, mode="strict", scheme=IOB2, digits=4, zero_division=0
+    )
+    metrics = {k.removeprefix("dev_"): v for k, v in entity_metrics(gold, tags).items()}
+    return report, metrics

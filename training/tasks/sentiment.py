@@ -1,0 +1,327 @@
+"""The sentiment task: SST-2 phrases and IMDB reviews -> a binary text classifier."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, write_manifest
+from service.text import Vocab, WordEncoder, pad_batch
+from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
+from service.text.encoding import WordEncoderConfig
+from training import data
+from training.batching import token_budget_batches
+from training.config import SentimentConfig, from_dict, to_dict
+from training.embeddings import embedding_matrix, glove_words
+from training.export import OPSET, export_onnx
+from training.models.sentiment import ProbabilityHead, SentimentClassifier
+from training.trainer import Trainer, TrainingTask
+from training.verify import assert_close
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SentimentData:
+    train: list[data.LabeledText]
+    dev: dict[str, list[data.LabeledText]]  # name -> examples
+    sources: list[dict]  # for the manifest's training_data
+
+
+def load_data(config: SentimentConfig) -> SentimentData:
+    """Training texts and the two dev sets (SST-2 dev, IMDB held-out reviews)."""
+    root = Path(config.data.datasets_dir)
+    train: list[data.LabeledText] = []
+    dev: dict[str, list[data.LabeledText]] = {}
+    sources = []
+    if config.data.use_sst:
+        sst_train = data.read_sst2_tsv(root / "sst/sst2_glue/train.tsv")
+        dev["sst2"] = data.read_sst2_tsv(root / "sst/sst2_glue/dev.tsv")
+        train += sst_train
+        sources += [
+            dict(
+                name="sst2_glue",
+                split="train",
+                examples=len(sst_train),
+                source="sst/sst2_glue/train.tsv",
+            ),
+            dict(
+                name="sst2_glue",
+                split="dev",
+                examples=len(dev["sst2"]),
+                source="sst/sst2_glue/dev.tsv",
+            ),
+        ]
+    if config.data.use_imdb:
+        imdb = data.read_imdb_tsv(root / "imdb/train.tsv")
+        imdb_train, dev["imdb"] = data.split_holdout(
+            imdb, config.data.imdb_holdout, config.data.holdout_seed
+        )
+        train += imdb_train
+        sources += [
+            dict(
+                name="imdb",
+                split=f"train minus held-out (seed {config.data.holdout_seed})",
+                examples=len(imdb_train),
+                source="imdb/train.tsv",
+            ),
+            dict(
+                name="imdb",
+                split=f"held-out dev (seed {config.data.holdout_seed})",
+                examples=len(dev["imdb"]),
+                source="imdb/train.tsv",
+            ),
+        ]
+    random.Random(config.trainer.seed).shuffle(train)
+    if config.data.limit_train is not None:
+        train = train[: config.data.limit_train]
+    if config.data.limit_dev is not None:
+        dev = {name: records[: config.data.limit_dev] for name, records in dev.items()}
+    return SentimentData(train=train, dev=dev, sources=sources)
+
+
+def encoder_config(config: SentimentConfig, *, training: bool) -> WordEncoderConfig:
+    max_tokens = config.data.max_train_tokens if training else config.max_tokens
+    return WordEncoderConfig(lowercase=True, strip_markup=True, max_tokens=max_tokens)
+
+
+def build_vocab(config: SentimentConfig, texts: Sequence[str]) -> Vocab:
+    """Training words seen ``min_freq`` times, then frequent GloVe words up to ``max_size``."""
+    words = WordEncoder(Vocab.build(Counter()), encoder_config(config, training=False))
+    counts = Counter(w for text in texts for w in words.words(text))
+    extra = (
+        glove_words(Path(config.vocab.glove_path), config.vocab.max_size)
+        if config.vocab.glove_fill
+        else []
+    )
+    return Vocab.build(
+        counts, min_freq=config.vocab.min_freq, max_size=config.vocab.max_size, extra=extra
+    )
+
+
+def encode(
+    encoder: WordEncoder, records: Sequence[data.LabeledText]
+) -> list[tuple[list[int], int]]:
+    return [(encoder.encode(r.text).ids, r.label) for r in records]
+
+
+def to_tensors(examples: Sequence[tuple[list[int], int]], indices: Sequence[int]):
+    ids, lengths = pad_batch([examples[i][0] for i in indices])
+    labels = torch.tensor([examples[i][1] for i in indices])
+    return torch.from_numpy(ids), torch.from_numpy(lengths), labels
+
+
+def predict_probabilities(
+    model: nn.Module, examples: Sequence[tuple[list[int], int]], batch_tokens: int = 20000
+) -> np.ndarray:
+    """Class probabilities for every example, in order (PyTorch, eval mode)."""
+    lengths = [len(ids) for ids, _ in examples]
+    out = np.zeros((len(examples), 2), dtype=np.float32)
+    model.eval()
+    with torch.no_grad():
+        for batch in token_budget_batches(lengths, batch_tokens, 256, rng=None):
+            ids, lens, _ = to_tensors(examples, batch)
+            out[batch] = torch.softmax(model(ids, lens), dim=-1).numpy()
+    return out
+
+
+def accuracy_metrics(
+    predict: Callable[[Sequence[tuple[list[int], int]]], np.ndarray],
+    dev: dict[str, Sequence[tuple[list[int], int]]],
+) -> dict[str, float]:
+    """``dev_<name>_accuracy`` per dev set (in percent) and their mean."""
+    metrics = {}
+    for name, examples in dev.items():
+        probs = predict(examples)
+        gold = np.array([label for _, label in examples])
+        metrics[f"dev_{name}_accuracy"] = float((probs.argmax(1) == gold).mean() * 100)
+    metrics["dev_mean_accuracy"] = float(np.mean(list(metrics.values())))
+    return metrics
+
+
+def build_model(config: SentimentConfig, vocab_size: int) -> SentimentClassifier:
+    return SentimentClassifier(vocab_size, len(data.SENTIMENT_LABELS), **to_dict(config.model))
+
+
+def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    torch.manual_seed(config.trainer.seed)
+    torch.set_num_threads(config.trainer.threads)
+    corpus = load_data(config)
+    log.info(
+        "training examples: %d; dev: %s",
+        len(corpus.train),
+        {k: len(v) for k, v in corpus.dev.items()},
+    )
+    vocab = build_vocab(config, [r.text for r in corpus.train])
+    log.info("vocabulary: %d entries", len(vocab))
+    train_examples = encode(WordEncoder(vocab, encoder_config(config, training=True)), corpus.train)
+    dev_encoder = WordEncoder(vocab, encoder_config(config, training=False))
+    dev_examples = {name: encode(dev_encoder, records) for name, records in corpus.dev.items()}
+
+    model = build_model(config, len(vocab))
+    weights = embedding_matrix(vocab, Path(config.vocab.glove_path), config.model.embedding_dim)
+    model.embedding.weight.data.copy_(torch.from_numpy(weights))
+    lengths = [len(ids) for ids, _ in train_examples]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def batches(epoch: int) -> Iterator:
+        rng = random.Random(config.trainer.seed * 1000 + epoch)
+        for indices in token_budget_batches(
+            lengths, config.data.batch_tokens, config.data.max_batch_size, rng
+        ):
+            yield to_tensors(train_examples, indices)
+
+    def loss(model: nn.Module, batch) -> torch.Tensor:
+        ids, lens, labels = batch
+        return loss_fn(model(ids, lens), labels)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return accuracy_metrics(lambda ex: predict_probabilities(model, ex), dev_examples)
+
+    task = TrainingTask(
+        batches=batches,
+        loss=loss,
+        evaluate=evaluate,
+        select="dev_mean_accuracy",
+        checkpoint_extra={
+            "task": "sentiment",
+            "config": to_dict(config),
+            "vocab": vocab.tokens,
+            "labels": data.SENTIMENT_LABELS,
+            "training_data": corpus.sources,
+        },
+    )
+    return Trainer(model, task, config.trainer, run_dir).fit(resume=resume)
+
+
+# --- export -------------------------------------------------------------------------------------
+
+GRAPH_INPUTS = [("token_ids", ["batch", "tokens"]), ("lengths", ["batch"])]
+GRAPH_OUTPUT = "probabilities"
+
+
+def load_checkpoint(path: Path) -> tuple[SentimentClassifier, dict]:
+    """Rebuild the model from a checkpoint, which carries its config and vocabulary."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("task") != "sentiment":
+        raise ValueError(f"{path} is not a sentiment checkpoint (task={state.get('task')!r})")
+    config = from_dict("sentiment", state["config"])
+    model = build_model(config, len(state["vocab"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state
+
+
+def ort_probabilities(
+    session, examples: Sequence[tuple[list[int], int]], batch_tokens: int = 20000
+) -> np.ndarray:
+    """Class probabilities from an ONNX Runtime session, batched like
+    :func:`predict_probabilities`."""
+    lengths = [len(ids) for ids, _ in examples]
+    out = np.zeros((len(examples), 2), dtype=np.float32)
+    for batch in token_budget_batches(lengths, batch_tokens, 256, rng=None):
+        ids, lens = pad_batch([examples[i][0] for i in batch])
+        out[batch] = session.run([GRAPH_OUTPUT], {"token_ids": ids, "lengths": lens})[0]
+    return out
+
+
+def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
+    """Export a checkpoint to ``out_dir`` (ONNX + vocab/labels JSON + manifest), verified."""
+    model, state = load_checkpoint(checkpoint)
+    config = from_dict("sentiment", state["config"])
+    vocab = Vocab(state["vocab"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    vocab.to_json(out_dir / VOCAB_FILE)
+    (out_dir / LABELS_FILE).write_text(json.dumps(state["labels"]), "utf-8")
+
+    head = ProbabilityHead(model).eval()
+    example = (torch.tensor([[5, 6, 7], [8, 9, 0]]), torch.tensor([3, 2]))
+    export_onnx(
+        head,
+        example,
+        out_dir / MODEL_GRAPH_FILE,
+        input_names=[name for name, _ in GRAPH_INPUTS],
+        output_names=[GRAPH_OUTPUT],
+        dynamic_axes={
+            "token_ids": {0: "batch", 1: "tokens"},
+            "lengths": {0: "batch"},
+            GRAPH_OUTPUT: {0: "batch"},
+        },
+    )
+    session = ort.InferenceSession(
+        str(out_dir / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
+    )
+
+    corpus = load_data(config)
+    dev_encoder = WordEncoder(vocab, encoder_config(config, training=False))
+    dev_examples = {name: encode(dev_encoder, records) for name, records in corpus.dev.items()}
+    probe = [ex for examples in dev_examples.values() for ex in examples[:256]]
+    diff = assert_close(
+        predict_probabilities(model, probe),
+        ort_probabilities(session, probe),
+        1e-4,
+        "ONNX Runtime vs PyTorch probabilities on dev batches",
+    )
+    log.info("parity: max abs difference %.2e over %d dev texts", diff, len(probe))
+    invariance = check_batch_invariance(session, probe)
+    log.info("batch invariance: max abs difference %.2e", invariance)
+    metrics = accuracy_metrics(lambda ex: ort_probabilities(session, ex), dev_examples)
+    log.info("dev metrics (ONNX Runtime): %s", metrics)
+
+    manifest = Manifest(
+        task="sentiment",
+        name="sentiment",
+        version=version,
+        created_at=utc_now(),
+        opset=OPSET,
+        graphs={
+            "model": GraphSpec(
+                file=MODEL_GRAPH_FILE,
+                inputs=[TensorSpec(name=n, dtype="int64", shape=s) for n, s in GRAPH_INPUTS],
+                outputs=[
+                    TensorSpec(
+                        name=GRAPH_OUTPUT, dtype="float32", shape=["batch", len(state["labels"])]
+                    )
+                ],
+            )
+        },
+        labels=state["labels"],
+        preprocessing=encoder_config(config, training=False).model_dump(),
+        training_data=state["training_data"],
+        metrics=metrics,
+        training_config=state["config"],
+        framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
+        files={},
+    )
+    return write_manifest(out_dir, manifest)
+
+
+def check_batch_invariance(
+    session, examples: Sequence[tuple[list[int], int]], count: int = 16
+) -> float:
+    """A text scores the same alone and padded into a batch with the longest texts."""
+    by_length = sorted(examples, key=lambda ex: len(ex[0]))
+    short, long = by_length[:count], by_length[-count:]
+    alone = np.concatenate([ort_probabilities(session, [ex]) for ex in short])
+    ids, lens = pad_batch([ex[0] for ex in short + long])
+    batched = session.run([GRAPH_OUTPUT], {"token_ids": ids, "lengths": lens})[0][: len(short)]
+    return assert_close(alone, batched, 1e-5, "probabilities alone vs in a padded batch")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
