@@ -78,7 +78,7 @@ class NerDataConfig:
     datasets_dir: str = str(DATASETS)
     train_file: str = "conll2003/train.txt"  # relative to datasets_dir
     dev_file: str = "conll2003/valid.txt"  # model selection and early stopping only
-    batch_size: int = 16  # sentences per training batch (grouped by similar length)
+    batch_size: int = 10  # sentences per training batch (grouped by similar length)
     limit_train: int | None = None  # use only the first N shuffled training sentences
     limit_dev: int | None = None  # use only the first N dev sentences
 
@@ -116,7 +116,7 @@ class NerConfig:
     vocab: NerVocabConfig = field(default_factory=NerVocabConfig)
     model: NerModelConfig = field(default_factory=NerModelConfig)
     trainer: TrainerConfig = field(
-        default_factory=lambda: TrainerConfig(epochs=30, lr=1e-3, clip_norm=5.0, patience=5)
+        default_factory=lambda: TrainerConfig(epochs=40, lr=1e-3, clip_norm=5.0, patience=6)
     )
     max_tokens: int = 150  # served: longer sentences are split into windows of at most this
     max_word_chars: int = 30  # characters of a word fed to the character CNN

@@ -62,6 +62,8 @@ class GraphRunner(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NerToken:
+    """A token, its ``[start, end)`` character offsets, its tag and that tag's marginal."""
+
     text: str
     start: int
     end: int
@@ -71,6 +73,8 @@ class NerToken:
 
 @dataclass(frozen=True, slots=True)
 class NerEntity:
+    """An entity: type (PER, ORG, ...), its text and offsets, and the CRF probability of it."""
+
     type: str
     text: str
     start: int

@@ -44,6 +44,7 @@ class CrfParameters:
 
     @classmethod
     def from_dict(cls, values: dict) -> CrfParameters:
+        """From the JSON form: ``{"tags": [...], "transitions": [[...]], "start", "end"}``."""
         return cls(
             tags=tuple(values["tags"]),
             transitions=np.asarray(values["transitions"], dtype=np.float64),
@@ -52,6 +53,7 @@ class CrfParameters:
         )
 
     def to_dict(self) -> dict:
+        """The JSON form (see :meth:`from_dict`)."""
         return {
             "tags": list(self.tags),
             "transitions": self.transitions.tolist(),
@@ -61,9 +63,11 @@ class CrfParameters:
 
     @classmethod
     def from_json(cls, path: Path) -> CrfParameters:
+        """Read ``crf.json``."""
         return cls.from_dict(json.loads(Path(path).read_text("utf-8")))
 
     def to_json(self, path: Path) -> None:
+        """Write ``crf.json`` (float64 values, exact for the float32 scores of a model)."""
         Path(path).write_text(json.dumps(self.to_dict()) + "\n", "utf-8")
 
 

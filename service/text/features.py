@@ -25,11 +25,11 @@ CASE_FEATURES: tuple[str, ...] = (
     "numeric",  # 1996, 22
     "mostly_numeric",  # 1996-08-22, 3:1, 1990s (more than half digits)
     "lower",  # every cased character lower: rejects, u.s.
-    "upper",  # every cased character upper: EU, U.S., F16
+    "upper",  # every cased character upper: EU, U.S., A4
     "initial_upper",  # first character upper: German, McDonald, Jean-Claude
-    "has_digit",  # some digits: No.2, A4
+    "has_digit",  # some digits, other casing: iPhone4, mRNA2
     "punctuation",  # no letter, no digit: . , ( --
-    "other",  # iPhone, 's with no letter case
+    "other",  # iPhone, 東京 (no letter case)
 )
 _CASE_ID = {name: index for index, name in enumerate(CASE_FEATURES)}
 

@@ -75,12 +75,9 @@ class WordEmbedding(nn.Module):
         if not pad_id < trainable <= vocab_size:
             raise ValueError(f"trainable={trainable} must lie in ({pad_id}, {vocab_size}]")
         self.trainable = trainable
+        self.fixed_count = vocab_size - trainable  # a Python int: the split is fixed at export
         self.learned = nn.Embedding(trainable, dim, padding_idx=pad_id)
         self.register_buffer("fixed", torch.zeros(vocab_size - trainable, dim))
-
-    @property
-    def vocab_size(self) -> int:
-        return self.trainable + self.fixed.shape[0]
 
     def load_vectors(self, vectors: torch.Tensor) -> None:
         """Initialise both parts from a ``(vocab_size, dim)`` matrix (e.g. GloVe rows)."""
@@ -90,7 +87,7 @@ class WordEmbedding(nn.Module):
 
     def forward(self, word_ids: torch.Tensor) -> torch.Tensor:
         learned = self.learned(word_ids.clamp(max=self.trainable - 1))
-        if self.fixed.shape[0] == 0:
+        if self.fixed_count == 0:
             return learned
         fixed = F.embedding((word_ids - self.trainable).clamp(min=0), self.fixed)
         return torch.where((word_ids < self.trainable).unsqueeze(-1), learned, fixed)

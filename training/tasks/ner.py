@@ -115,6 +115,7 @@ def build_vocabs(
 
 
 def encode(encoder: NerEncoder, sentences: Sequence[data.TaggedSentence]) -> list[Example]:
+    """Model inputs and gold tag ids of each sentence."""
     tag_index = {tag: i for i, tag in enumerate(data.NER_TAGS)}
     return [
         (encoder.encode([token for token, _ in s]), [tag_index[tag] for _, tag in s])
@@ -135,6 +136,7 @@ def to_tensors(
 
 
 def eval_batches(examples: Sequence[Example]) -> list[list[int]]:
+    """Deterministic batches of similar length for evaluation and verification."""
     return token_budget_batches([len(f) for f, _ in examples], EVAL_BATCH_TOKENS, 256, rng=None)
 
 
@@ -174,6 +176,7 @@ def entity_metrics(
 
 
 def tag_names(ids: Sequence[Sequence[int]], tags: Sequence[str] = data.NER_TAGS) -> list[list[str]]:
+    """Tag ids -> tag strings, sentence by sentence."""
     return [[tags[i] for i in row] for row in ids]
 
 
@@ -197,6 +200,7 @@ def build_model(
 
 
 def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    """Train with early stopping on dev entity F1; returns the best epoch's record."""
     torch.manual_seed(config.trainer.seed)
     torch.set_num_threads(config.trainer.threads)
     corpus = load_data(config)
@@ -270,6 +274,7 @@ def load_checkpoint(path: Path) -> tuple[NerTagger, dict]:
 
 
 def crf_parameters(model: NerTagger, tags: Sequence[str]) -> CrfParameters:
+    """The CRF's effective scores (forbidden transitions included) as written to ``crf.json``."""
     transitions, start, end = (t.detach().double().numpy() for t in model.crf.scores())
     return CrfParameters(tuple(tags), transitions, start, end)
 
@@ -277,6 +282,7 @@ def crf_parameters(model: NerTagger, tags: Sequence[str]) -> CrfParameters:
 def ort_emissions(
     session, examples: Sequence[Example], batch: Sequence[int]
 ) -> dict[str, np.ndarray]:
+    """``lengths (batch,)`` and ONNX Runtime ``emissions (batch, tokens, tags)`` of a batch."""
     feeds = pad_ner_batch([examples[i][0] for i in batch])
     return {"lengths": feeds["lengths"], EMISSIONS: session.run([EMISSIONS], feeds)[0]}
 

@@ -1,0 +1,160 @@
+"""NER smoke test: tiny synthetic CoNLL data, train, export (with its whole-dev verification),
+load through the service's code, evaluate from the command line."""
+
+import gzip
+import itertools
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.predictors.ner import NerPredictor
+from service.runtime.manifest import load_manifest
+from service.runtime.session import OnnxSession, SessionConfig
+from training.cli import main
+
+PEOPLE = [["John", "Smith"], ["Mary"], ["Peter", "Blackburn"], ["Anna", "Berg"]]
+PLACES = [["Paris"], ["New", "York"], ["Berlin"], ["Tokyo"]]
+ORGS = [["Acme", "Corp"], ["Reuters"], ["United", "Nations"]]
+MISC = [["German"], ["French"], ["Olympic"]]
+TEMPLATES = [
+    ["{PER}", "visited", "{LOC}", "."],
+    ["{ORG}", "shares", "rose", "in", "{LOC}", "on", "Monday", "."],
+    ["{PER}", "of", "{ORG}", "said", "the", "{MISC}", "team", "won", "."],
+    ["the", "{MISC}", "minister", "met", "{PER}", "."],
+]
+FILLER = ["visited", "shares", "rose", "in", "on", "monday", "of", "said", "the", "team", "won"]
+
+
+def _sentence(rng: random.Random) -> list[tuple[str, str]]:
+    pools = {"{PER}": ("PER", PEOPLE), "{LOC}": ("LOC", PLACES), "{ORG}": ("ORG", ORGS)}
+    pools["{MISC}"] = ("MISC", MISC)
+    tokens = []
+    for slot in rng.choice(TEMPLATES):
+        if slot in pools:
+            kind, names = pools[slot]
+            name = rng.choice(names)
+            tokens += [(w, f"{'B' if i == 0 else 'I'}-{kind}") for i, w in enumerate(name)]
+        else:
+            tokens.append((slot, "O"))
+    return tokens
+
+
+def write_tiny_conll(root: Path, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    (root / "conll2003").mkdir(parents=True)
+    (root / "glove").mkdir(parents=True)
+    for split, count in [("train", 240), ("valid", 40)]:
+        lines = ["-DOCSTART- -X- -X- O", ""]
+        for _ in range(count):
+            lines += [f"{w} X X {t}" for w, t in _sentence(rng)] + [""]
+        (root / f"conll2003/{split}.txt").write_text("\n".join(lines), "utf-8")
+    words = sorted({w.lower() for names in PEOPLE + PLACES + ORGS + MISC for w in names})
+    vectors = np.random.default_rng(seed).normal(size=(len(words + FILLER), 50))
+    with gzip.open(root / "glove/glove.6B.50d.txt.gz", "wt", encoding="utf-8") as handle:
+        for word, vector in zip(FILLER + words, vectors, strict=True):
+            handle.write(word + " " + " ".join(f"{v:.5f}" for v in vector) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_conll(tmp_path_factory) -> Path:
+    return write_tiny_conll(tmp_path_factory.mktemp("ner-datasets"))
+
+
+def overrides(root: Path) -> list[str]:
+    settings = [
+        f"data.datasets_dir={root}",
+        f"vocab.glove_path={root}/glove/glove.6B.50d.txt.gz",
+        "vocab.max_size=200",
+        "data.batch_size=8",
+        "trainer.threads=1",
+        "trainer.lr=0.01",
+        "model.hidden_size=16",
+        "model.char_dim=8",
+        "model.char_filters=8",
+        "model.case_dim=4",
+    ]
+    return [a for s in settings for a in ("--set", s)]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_conll, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("ner-run")
+    args = ["train", "ner", "--run-dir", str(run_dir), "--set", "trainer.epochs=3"]
+    assert main(args + overrides(tiny_conll)) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ner-model") / "ner"
+    assert main(["export", "ner", "--checkpoint", str(trained / "best.pt"), "--out", str(out)]) == 0
+    return out
+
+
+def test_run_folder_records_entity_f1_per_epoch(trained):
+    for name in ["config.json", "train.log", "metrics.jsonl", "learning_curve.png", "best.pt"]:
+        assert (trained / name).is_file(), name
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert {"dev_f1", "dev_precision", "dev_recall", "dev_f1_PER", "dev_f1_LOC"} <= records[
+        0
+    ].keys()
+    assert max(r["dev_f1"] for r in records) > 50  # the templates are easy
+
+
+def test_export_writes_a_verified_artifact(exported):
+    manifest = load_manifest(exported)
+    assert manifest.task == "ner"
+    assert set(manifest.files) == {
+        "model.onnx",
+        "vocab.json",
+        "chars.json",
+        "labels.json",
+        "crf.json",
+    }
+    assert manifest.labels == json.loads((exported / "labels.json").read_text())
+    assert manifest.labels[0] == "O" and len(manifest.labels) == 9
+    assert {"dev_f1", "dev_precision", "dev_recall", "dev_f1_PER"} <= manifest.metrics.keys()
+    assert manifest.preprocessing["max_tokens"] == 150 and manifest.preprocessing["lowercase_words"]
+    assert [t.name for t in manifest.graphs["model"].inputs] == [
+        "word_ids",
+        "case_ids",
+        "char_ids",
+        "lengths",
+    ]
+
+
+def test_the_service_tags_raw_text_with_the_artifact(exported):
+    manifest = load_manifest(exported)
+    spec = manifest.graphs["model"]
+    session = OnnxSession(exported / spec.file, spec, SessionConfig())
+    predictor = NerPredictor.from_artifact(exported, manifest, {"model": session})
+    text = "John Smith visited New York.  Acme Corp shares rose in Paris on Monday."
+    (prediction,) = predictor.predict_texts([text])
+    assert len(prediction.tokens) == 15
+    for item in [*prediction.tokens, *prediction.entities]:
+        assert text[item.start : item.end] == item.text
+    tags = ["O"] + [t.tag for t in prediction.tokens]
+    for previous, tag in itertools.pairwise(tags):
+        assert not tag.startswith("I-") or previous[2:] == tag[2:]  # the CRF's constraints hold
+
+
+def test_evaluate_reports_seqeval_scores_equal_to_the_manifest(exported, tiny_conll, capsys):
+    args = ["evaluate", "ner", "--data", str(tiny_conll / "conll2003/valid.txt")]
+    assert main([*args, "--model", str(exported)]) == 0
+    out = capsys.readouterr().out
+    for kind in ["PER", "LOC", "ORG", "MISC", "micro avg"]:
+        assert re.search(rf"^\s*{kind}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+$", out, re.MULTILINE), kind
+    f1 = float(re.search(r"overall: precision [\d.]+ recall [\d.]+ F1 ([\d.]+)", out).group(1))
+    assert f1 == pytest.approx(load_manifest(exported).metrics["dev_f1"], abs=0.006)
+
+
+def test_dry_run_trains_a_few_batches(tiny_conll, tmp_path):
+    args = ["train", "ner", "--dry-run", "--run-dir", str(tmp_path), *overrides(tiny_conll)]
+    assert main(args) == 0
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
