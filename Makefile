@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 RUN ?= runs/sentiment
+NER_RUN ?= runs/ner
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint format train-sentiment export-sentiment clean
+.PHONY: serve test lint format train-sentiment export-sentiment train-ner export-ner evaluate-ner clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,15 @@ train-sentiment: $(VENV)/.dev-installed
 
 export-sentiment: $(VENV)/.dev-installed
 	$(BIN)/python -m training export sentiment --checkpoint $(RUN)/best.pt --out exported_models/sentiment
+
+train-ner: $(VENV)/.dev-installed
+	$(BIN)/python -m training train ner --config configs/ner.toml --run-dir $(NER_RUN)
+
+export-ner: $(VENV)/.dev-installed
+	$(BIN)/python -m training export ner --checkpoint $(NER_RUN)/best.pt --out exported_models/ner
+
+evaluate-ner: $(VENV)/.dev-installed
+	$(BIN)/python -m training evaluate ner --data ../shared/datasets/conll2003/valid.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -20,6 +20,7 @@ from pydantic import (
     StrictStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -52,6 +53,27 @@ def _check_text(value: str, info: ValidationInfo) -> str:
 InputText = Annotated[StrictStr, AfterValidator(_check_text)]
 
 
+def _check_item_count(value: Any, info: ValidationInfo, noun: str) -> Any:
+    """Reject an empty list or one longer than ``max_texts`` (``noun`` names the items).
+
+    Run before the items are validated, so 10,000 items give one error rather than 10,000.
+    """
+    if not isinstance(value, list):
+        return value
+    if not value:
+        raise PydanticCustomError(
+            f"too_few_{noun}s", "at least 1 {noun} is required, got none", {"noun": noun}
+        )
+    limit = _limits(info).max_texts
+    if len(value) > limit:
+        raise PydanticCustomError(
+            f"too_many_{noun}s",
+            "at most {limit} {noun}s per request, got {count}",
+            {"limit": limit, "count": len(value), "noun": noun},
+        )
+    return value
+
+
 class SentimentRequest(BaseModel):
     """Texts to classify, answered in the same order."""
 
@@ -69,19 +91,7 @@ class SentimentRequest(BaseModel):
     @field_validator("texts", mode="before")
     @classmethod
     def _check_count(cls, value: Any, info: ValidationInfo) -> Any:
-        # Checked before the items, so 10,000 texts give one error rather than 10,000.
-        if not isinstance(value, list):
-            return value
-        if not value:
-            raise PydanticCustomError("too_few_texts", "at least 1 text is required, got none")
-        limit = _limits(info).max_texts
-        if len(value) > limit:
-            raise PydanticCustomError(
-                "too_many_texts",
-                "at most {limit} texts per request, got {count}",
-                {"limit": limit, "count": len(value)},
-            )
-        return value
+        return _check_item_count(value, info, "text")
 
 
 class ModelRef(BaseModel):
@@ -113,6 +123,159 @@ class SentimentResponse(BaseModel):
 
     model: ModelRef
     results: list[SentimentResult]
+
+
+def _check_token(value: str) -> str:
+    if not value:
+        raise PydanticCustomError("empty_token", "a token must not be empty")
+    if any(char.isspace() for char in value):
+        raise PydanticCustomError(
+            "whitespace_in_token",
+            "a token must not contain whitespace (split it into several tokens)",
+        )
+    return value
+
+
+def _check_sentence(value: list[str], info: ValidationInfo) -> list[str]:
+    if not value:
+        raise PydanticCustomError("empty_sentence", "a sentence needs at least 1 token, got none")
+    # The sentence is tagged as its tokens joined by single spaces, so that string is limited.
+    length = sum(len(token) for token in value) + len(value) - 1
+    limit = _limits(info).max_text_chars
+    if length > limit:
+        raise PydanticCustomError(
+            "text_too_long",
+            "the tokens joined by spaces have {length} characters, at most {limit} are allowed",
+            {"length": length, "limit": limit},
+        )
+    return value
+
+
+InputToken = Annotated[StrictStr, AfterValidator(_check_token)]
+InputSentence = Annotated[list[InputToken], AfterValidator(_check_sentence)]
+
+
+class NerRequest(BaseModel):
+    """Raw texts or pre-tokenized sentences to tag (exactly one of the two), answered in order."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"texts": ["EU rejects German call to boycott British lamb."]},
+                {"tokens": [["EU", "rejects", "German", "call", "to", "boycott", "British"]]},
+            ],
+            "oneOf": [{"required": ["texts"]}, {"required": ["tokens"]}],
+        },
+    )
+
+    # An absent field is an empty list, which a client cannot send (the count check runs on
+    # every value sent), so "absent" needs no None: neither field is nullable.
+    texts: list[InputText] = Field(
+        default_factory=list,
+        description="Raw texts: between 1 and MAX_TEXTS_PER_REQUEST (default 256), each "
+        "non-blank and at most MAX_TEXT_CHARS (default 20000) characters. Each text is "
+        "tokenized and split into sentences by the service; long sentences are tagged in "
+        "windows, never truncated. Send either `texts` or `tokens`, not both.",
+    )
+    tokens: list[InputSentence] = Field(
+        default_factory=list,
+        description="Pre-tokenized sentences (e.g. CoNLL tokens): between 1 and "
+        "MAX_TEXTS_PER_REQUEST sentences, each a non-empty list of non-empty tokens without "
+        "whitespace. A sentence is tagged as one sentence, as if it were the text made of its "
+        "tokens joined by single spaces, which must be at most MAX_TEXT_CHARS characters; "
+        "offsets in the response point into that joined text. Send either `texts` or "
+        "`tokens`, not both.",
+    )
+
+    @field_validator("texts", "tokens", mode="before")
+    @classmethod
+    def _check_count(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_item_count(value, info, "text" if info.field_name == "texts" else "sentence")
+
+    @model_validator(mode="after")
+    def _exactly_one_input(self) -> NerRequest:
+        if not self.texts and not self.tokens:
+            raise PydanticCustomError(
+                "missing_input",
+                "send exactly one of 'texts' (raw strings) or 'tokens' (pre-tokenized "
+                "sentences); got neither",
+            )
+        if self.texts and self.tokens:
+            raise PydanticCustomError(
+                "conflicting_inputs",
+                "send exactly one of 'texts' (raw strings) or 'tokens' (pre-tokenized "
+                "sentences); got both",
+            )
+        return self
+
+
+_OFFSET_NOTE = (
+    "Offsets count Unicode code points (Python string indices, not bytes or UTF-16 units) "
+    "into the input text; for `tokens` input, into the tokens joined by single spaces."
+)
+
+
+class NerToken(BaseModel):
+    """One token of the input and the tag the model gave it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    text: str = Field(description="The token, exactly `input[start:end]`.", examples=["EU"])
+    start: int = Field(ge=0, description=f"Offset of the token's first character. {_OFFSET_NOTE}")
+    end: int = Field(
+        ge=0, description=f"Offset just past the token's last character. {_OFFSET_NOTE}"
+    )
+    tag: str = Field(
+        description="IOB2 tag: 'O' (outside any entity), 'B-X' (first token of an entity of "
+        "type X) or 'I-X' (a following token of it).",
+        examples=["B-ORG"],
+    )
+
+
+class NerEntity(BaseModel):
+    """A named entity: one or more consecutive tokens with a B-X, I-X, ... tag sequence."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    type: str = Field(description="Entity type, one of the model's: PER, ORG, LOC, MISC.")
+    text: str = Field(
+        description="The entity, exactly `input[start:end]` (whitespace between its tokens "
+        "included as sent).",
+        examples=["EU"],
+    )
+    start: int = Field(ge=0, description=f"Offset of the entity's first character. {_OFFSET_NOTE}")
+    end: int = Field(
+        ge=0, description=f"Offset just past the entity's last character. {_OFFSET_NOTE}"
+    )
+    score: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="The CRF's probability that the entity's tokens carry exactly these tags "
+        "(B-X, I-X, ...) given the sentence (or window) they are in, P(y_first..y_last = "
+        "B-X, I-X, ... | sentence), from forward-backward over the CRF. It is never more than "
+        "the marginal probability of any one of its tokens' tags. A model probability, not a "
+        "calibrated accuracy.",
+    )
+
+
+class NerResult(BaseModel):
+    """The tagging of one input text or sentence."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    entities: list[NerEntity] = Field(
+        description="Entities in text order. An entity never spans two sentences (or two "
+        "windows of a sentence longer than the model's max_tokens)."
+    )
+    tokens: list[NerToken] = Field(description="Every token of the input, in text order.")
+
+
+class NerResponse(BaseModel):
+    """Results of ``POST /v1/ner``, one per input text or sentence, in request order."""
+
+    model: ModelRef
+    results: list[NerResult]
 
 
 class ModelInfo(BaseModel):

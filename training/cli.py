@@ -79,6 +79,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_card(args: argparse.Namespace) -> int:
+    from training.model_card import model_table
+
+    print(model_table(Path(args.models)), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training", description="Train, export and evaluate the service's models."
@@ -118,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
     evaluate.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    card = commands.add_parser("model-card", help="print the README's model table from manifests")
+    card.add_argument("--models", default="exported_models", help="folder of exported models")
+    card.set_defaults(func=cmd_model_card)
     return parser
 
 

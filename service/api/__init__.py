@@ -6,6 +6,7 @@ from flask import Flask
 
 from service.api.health import health_blueprint
 from service.api.models import models_blueprint
+from service.api.ner import ner_blueprint
 from service.api.sentiment import sentiment_blueprint
 from service.runtime.registry import ModelRegistry
 from service.schemas import TextLimits
@@ -18,3 +19,4 @@ def register_blueprints(app: Flask, settings: Settings, registry: ModelRegistry)
     app.register_blueprint(health_blueprint(registry))
     app.register_blueprint(models_blueprint(registry))
     app.register_blueprint(sentiment_blueprint(registry, limits))
+    app.register_blueprint(ner_blueprint(registry, limits))

@@ -1,4 +1,5 @@
-"""``GET /v1/models``: what this worker serves, and on which execution providers."""
+"""``GET /v1/models``: what this worker serves, and on which execution providers; and the
+lookup every prediction endpoint starts with (:func:`model_for_task`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from service.errors import NotReady
 from service.runtime.registry import LoadedModel, ModelRegistry
 from service.schemas import ModelInfo, ModelList
 
@@ -34,3 +36,14 @@ def model_info(model: LoadedModel) -> ModelInfo:
         metrics=manifest.metrics,
         providers=model.providers,
     )
+
+
+def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:
+    """The loaded model serving ``task``, or a 503 saying that none is (and why, in details)."""
+    model = registry.for_task(task)
+    if model is None:
+        raise NotReady(
+            f"no {task} model is loaded; GET /v2/health/ready says why",
+            details={"failed": dict(registry.errors)},
+        )
+    return model

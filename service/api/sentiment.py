@@ -7,8 +7,8 @@ from typing import Any
 from flask import Blueprint
 
 from service.api.body import parse_body
-from service.errors import NotReady
-from service.runtime.registry import LoadedModel, ModelRegistry
+from service.api.models import model_for_task
+from service.runtime.registry import ModelRegistry
 from service.schemas import (
     ModelRef,
     SentimentRequest,
@@ -25,7 +25,7 @@ def sentiment_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprin
     @blueprint.post("/sentiment")
     def classify() -> dict[str, Any]:
         body = parse_body(SentimentRequest, context={"limits": limits})
-        model = sentiment_model(registry)
+        model = model_for_task(registry, "sentiment")
         predictions = model.predictor.predict_batch(body.texts)
         response = SentimentResponse(
             model=ModelRef(name=model.name, version=model.manifest.version),
@@ -34,14 +34,3 @@ def sentiment_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprin
         return response.model_dump(mode="json")
 
     return blueprint
-
-
-def sentiment_model(registry: ModelRegistry) -> LoadedModel:
-    """The loaded sentiment model, or a 503 saying why there is none."""
-    model = registry.for_task("sentiment")
-    if model is None:
-        raise NotReady(
-            "no sentiment model is loaded; GET /v2/health/ready says why",
-            details={"failed": dict(registry.errors)},
-        )
-    return model

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from service.predictors.ner import NerPrediction, NerPredictor
 from service.predictors.sentiment import SentimentPrediction, SentimentPredictor
 from service.runtime.manifest import Manifest
 from service.runtime.session import OnnxSession
@@ -34,10 +35,13 @@ PredictorFactory = Callable[[Path, Manifest, Mapping[str, OnnxSession]], Predict
 
 PREDICTOR_FACTORIES: dict[str, PredictorFactory] = {
     "sentiment": SentimentPredictor.from_artifact,
+    "ner": NerPredictor.from_artifact,
 }
 
 __all__ = [
     "PREDICTOR_FACTORIES",
+    "NerPrediction",
+    "NerPredictor",
     "Predictor",
     "PredictorFactory",
     "SentimentPrediction",

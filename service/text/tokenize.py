@@ -2,8 +2,9 @@
 
 It follows the Penn Treebank / CoNLL-2003 conventions closely enough for models trained on
 those corpora: punctuation is split off, clitics are detached (``don't`` -> ``do n't``,
-``Clinton's`` -> ``Clinton 's``), while abbreviations (``U.S.``), numbers with separators
-(``1,000``, ``3.5``) and hyphenated words (``Jean-Claude``) stay whole. Every token records the
+``Clinton's`` -> ``Clinton 's``), while abbreviations (``U.S.``, ``Inc.``, ``vs.``), initials
+before a name (``J. Smith``), currencies (``US$``), numbers with separators (``1,000``,
+``3.5``, ``1/2``) and hyphenated words (``Jean-Claude``) stay whole. Every token records the
 ``start``/``end`` offsets of its characters in the input string, so ``text[start:end]`` is
 always the token text.
 """
@@ -15,16 +16,25 @@ from dataclasses import dataclass
 
 # Letters with combining marks (decomposed accents) count as word characters.
 _W = r"[^\W_]|[\u0300-\u036f]"
+_UPPER = "A-ZÀ-ÖØ-Þ"
+_ABBREVIATIONS = (
+    "Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Corp|Co|Ltd|Bros|vs|Gen|Gov|Sen|Rep|Lt|Col|Sgt|Capt|Mt|Ft"
+    "|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+)
 _TOKEN_RE = re.compile(
     rf"""
     (?:[^\W\d_]\.){{2,}}(?![^\W\d_])      # abbreviations: U.S., e.g.
-    | \d+(?:[.,]\d+)+                     # numbers with separators: 1,000  3.5
+    | (?<![^\W_])(?:{_ABBREVIATIONS})\.      # titles and company suffixes: Mr. Inc. vs.
+    | (?<![^\W_])[{_UPPER}]\.(?=\s+[{_UPPER}])  # an initial before a name: J. Smith
+    | [{_UPPER}]{{1,3}}\$                     # currencies: US$ C$ HK$
+    | [{_UPPER}]+&[{_UPPER}]+                # S&P  AT&T
+    | \d+(?:[.,/]\d+)+                    # numbers with separators: 1,000  3.5  1/2
     | (?:{_W})+(?:[-'’](?:{_W})+)*          # words, hyphenated words, internal apostrophes
-    | ['’](?:s|re|ve|ll|d|m)\b            # a clitic already split off: 's 're
+    | ['’](?i:s|re|ve|ll|d|m)\b            # a clitic already split off: 's 're
     | \.\.\.|--|``|''                     # multi-character punctuation
     | \S                                  # anything else, one character at a time
     """,
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE,
 )
 _CLITIC_RE = re.compile(r"(?i)(n['’]t|['’](?:s|re|ve|ll|d|m))$")
 _BREAK_TAG_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)

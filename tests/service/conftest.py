@@ -1,5 +1,6 @@
-"""Fixtures for the service tests: settings, apps and clients over the tiny artifact
-(``tiny_artifact.py``) or over the committed one in ``exported_models/``.
+"""Fixtures for the service tests: settings, apps and clients over the tiny artifacts
+(``tiny_artifact.py``, ``tiny_ner_artifact.py``) or over the committed ones in
+``exported_models/``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flask.testing import FlaskClient
 from service import create_app
 from service.settings import Settings
 from tests.service.tiny_artifact import build_tiny_artifact
+from tests.service.tiny_ner_artifact import build_tiny_ner_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_MODEL_DIR = REPO_ROOT / "exported_models"
@@ -43,6 +45,28 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model_dir = tmp_path_factory.mktemp("models")
     build_tiny_artifact(model_dir / "sentiment")
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MODEL_DIR holding a tiny ``ner`` and a tiny ``sentiment`` model (shared: never modify)."""
+    model_dir = tmp_path_factory.mktemp("models-with-ner")
+    build_tiny_artifact(model_dir / "sentiment")
+    build_tiny_ner_artifact(model_dir / "ner")
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def ner_app(tiny_ner_model_dir: Path) -> Flask:
+    """One app over ``tiny_ner_model_dir`` for the whole session (tests must not alter it)."""
+    app = create_app(make_settings(tiny_ner_model_dir))
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def ner_client(ner_app: Flask) -> FlaskClient:
+    return ner_app.test_client()
 
 
 @pytest.fixture
@@ -79,14 +103,25 @@ def app_factory() -> Callable[..., Flask]:
     return build
 
 
-@pytest.fixture
-def real_model_dir() -> Path:
-    """The committed artifact; its absence is a failure, not a skip."""
-    folder = REAL_MODEL_DIR / "sentiment"
+def require_real_artifact(name: str) -> Path:
+    """``exported_models``, after checking that it holds the committed ``name`` model."""
+    folder = REAL_MODEL_DIR / name
     assert (folder / "manifest.json").is_file(), (
-        f"{folder} has no manifest.json: export the sentiment model before running these tests"
+        f"{folder} has no manifest.json: export the {name} model before running these tests"
     )
     return REAL_MODEL_DIR
+
+
+@pytest.fixture
+def real_model_dir() -> Path:
+    """The committed sentiment artifact's MODEL_DIR; its absence is a failure, not a skip."""
+    return require_real_artifact("sentiment")
+
+
+@pytest.fixture
+def real_ner_model_dir() -> Path:
+    """The committed NER artifact's MODEL_DIR; its absence is a failure, not a skip."""
+    return require_real_artifact("ner")
 
 
 @pytest.fixture

@@ -12,17 +12,20 @@ import service
 from service.settings import Settings
 
 app = service.create_app(Settings(model_dir=sys.argv[1], ort_providers="cpu"))
-response = app.test_client().post("/v1/sentiment", json={"texts": ["a good movie"]})
+client = app.test_client()
+response = client.post("/v1/sentiment", json={"texts": ["a good movie"]})
+assert response.status_code == 200, response.get_json()
+response = client.post("/v1/ner", json={"texts": ["EU rejects German call."]})
 assert response.status_code == 200, response.get_json()
 heavy = sorted(name for name in ("torch", "onnx") if name in sys.modules)
 assert not heavy, f"imported {heavy}"
 """
 
 
-def test_the_service_never_imports_torch(tiny_model_dir: Path, clean_env) -> None:
+def test_the_service_never_imports_torch(tiny_ner_model_dir: Path, clean_env) -> None:
     # A fresh interpreter: other tests in this process may have imported torch already.
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_model_dir)],
+        [sys.executable, "-c", SCRIPT, str(tiny_ner_model_dir)],
         env=clean_env,
         capture_output=True,
         text=True,

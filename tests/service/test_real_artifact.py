@@ -21,9 +21,11 @@ TEXTS = [
 
 @pytest.fixture
 def real_client(app_factory, real_model_dir) -> FlaskClient:
-    """The app over the committed artifact, with the service's default request limits."""
+    """The app over the committed sentiment artifact alone (whatever else exported_models
+    holds, e.g. ner, has its own tests), with the service's default request limits."""
     app = app_factory(
         real_model_dir,
+        models=("sentiment",),
         max_texts_per_request=256,
         max_text_chars=20_000,
         max_body_bytes=2 * 1024 * 1024,

@@ -22,6 +22,12 @@ def texts(text: str) -> list[str]:
         ("(great!)...", ["(", "great", "!", ")", "..."]),
         ("O'Neill won", ["O'Neill", "won"]),
         ("Zürich 東京 🙂!", ["Zürich", "東京", "🙂", "!"]),
+        (
+            "J. Smith of Acme Inc. paid US$ 3 1/2 vs. C$2",
+            ["J.", "Smith", "of", "Acme", "Inc.", "paid", "US$", "3", "1/2", "vs.", "C$", "2"],
+        ),
+        ("S&P and AT&T rose", ["S&P", "and", "AT&T", "rose"]),
+        ("Plan B. and plan b.", ["Plan", "B", ".", "and", "plan", "b", "."]),
         ("", []),
         ("   \t\n ", []),
     ],

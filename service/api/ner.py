@@ -1,0 +1,39 @@
+"""``POST /v1/ner``: validate, tag (raw texts or pre-tokenized sentences), serialize."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from flask import Blueprint
+
+from service.api.body import parse_body
+from service.api.models import model_for_task
+from service.predictors.ner import NerPrediction, NerPredictor
+from service.runtime.registry import ModelRegistry
+from service.schemas import ModelRef, NerRequest, NerResponse, NerResult, TextLimits
+
+
+def ner_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
+    """Tag the named entities of up to ``limits.max_texts`` texts or sentences per request."""
+    blueprint = Blueprint("ner", __name__, url_prefix="/v1")
+
+    @blueprint.post("/ner")
+    def tag() -> dict[str, Any]:
+        body = parse_body(NerRequest, context={"limits": limits})
+        model = model_for_task(registry, "ner")
+        # The registry builds every "ner" model with NerPredictor (PREDICTOR_FACTORIES).
+        predictions = predict(cast(NerPredictor, model.predictor), body)
+        response = NerResponse(
+            model=ModelRef(name=model.name, version=model.manifest.version),
+            results=[NerResult.model_validate(p) for p in predictions],
+        )
+        return response.model_dump(mode="json")
+
+    return blueprint
+
+
+def predict(predictor: NerPredictor, body: NerRequest) -> list[NerPrediction]:
+    """Tag whichever input the request holds (the schema guarantees exactly one)."""
+    if body.tokens:
+        return predictor.predict_tokens(body.tokens)
+    return predictor.predict_texts(body.texts)

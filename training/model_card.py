@@ -1,0 +1,63 @@
+"""The README's model table, rendered from the exported manifests (so it cannot drift)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.runtime.manifest import load_manifest
+from service.text.constants import MANIFEST_FILE
+
+# Terms of the data each model was trained on (from ../shared/datasets/README.md).
+DATA_TERMS = {
+    "sst2_glue": "SST: research data set, cite Socher et al. 2013",
+    "imdb": "IMDB: cite Maas et al. 2011",
+    "conll2003": "CoNLL-2003: Reuters RCV1, research use only, not redistributed",
+    "glove": "GloVe: PDDL 1.0",
+}
+METRIC_NAMES = {
+    "dev_sst2_accuracy": "SST-2 dev accuracy",
+    "dev_imdb_accuracy": "IMDB held-out accuracy",
+    "dev_f1": "CoNLL-2003 valid entity F1",
+}
+
+
+def _size_mb(folder: Path) -> str:
+    return f"{sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e6:.1f} MB"
+
+
+def _data(manifest) -> str:
+    splits = [f"{d.name} {d.split} ({d.examples:,})" for d in manifest.training_data]
+    return "; ".join(splits)
+
+
+def _metrics(manifest) -> str:
+    shown = [
+        f"{METRIC_NAMES[key]} **{value:.2f}**"
+        for key, value in manifest.metrics.items()
+        if key in METRIC_NAMES
+    ]
+    return "<br>".join(shown)
+
+
+def _terms(manifest) -> str:
+    names = [d.name for d in manifest.training_data] + ["glove"]
+    return "; ".join(dict.fromkeys(DATA_TERMS[n] for n in names if n in DATA_TERMS))
+
+
+def model_table(models_dir: Path) -> str:
+    """A markdown table: one row per model folder with a manifest."""
+    header = ["model", "version", "trained and selected on", "dev metrics (ONNX Runtime)"]
+    header += ["size", "data terms"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for folder in sorted(p.parent for p in Path(models_dir).glob(f"*/{MANIFEST_FILE}")):
+        manifest = load_manifest(folder)
+        cells = [
+            f"`{manifest.name}`",
+            manifest.version,
+            _data(manifest),
+            _metrics(manifest),
+            _size_mb(folder),
+            _terms(manifest),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
