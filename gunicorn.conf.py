@@ -29,9 +29,16 @@ bind = f"0.0.0.0:{_env_int('PORT', 8000)}"
 # ORT_INTRA_OP_THREADS only together with a lower WEB_CONCURRENCY.
 workers = _env_int("WEB_CONCURRENCY", max(1, min(_usable_cores(), 4)))
 
+# The cores left to each worker go to ONNX Runtime's intra-op pool, so that workers x intra-op
+# threads = cores (ORT would otherwise size its pool to every core in every worker). Workers
+# inherit this environment; an explicit ORT_INTRA_OP_THREADS wins.
+os.environ.setdefault("ORT_INTRA_OP_THREADS", str(max(1, _usable_cores() // workers)))
+
 # A few threads per worker let a worker parse the next request and stream responses while
-# another thread is inside ONNX Runtime (which releases the GIL). Each in-flight request runs on
-# its own thread, so keep this small: it bounds how many inferences share a worker's core.
+# another thread is inside ONNX Runtime (which releases the GIL). With BATCHING=true (the
+# default) request threads only encode and wait: one batching thread per model runs the graph,
+# so more threads mean bigger batches, not more inferences sharing a core. With BATCHING=false
+# each in-flight request runs the graph on its own thread, so keep this small.
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
 

@@ -1,9 +1,13 @@
 """API errors and the one place that turns any failure into a JSON error response.
 
-Handlers raise an :class:`ApiError` subclass; :func:`register_error_handlers` installs the
-handlers that render it (and werkzeug's own HTTP errors, and anything unexpected) as::
+Handlers raise an :class:`ApiError` subclass; :func:`as_api_error` turns any failure (an
+``ApiError``, a full batcher queue or a missed deadline, werkzeug's own HTTP errors, anything
+unexpected) into one, and :func:`register_error_handlers` renders it as::
 
     {"error": {"code": "validation_failed", "message": "texts[3]: ...", "details": [...]}}
+
+(The ``/v2`` blueprint renders the same errors in the Open Inference Protocol's shape,
+``{"error": "message"}``.)
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from service.runtime.batcher import DeadlineExceeded, QueueFull
 from service.schemas import ErrorBody, ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -93,6 +98,32 @@ class NotReady(ApiError):
     code = "not_ready"
 
 
+class Overloaded(ApiError):
+    """Too many requests wait for the model in this worker; retry after ``Retry-After``."""
+
+    status = 503
+    code = "overloaded"
+
+    @classmethod
+    def from_queue_full(cls, exc: QueueFull) -> Overloaded:
+        return cls(
+            str(exc),
+            details={"model": exc.model, "retry_after_s": exc.retry_after_s},
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
+
+class Timeout(ApiError):
+    """The request was not answered within ``REQUEST_TIMEOUT_S``."""
+
+    status = 504
+    code = "timeout"
+
+    @classmethod
+    def from_deadline(cls, exc: DeadlineExceeded) -> Timeout:
+        return cls(str(exc), details={"model": exc.model, "timeout_s": exc.timeout_s})
+
+
 class HttpError(ApiError):
     """Any other HTTP error werkzeug raises, keeping its status code."""
 
@@ -164,24 +195,28 @@ def _from_http_exception(exc: HTTPException) -> ApiError:
     return HttpError(exc)
 
 
-def _render(error: ApiError) -> tuple[Response, int, dict[str, str]]:
-    return jsonify(error.to_dict()), error.status, error.headers
+def as_api_error(exc: Exception) -> ApiError:
+    """The :class:`ApiError` that answers ``exc``; an unexpected one is logged with its trace."""
+    if isinstance(exc, ApiError):
+        error = exc
+    elif isinstance(exc, QueueFull):
+        error = Overloaded.from_queue_full(exc)
+    elif isinstance(exc, DeadlineExceeded):
+        error = Timeout.from_deadline(exc)
+    elif isinstance(exc, HTTPException):
+        error = _from_http_exception(exc)
+    else:
+        logger.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return InternalError("internal server error; the details are in the server log")
+    if error.status >= 500:
+        logger.warning("%s %s -> %d %s", request.method, request.path, error.status, error.message)
+    return error
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Install the handlers that make every failure a JSON error body with the right status."""
-
-    @app.errorhandler(ApiError)
-    def handle_api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
-        if exc.status >= 500:
-            logger.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-        return _render(exc)
-
-    @app.errorhandler(HTTPException)
-    def handle_http_exception(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
-        return _render(_from_http_exception(exc))
+    """Make every failure a JSON error body (``ErrorResponse``) with the right status."""
 
     @app.errorhandler(Exception)
-    def handle_unexpected(exc: Exception) -> tuple[Response, int, dict[str, str]]:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _render(InternalError("internal server error; the details are in the server log"))
+    def handle_any(exc: Exception) -> tuple[Response, int, dict[str, str]]:
+        error = as_api_error(exc)
+        return jsonify(error.to_dict()), error.status, error.headers

@@ -94,6 +94,17 @@ class SentimentRequest(BaseModel):
         return _check_item_count(value, info, "text")
 
 
+class TextBatch(BaseModel):
+    """The ``text`` input of the V2 inference endpoints, validated like ``texts`` of /v1."""
+
+    text: list[InputText]
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _check_count(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_item_count(value, info, "text")
+
+
 class ModelRef(BaseModel):
     """Which model answered."""
 

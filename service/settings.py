@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProviderChoice = Literal["auto", "cpu", "cuda"]
@@ -25,6 +25,16 @@ def default_model_dir() -> Path:
     """``./exported_models`` if the working directory has one, else the repository's folder."""
     here = Path.cwd() / MODEL_DIR_NAME
     return here if here.is_dir() else _REPO_MODEL_DIR
+
+
+class BatchOverride(BaseModel):
+    """Per-model batching values that replace the BATCH_* defaults (absent = the default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0, le=1000)
+    max_queue_size: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class Settings(BaseSettings):
@@ -65,6 +75,45 @@ class Settings(BaseSettings):
         default=2 * 1024 * 1024, ge=1024, description="Largest request body, in bytes."
     )
     log_level: LogLevel = Field(default="INFO", description="Level of the service's own logs.")
+    batching: bool = Field(
+        default=True,
+        description="Dynamic batching: rows of concurrent requests for the same model run "
+        "together in one ONNX Runtime call, by one thread per model; false runs each request "
+        "on its own thread (for comparison).",
+    )
+    batch_max_size: int = Field(
+        default=32,
+        ge=1,
+        le=4096,
+        description="Most rows (texts; NER sentence pieces) in one ONNX Runtime call, with "
+        "batching on or off.",
+    )
+    batch_max_queue_delay_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="How long the oldest waiting row may wait for a batch to fill up before "
+        "the batch runs anyway.",
+    )
+    batch_max_queue_size: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Most requests waiting for one model in one worker; more are answered 503 "
+        "with Retry-After.",
+    )
+    batch_overrides: dict[str, BatchOverride] = Field(
+        default_factory=dict,
+        description='Per-model batching values as JSON, e.g. {"ner": {"max_batch_size": 16, '
+        '"max_queue_delay_ms": 5, "max_queue_size": 32}}.',
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A request waiting longer than this for its model's batcher gets 504 "
+        "(keep it below GUNICORN_TIMEOUT).",
+    )
 
     @field_validator("model_dir", mode="after")
     @classmethod

@@ -34,6 +34,7 @@ class SentimentDataConfig:
     datasets_dir: str = str(DATASETS)
     use_sst: bool = True
     use_imdb: bool = True
+    train_imdb: bool = True  # false: IMDB serves only as held-out dev data
     imdb_holdout: int = 2500
     holdout_seed: int = 1234
     max_train_tokens: int = 400  # reviews are truncated to this many tokens for training
@@ -71,6 +72,7 @@ class SentimentConfig:
     model: SentimentModelConfig = field(default_factory=SentimentModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     max_tokens: int = 800  # served: longer texts are truncated and flagged
+    init_from: str | None = None  # start from this checkpoint's weights and vocabulary
 
 
 @dataclass

@@ -8,6 +8,7 @@ from service.api.health import health_blueprint
 from service.api.models import models_blueprint
 from service.api.ner import ner_blueprint
 from service.api.sentiment import sentiment_blueprint
+from service.api.v2 import v2_blueprint
 from service.runtime.registry import ModelRegistry
 from service.schemas import TextLimits
 from service.settings import Settings
@@ -20,3 +21,4 @@ def register_blueprints(app: Flask, settings: Settings, registry: ModelRegistry)
     app.register_blueprint(models_blueprint(registry))
     app.register_blueprint(sentiment_blueprint(registry, limits))
     app.register_blueprint(ner_blueprint(registry, limits))
+    app.register_blueprint(v2_blueprint(registry, limits))

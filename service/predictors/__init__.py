@@ -1,7 +1,10 @@
 """Predictors: turn raw texts into model inputs, run the session(s), decode the outputs.
 
 Every predictor exposes ``predict_batch(texts)``, the one entry point that the HTTP handlers
-(and, later, a cross-request batcher) call. :data:`PREDICTOR_FACTORIES` maps a manifest's
+call. Inside, it encodes texts into *rows* (id sequences, sentence pieces), hands them to its
+``scheduler`` (a :class:`service.runtime.batcher.RowScheduler`: the cross-request dynamic
+batcher in the service), which calls the predictor's batch-invariant ``run_rows`` on padded
+batches, and decodes the outputs. :data:`PREDICTOR_FACTORIES` maps a manifest's
 ``task`` to the constructor that builds a predictor from a verified artifact folder.
 """
 
@@ -13,6 +16,7 @@ from typing import Any, Protocol
 
 from service.predictors.ner import NerPrediction, NerPredictor
 from service.predictors.sentiment import SentimentPrediction, SentimentPredictor
+from service.runtime.batcher import RowScheduler
 from service.runtime.manifest import Manifest
 from service.runtime.session import OnnxSession
 
@@ -21,6 +25,11 @@ class Predictor(Protocol):
     """What the registry and the API need from any predictor."""
 
     task: str
+    scheduler: RowScheduler
+
+    def run_rows(self, rows: Sequence[Any]) -> Sequence[Any]:
+        """Run the graph(s) on one batch of encoded rows; one output per row, in order."""
+        ...
 
     def predict_batch(self, texts: Sequence[str]) -> list[Any]:
         """One result per text, in order."""

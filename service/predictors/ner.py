@@ -10,8 +10,10 @@ Conventions (the API documents the same):
   into the tokens joined with single spaces.
 * A raw text is split into sentences (:func:`service.text.segment.sentence_spans`), and any
   piece longer than the model's ``max_tokens`` into near-equal windows. Nothing is cut off. The
-  pieces of a whole request are run as padded batches, sorted by length. Pre-tokenized input is
-  taken as one sentence (windowed only if too long).
+  pieces (the *rows*) go to the predictor's ``scheduler``, which runs the graph on length-sorted
+  padded batches (in the service, batched with other requests' pieces); the CRF then decodes
+  the request's own pieces. Pre-tokenized input is taken as one sentence (windowed only if too
+  long).
 * Entities come from IOB2 tags: ``B-X`` starts an entity; ``I-X`` continues an entity of type X
   that the previous token belongs to, and otherwise starts a new one (the lenient CoNLL/seqeval
   default reading rather than seqeval's strict mode, which would drop it). The exported CRF
@@ -34,12 +36,14 @@ import numpy as np
 from pydantic import ValidationError
 
 from service.predictors.viterbi import CrfParameters, forward_backward, viterbi_decode
+from service.runtime.batcher import InlineBatches, RowScheduler, length_sorted_batches
 from service.runtime.manifest import ArtifactError, Manifest
 from service.text.constants import CHARS_FILE, CRF_FILE, VOCAB_FILE
 from service.text.features import (
     EMISSIONS,
     NER_INPUT_NAMES,
     NerEncoder,
+    NerFeatures,
     NerPreprocessing,
     pad_ner_batch,
 )
@@ -154,7 +158,8 @@ class NerPredictor:
             self.preprocessing,
         )
         self.session = session
-        self.max_batch_size = max_batch_size
+        self.max_batch_size = max_batch_size  # also how many pieces the CRF decodes at once
+        self.scheduler: RowScheduler = InlineBatches(self.task, self.run_rows, max_batch_size)
 
     @classmethod
     def from_artifact(
@@ -209,12 +214,14 @@ class NerPredictor:
                 row_tokens, self.preprocessing.max_tokens, split_sentences=split_sentences
             )
         ]
+        words = [[t.text for t in tokens[p.row][p.start : p.end]] for p in pieces]
+        emissions = self.scheduler.submit([self.encoder.encode(w) for w in words])
         tagged: list[list[NerToken]] = [[] for _ in texts]
         entities: list[list[NerEntity]] = [[] for _ in texts]
-        pieces.sort(key=lambda p: (p.end - p.start, p.row, p.start))
-        for first in range(0, len(pieces), self.max_batch_size):
-            batch = pieces[first : first + self.max_batch_size]
-            self._tag_batch(texts, tokens, batch, tagged, entities)
+        lengths = [p.end - p.start for p in pieces]
+        for batch in length_sorted_batches(lengths, self.max_batch_size):
+            chunk = [pieces[i] for i in batch]
+            self._decode(texts, tokens, chunk, [emissions[i] for i in batch], tagged, entities)
         return [
             NerPrediction(
                 tokens=sorted(t, key=lambda tok: tok.start),
@@ -223,19 +230,29 @@ class NerPredictor:
             for t, e in zip(tagged, entities, strict=True)
         ]
 
-    def _tag_batch(
+    def run_rows(self, features: Sequence[NerFeatures]) -> list[np.ndarray]:
+        """Emission scores ``(tokens, tags)`` of each token sequence, run as one padded batch."""
+        feeds = pad_ner_batch(features)
+        emissions = self._emissions(feeds)
+        return [emissions[row, :length] for row, length in enumerate(feeds["lengths"])]
+
+    def _decode(
         self,
         texts: Sequence[str],
         tokens: Sequence[Sequence[Token]],
         batch: Sequence[_Piece],
+        emissions: Sequence[np.ndarray],
         tagged: list[list[NerToken]],
         entities: list[list[NerEntity]],
     ) -> None:
-        words = [[t.text for t in tokens[p.row][p.start : p.end]] for p in batch]
-        feeds = pad_ner_batch([self.encoder.encode(w) for w in words])
-        emissions = self._emissions(feeds)
-        paths = viterbi_decode(emissions, feeds["lengths"], self.crf)
-        posterior = forward_backward(emissions, feeds["lengths"], self.crf)
+        """CRF-decode the pieces of ``batch`` (their emissions padded together) into tokens and
+        entities of their input rows."""
+        lengths = np.array([len(e) for e in emissions], dtype=np.int64)
+        padded = np.zeros((len(emissions), int(lengths.max()), len(self.tags)), np.float64)
+        for row, scores in enumerate(emissions):
+            padded[row, : len(scores)] = scores
+        paths = viterbi_decode(padded, lengths, self.crf)
+        posterior = forward_backward(padded, lengths, self.crf)
         marginals = posterior.marginals()
         for index, (piece, path) in enumerate(zip(batch, paths, strict=True)):
             piece_tokens = tokens[piece.row][piece.start : piece.end]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
 
+from service.runtime.batcher import InlineBatches, RowScheduler
 from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
 from service.text.constants import VOCAB_FILE
@@ -37,10 +38,12 @@ class SentimentPrediction:
 class SentimentPredictor:
     """Classifies texts with a word-level RNN graph taking ``token_ids`` and ``lengths``.
 
-    A request is encoded as a whole, sorted by length (so each padded batch wastes little
-    work on padding), run in batches of at most ``max_batch_size`` texts, and answered in the
-    original order. The graph uses ``lengths`` to ignore padding, so a text's result does not
-    depend on the other texts it is batched with.
+    A request is encoded as a whole and its id sequences (the *rows*) are handed to
+    ``scheduler``, which runs them through :meth:`run_rows` in length-sorted batches: by
+    default in the calling thread, at most ``max_batch_size`` at a time; in the service, a
+    :class:`service.runtime.batcher.DynamicBatcher` that batches them with other requests'
+    rows. The graph uses ``lengths`` to ignore padding, so a text's result does not depend on
+    the other texts it is batched with.
     """
 
     task = "sentiment"
@@ -56,7 +59,7 @@ class SentimentPredictor:
         self.session = session
         self.encoder = encoder
         self.labels = list(labels)
-        self.max_batch_size = max_batch_size
+        self.scheduler: RowScheduler = InlineBatches(self.task, self.run_rows, max_batch_size)
 
     @classmethod
     def from_artifact(
@@ -79,17 +82,11 @@ class SentimentPredictor:
     def predict_batch(self, texts: Sequence[str]) -> list[SentimentPrediction]:
         """Classify ``texts``; results come back in the same order."""
         encoded = [self.encoder.encode(text) for text in texts]
-        probabilities = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
-        for rows in self._batches(encoded):
-            probabilities[rows] = self._run([encoded[row].ids for row in rows])
+        probabilities = self.scheduler.submit([e.ids for e in encoded])
         return [self._prediction(p, e) for p, e in zip(probabilities, encoded, strict=True)]
 
-    def _batches(self, encoded: Sequence[EncodedText]) -> Iterator[list[int]]:
-        by_length = sorted(range(len(encoded)), key=lambda row: len(encoded[row].ids))
-        for start in range(0, len(by_length), self.max_batch_size):
-            yield by_length[start : start + self.max_batch_size]
-
-    def _run(self, sequences: list[list[int]]) -> np.ndarray:
+    def run_rows(self, sequences: Sequence[list[int]]) -> np.ndarray:
+        """Label probabilities ``(batch, labels)`` of id sequences, run as one padded batch."""
         ids, lengths = pad_batch(sequences, pad_id=self.encoder.vocab.pad_id)
         output = self.session.run({TOKEN_IDS: ids, LENGTHS: lengths})[PROBABILITIES]
         if output.shape != (len(sequences), len(self.labels)):

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.predictors import PREDICTOR_FACTORIES, Predictor
+from service.runtime.batcher import BatchObserver, BatchPolicy, make_scheduler
 from service.runtime.manifest import ArtifactError, Manifest, load_manifest
 from service.runtime.session import OnnxSession, ProviderError, SessionConfig, resolve_providers
-from service.settings import Settings
+from service.settings import BatchOverride, Settings
 from service.text.constants import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,18 @@ class ModelRegistry:
 
     models: dict[str, LoadedModel] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    settings: Settings | None = None
+    observer: BatchObserver | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
-        """Load every model that the settings name (or every model found in ``MODEL_DIR``)."""
-        registry = cls()
+    def from_settings(
+        cls, settings: Settings, observer: BatchObserver | None = None
+    ) -> ModelRegistry:
+        """Load every model that the settings name (or every model found in ``MODEL_DIR``).
+
+        ``observer`` is told about every graph call (metrics).
+        """
+        registry = cls(settings=settings, observer=observer)
         names = settings.models or discover_models(settings.model_dir)
         if not names:
             reason = f"no folder with a {MANIFEST_FILE} in {settings.model_dir}"
@@ -60,7 +68,12 @@ class ModelRegistry:
     def load(self, name: str, folder: Path, config: SessionConfig) -> None:
         """Load one model folder; on failure, record the reason instead of raising."""
         try:
-            self.models[name] = load_model(name, folder, config)
+            model = load_model(name, folder, config)
+            policy = batch_policy(self.settings, name) if self.settings else BatchPolicy()
+            model.predictor.scheduler = make_scheduler(
+                name, model.predictor.run_rows, policy, self.observer
+            )
+            self.models[name] = model
             self.errors.pop(name, None)
         except Exception as exc:  # any failure must surface in readiness, not kill the worker
             logger.exception("model %r in %s failed to load", name, folder)
@@ -90,6 +103,24 @@ def session_config(settings: Settings) -> SessionConfig:
         intra_op_threads=settings.ort_intra_op_threads,
         inter_op_threads=settings.ort_inter_op_threads,
         strict=settings.ort_providers != "auto",
+    )
+
+
+def batch_policy(settings: Settings, name: str) -> BatchPolicy:
+    """The BATCH_* settings, with ``name``'s entry of BATCH_OVERRIDES applied."""
+    override = settings.batch_overrides.get(name) or BatchOverride()
+    values = {
+        "max_batch_size": settings.batch_max_size,
+        "max_queue_delay_ms": settings.batch_max_queue_delay_ms,
+        "max_queue_size": settings.batch_max_queue_size,
+    }
+    values |= override.model_dump(exclude_none=True)
+    return BatchPolicy(
+        enabled=settings.batching,
+        max_batch_size=values["max_batch_size"],
+        max_queue_delay_s=values["max_queue_delay_ms"] / 1000,
+        max_queue_size=values["max_queue_size"],
+        timeout_s=settings.request_timeout_s,
     )
 
 

@@ -10,7 +10,6 @@ import pytest
 from tests.service.live_server import free_port, http_json, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NER_ARTIFACT = REPO_ROOT / "exported_models" / "ner" / "manifest.json"
 
 
 @pytest.mark.slow
@@ -22,15 +21,12 @@ def test_gunicorn_serves_the_committed_models_over_http(
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
     texts = ["A moving, beautifully acted film.", "Dull, predictable and far too long."]
 
-    # NER is checked once its artifact is committed (test_real_ner_artifact.py requires it).
-    serves_ner = NER_ARTIFACT.is_file()
     ner_text = "EU rejects German call to boycott British lamb."
 
     with running_server(command, cwd=REPO_ROOT, env=env, port=port, log_dir=tmp_path) as server:
         status, body = http_json("POST", f"{server.url}/v1/sentiment", {"texts": texts})
         error_status, error = http_json("POST", f"{server.url}/v1/sentiment", {"texts": []})
-        if serves_ner:
-            ner_status, ner = http_json("POST", f"{server.url}/v1/ner", {"texts": [ner_text]})
+        ner_status, ner = http_json("POST", f"{server.url}/v1/ner", {"texts": [ner_text]})
 
     assert status == 200, body
     assert body["model"]["name"] == "sentiment"
@@ -39,8 +35,7 @@ def test_gunicorn_serves_the_committed_models_over_http(
     assert error_status == 422
     assert error["error"]["code"] == "validation_failed"
     assert '"POST /v1/sentiment HTTP/1.1" 200' in server.stdout.read_text()  # access log
-    if serves_ner:
-        assert ner_status == 200, ner
-        entities = ner["results"][0]["entities"]
-        assert ("ORG", "EU") in [(e["type"], e["text"]) for e in entities]
-        assert all(ner_text[e["start"] : e["end"]] == e["text"] for e in entities)
+    assert ner_status == 200, ner
+    entities = ner["results"][0]["entities"]
+    assert ("ORG", "EU") in [(e["type"], e["text"]) for e in entities]
+    assert all(ner_text[e["start"] : e["end"]] == e["text"] for e in entities)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from service.predictors.sentiment import SentimentPredictor
+from service.runtime.batcher import InlineBatches
 from service.runtime.manifest import ArtifactError, load_manifest
 from service.runtime.registry import discover_models, open_sessions
 from service.runtime.session import (
@@ -108,7 +109,7 @@ def tiny_predictor(model_dir: Path, max_batch_size: int) -> SentimentPredictor:
     predictor = SentimentPredictor.from_artifact(
         folder, manifest, open_sessions(folder, manifest, SessionConfig())
     )
-    predictor.max_batch_size = max_batch_size
+    predictor.scheduler = InlineBatches("sentiment", predictor.run_rows, max_batch_size)
     return predictor
 
 

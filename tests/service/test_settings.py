@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from service.runtime.batcher import BatchPolicy
+from service.runtime.registry import batch_policy
 from service.settings import Settings
 
 ENV_NAMES = [name.upper() for name in Settings.model_fields]
@@ -91,3 +93,26 @@ def test_settings_are_immutable() -> None:
 
     with pytest.raises(ValidationError):
         settings.max_text_chars = 1  # type: ignore[misc]
+
+
+def test_batching_settings_and_per_model_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCHING", "false")
+    monkeypatch.setenv("BATCH_MAX_SIZE", "16")
+    monkeypatch.setenv("BATCH_MAX_QUEUE_DELAY_MS", "4")
+    monkeypatch.setenv("REQUEST_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("BATCH_OVERRIDES", '{"ner": {"max_batch_size": 8, "max_queue_delay_ms": 0}}')
+
+    settings = Settings()
+
+    assert batch_policy(settings, "sentiment") == BatchPolicy(
+        enabled=False, max_batch_size=16, max_queue_delay_s=0.004, max_queue_size=64, timeout_s=2.5
+    )
+    ner = batch_policy(settings, "ner")
+    assert (ner.max_batch_size, ner.max_queue_delay_s, ner.max_queue_size) == (8, 0.0, 64)
+
+
+def test_an_unknown_batch_override_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCH_OVERRIDES", '{"ner": {"batch": 8}}')
+
+    with pytest.raises(ValidationError, match="batch_overrides"):
+        Settings()

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from service.runtime.manifest import load_manifest
 from service.text import Vocab, WordEncoder, pad_batch
@@ -107,3 +108,21 @@ def test_dry_run_trains_a_few_batches(tiny_datasets, tmp_path):
     ]
     assert main(args) == 0
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_second_stage_starts_from_a_checkpoint(trained, tiny_datasets, tmp_path):
+    args = [
+        "train", "sentiment", "--run-dir", str(tmp_path),
+        "--set", f"init_from={trained / 'best.pt'}",
+        "--set", "data.train_imdb=false",
+        "--set", f"data.datasets_dir={tiny_datasets}",
+        "--set", f"vocab.glove_path={tiny_datasets}/glove/glove.6B.50d.txt.gz",
+        "--set", "data.imdb_holdout=20", "--set", "trainer.epochs=1",
+        "--set", "trainer.threads=1", "--set", "model.hidden_size=16", "--set", "max_tokens=40",
+    ]  # fmt: skip
+    assert main(args) == 0
+    first = torch.load(trained / "best.pt", weights_only=False)
+    second = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert second["vocab"] == first["vocab"]
+    splits = [(d["name"], d["split"]) for d in second["training_data"]]
+    assert ("imdb", "train minus held-out (seed 1234)") in splits  # the first stage's data

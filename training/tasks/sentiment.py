@@ -68,14 +68,17 @@ def load_data(config: SentimentConfig) -> SentimentData:
         imdb_train, dev["imdb"] = data.split_holdout(
             imdb, config.data.imdb_holdout, config.data.holdout_seed
         )
-        train += imdb_train
+        if config.data.train_imdb:
+            train += imdb_train
+            sources.append(
+                dict(
+                    name="imdb",
+                    split=f"train minus held-out (seed {config.data.holdout_seed})",
+                    examples=len(imdb_train),
+                    source="imdb/train.tsv",
+                )
+            )
         sources += [
-            dict(
-                name="imdb",
-                split=f"train minus held-out (seed {config.data.holdout_seed})",
-                examples=len(imdb_train),
-                source="imdb/train.tsv",
-            ),
             dict(
                 name="imdb",
                 split=f"held-out dev (seed {config.data.holdout_seed})",
@@ -163,15 +166,27 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
         len(corpus.train),
         {k: len(v) for k, v in corpus.dev.items()},
     )
-    vocab = build_vocab(config, [r.text for r in corpus.train])
+    start = None
+    if config.init_from:
+        start = torch.load(config.init_from, map_location="cpu", weights_only=False)
+        vocab = Vocab(start["vocab"])
+        # The earlier stage's data is part of this model's history.
+        earlier = start["training_data"]
+        corpus.sources = earlier + [s for s in corpus.sources if s not in earlier]
+    else:
+        vocab = build_vocab(config, [r.text for r in corpus.train])
     log.info("vocabulary: %d entries", len(vocab))
     train_examples = encode(WordEncoder(vocab, encoder_config(config, training=True)), corpus.train)
     dev_encoder = WordEncoder(vocab, encoder_config(config, training=False))
     dev_examples = {name: encode(dev_encoder, records) for name, records in corpus.dev.items()}
 
     model = build_model(config, len(vocab))
-    weights = embedding_matrix(vocab, Path(config.vocab.glove_path), config.model.embedding_dim)
-    model.embedding.weight.data.copy_(torch.from_numpy(weights))
+    if start is not None:
+        model.load_state_dict(start["model"])
+        log.info("initialised from %s", config.init_from)
+    else:
+        weights = embedding_matrix(vocab, Path(config.vocab.glove_path), config.model.embedding_dim)
+        model.embedding.weight.data.copy_(torch.from_numpy(weights))
     lengths = [len(ids) for ids, _ in train_examples]
     loss_fn = nn.CrossEntropyLoss()
 

@@ -1,0 +1,240 @@
+"""The Open Inference Protocol (KServe V2, as Triton speaks it) beside ``/v1``.
+
+``GET /v2`` (server metadata), ``GET /v2/models/{name}`` (model metadata),
+``GET /v2/models/{name}/ready`` and ``POST /v2/models/{name}/infer``, each also under
+``/v2/models/{name}/versions/{version}/``. (The health probes ``/v2/health/*`` are in
+:mod:`service.api.health`.) A request carries one input, ``text`` (BYTES, shape ``[N]``); the
+outputs per task are in :mod:`service.api.v2_tasks`. Both the JSON form and the binary tensor
+data extension (:mod:`service.api.v2_binary`) are understood, so ``tritonclient.http`` works with
+its defaults. Errors are ``{"error": "message"}``, as the protocol has it.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import ValidationError
+
+from service.api.v2_binary import (
+    BINARY_DATA_SIZE,
+    HEADER_LENGTH,
+    BinaryFormatError,
+    decode_bytes_elements,
+    encode_tensor,
+    join_body,
+    split_body,
+    take_binary_parts,
+)
+from service.api.v2_schemas import (
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    ModelReady,
+    RequestInput,
+    ResponseOutput,
+    ServerMetadata,
+)
+from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, OutputTensor, TaskAdapter
+from service.errors import BadRequest, NotFound, NotReady, ValidationFailed, as_api_error
+from service.runtime.registry import LoadedModel, ModelRegistry
+from service.schemas import TextBatch, TextLimits
+
+SERVER_NAME = "rnn-inference-service"
+EXTENSIONS = ["binary_tensor_data"]
+PLATFORM = "onnxruntime_onnx"
+
+
+def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
+    """Server and model metadata, model readiness and inference, the V2 way."""
+    blueprint = Blueprint("v2", __name__, url_prefix="/v2")
+    blueprint.register_error_handler(Exception, _render_error)
+
+    @blueprint.get("")
+    def server_metadata() -> dict[str, Any]:
+        return ServerMetadata(
+            name=SERVER_NAME, version=_server_version(), extensions=EXTENSIONS
+        ).model_dump()
+
+    @blueprint.get("/models/<name>")
+    @blueprint.get("/models/<name>/versions/<version>")
+    def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        model, adapter = _find(registry, name, version)
+        return ModelMetadata(
+            name=model.name,
+            versions=[model.manifest.version],
+            platform=PLATFORM,
+            inputs=[TEXT_INPUT],
+            outputs=adapter.outputs(model),
+            parameters={
+                "task": model.manifest.task,
+                "labels": model.manifest.labels,
+                "execution_providers": model.providers,
+                "metrics": model.manifest.metrics,
+            },
+        ).model_dump()
+
+    @blueprint.get("/models/<name>/ready")
+    @blueprint.get("/models/<name>/versions/<version>/ready")
+    def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
+        model, _ = _find(registry, name, version)
+        return ModelReady(name=model.name, ready=True).model_dump()
+
+    @blueprint.post("/models/<name>/infer")
+    @blueprint.post("/models/<name>/versions/<version>/infer")
+    def infer(name: str, version: str | None = None) -> Response:
+        model, adapter = _find(registry, name, version)
+        body, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
+        infer_request = _parse_header(body)
+        texts = _texts(infer_request, binary, limits)
+        wanted = _wanted_outputs(infer_request, adapter.outputs(model))
+        outputs = [o for o in adapter.infer(model, texts) if o.name in wanted]
+        return _response(model, infer_request.id, outputs, wanted)
+
+    return blueprint
+
+
+def _find(
+    registry: ModelRegistry, name: str, version: str | None
+) -> tuple[LoadedModel, TaskAdapter]:
+    """The loaded model ``name`` (at ``version``, when given) and its task's V2 adapter."""
+    model = registry.models.get(name)
+    if model is None:
+        if name in registry.errors:
+            raise NotReady(f"model {name!r} failed to load: {registry.errors[name]}")
+        raise NotFound(f"unknown model {name!r}; loaded models: {sorted(registry.models)}")
+    if version is not None and version != model.manifest.version:
+        raise NotFound(
+            f"model {name!r} has no version {version!r}; it serves {model.manifest.version!r}"
+        )
+    adapter = V2_ADAPTERS.get(model.manifest.task)
+    if adapter is None:
+        raise NotFound(f"model {name!r} ({model.manifest.task}) is not served over /v2")
+    return model, adapter
+
+
+def _parse_header(body: bytes) -> InferRequest:
+    if not body.strip():
+        raise BadRequest("request body is empty; send an inference request")
+    try:
+        return InferRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid inference request: {_first_problem(exc)}") from None
+
+
+def _texts(infer_request: InferRequest, binary: bytes, limits: TextLimits) -> list[str]:
+    """The ``text`` input's strings, from JSON ``data`` or from the binary part."""
+    inputs = infer_request.inputs
+    sizes = [_binary_size(i) for i in inputs]
+    parts = take_binary_parts(sizes, binary)
+    names = [i.name for i in inputs]
+    if names != [TEXT_INPUT.name]:
+        raise BadRequest(f"expected exactly one input, 'text'; got {names}")
+    (tensor,), (raw,) = inputs, parts
+    if tensor.datatype != "BYTES":
+        raise BadRequest(f"input 'text' must be BYTES, got {tensor.datatype}")
+    if len(tensor.shape) != 1:
+        raise BadRequest(f"input 'text' must have shape [N], got {tensor.shape}")
+    values = _binary_strings(raw) if raw is not None else _json_strings(tensor)
+    if len(values) != tensor.shape[0]:
+        raise BadRequest(f"input 'text' has shape {tensor.shape} but {len(values)} elements")
+    try:
+        return TextBatch.model_validate({"text": values}, context={"limits": limits}).text
+    except ValidationError as exc:
+        raise BadRequest(ValidationFailed.from_pydantic(exc).message) from None
+
+
+def _binary_size(tensor: RequestInput) -> int | None:
+    size = tensor.parameters.get(BINARY_DATA_SIZE)
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise BadRequest(f"input {tensor.name!r}: {BINARY_DATA_SIZE} must be an integer")
+    if tensor.data is not None:
+        raise BadRequest(f"input {tensor.name!r} has both 'data' and {BINARY_DATA_SIZE}")
+    return size
+
+
+def _binary_strings(raw: bytes) -> list[str]:
+    try:
+        return [element.decode("utf-8") for element in decode_bytes_elements(raw)]
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"input 'text' is not valid UTF-8: {exc}") from None
+
+
+def _json_strings(tensor: RequestInput) -> list[Any]:
+    if tensor.data is None:
+        raise BadRequest(f"input 'text' has neither 'data' nor {BINARY_DATA_SIZE}")
+    # Row-major data may be sent nested ([["a"], ["b"]]) or flat.
+    return [v for item in tensor.data for v in (item if isinstance(item, list) else [item])]
+
+
+def _wanted_outputs(infer_request: InferRequest, available: list[Any]) -> dict[str, bool]:
+    """Requested output names -> whether each is wanted as binary data."""
+    default_binary = bool(infer_request.parameters.get("binary_data_output", False))
+    names = [o.name for o in available]
+    if infer_request.outputs is None:
+        return dict.fromkeys(names, default_binary)
+    wanted: dict[str, bool] = {}
+    for output in infer_request.outputs:
+        if output.name not in names:
+            raise BadRequest(f"unknown output {output.name!r}; this model has {names}")
+        wanted[output.name] = bool(output.parameters.get("binary_data", default_binary))
+    return wanted
+
+
+def _response(
+    model: LoadedModel, request_id: str | None, outputs: list[OutputTensor], binary: dict[str, bool]
+) -> Response:
+    described, parts = [], []
+    for output in outputs:
+        entry = ResponseOutput(
+            name=output.name, datatype=output.datatype, shape=list(output.data.shape)
+        )
+        if binary[output.name]:
+            part = encode_tensor(output.datatype, output.data)
+            entry.parameters = {BINARY_DATA_SIZE: len(part)}
+            parts.append(part)
+        else:
+            entry.data = _json_data(output)
+        described.append(entry)
+    header = InferResponse(
+        model_name=model.name,
+        model_version=model.manifest.version,
+        id=request_id,
+        outputs=described,
+    ).model_dump(exclude_none=True)
+    body, header_length = join_body(header, parts)
+    if header_length is None:
+        return Response(body, mimetype="application/json")
+    response = Response(body, mimetype="application/octet-stream")
+    response.headers[HEADER_LENGTH] = str(header_length)
+    return response
+
+
+def _json_data(output: OutputTensor) -> list[Any]:
+    flat = output.data.reshape(-1)
+    if output.datatype == "BYTES":
+        return [bytes(v).decode("utf-8") for v in flat]
+    return flat.tolist()
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
+
+
+def _render_error(exc: Exception) -> tuple[Response, int, dict[str, str]]:
+    if isinstance(exc, BinaryFormatError):
+        exc = BadRequest(str(exc))
+    error = as_api_error(exc)
+    return jsonify({"error": error.message}), error.status, error.headers
+
+
+def _server_version() -> str:
+    try:
+        return metadata.version(SERVER_NAME)
+    except metadata.PackageNotFoundError:
+        return "unknown"

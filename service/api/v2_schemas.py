@@ -1,0 +1,94 @@
+"""JSON bodies of the Open Inference Protocol (KServe V2) endpoints under ``/v2``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TensorMetadata(BaseModel):
+    """Name, datatype and shape (-1 for a dynamic axis) of a model input or output."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    """Body of ``GET /v2``."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    """Body of ``GET /v2/models/{name}``."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any] = Field(
+        description="task, labels in output order, execution providers in use, metrics"
+    )
+
+
+class ModelReady(BaseModel):
+    """Body of ``GET /v2/models/{name}/ready``."""
+
+    name: str
+    ready: bool
+
+
+class RequestInput(BaseModel):
+    """One input tensor; ``data`` is absent when it travels as binary data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    data: list[Any] | None = None
+
+
+class RequestOutput(BaseModel):
+    """An output the client wants, and whether in binary (``parameters.binary_data``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferRequest(BaseModel):
+    """Body (or JSON header) of ``POST /v2/models/{name}/infer``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    """One output tensor of an inference response."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class InferResponse(BaseModel):
+    """Body (or JSON header) of an inference response."""
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[ResponseOutput]

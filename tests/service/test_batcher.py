@@ -1,0 +1,209 @@
+"""The dynamic batcher on its own, with a recording fake for the graph call."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from service.runtime.batcher import (
+    BatchPolicy,
+    DeadlineExceeded,
+    DynamicBatcher,
+    InlineBatches,
+    QueueFull,
+    length_sorted_batches,
+    make_scheduler,
+)
+
+
+class FakeGraph:
+    """``run_rows`` that answers each row (a string) with its upper-case form and records the
+    batches; ``gate`` holds every call until it is set."""
+
+    def __init__(self, delay_s: float = 0.0):
+        self.batches: list[list[str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.delay_s = delay_s
+
+    def __call__(self, rows: Sequence[str]) -> list[str]:
+        self.entered.set()
+        self.gate.wait(10)
+        time.sleep(self.delay_s)
+        self.batches.append(list(rows))
+        return [row.upper() for row in rows]
+
+
+def policy(**values: object) -> BatchPolicy:
+    defaults: dict[str, object] = {
+        "max_batch_size": 8,
+        "max_queue_delay_s": 0.0,
+        "max_queue_size": 100,
+        "timeout_s": 10.0,
+    }
+    return BatchPolicy(**(defaults | values))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def graph() -> FakeGraph:
+    return FakeGraph()
+
+
+@pytest.fixture
+def make_batcher(graph: FakeGraph):
+    batchers: list[DynamicBatcher] = []
+
+    def build(**values: object) -> DynamicBatcher:
+        batcher = DynamicBatcher("fake", graph, policy(**values))
+        batchers.append(batcher)
+        return batcher
+
+    yield build
+    graph.gate.set()
+    for batcher in batchers:
+        batcher.close()
+        batcher.join(5)
+
+
+def test_length_sorted_batches() -> None:
+    assert length_sorted_batches([3, 1, 2, 1, 5], 2) == [[1, 3], [2, 0], [4]]
+    assert length_sorted_batches([], 4) == []
+
+
+def test_one_request_gets_its_results_in_order(make_batcher) -> None:
+    batcher = make_batcher()
+
+    assert batcher.submit(["ccc", "a", "bb"]) == ["CCC", "A", "BB"]
+    assert batcher.submit([]) == []
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_results(
+    make_batcher, graph: FakeGraph
+) -> None:
+    batcher = make_batcher(max_batch_size=16, max_queue_delay_s=0.05)
+    requests = [[f"r{i}-{j}" * (1 + j % 3) for j in range(1 + i % 4)] for i in range(24)]
+
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(batcher.submit, requests))
+
+    assert answers == [[row.upper() for row in rows] for rows in requests]
+    assert max(len(batch) for batch in graph.batches) > 4  # rows of several requests
+    assert all(len(batch) <= 16 for batch in graph.batches)
+    assert sum(len(b) for b in graph.batches) == sum(len(r) for r in requests)
+
+
+def test_the_batch_waits_up_to_the_queue_delay_to_fill(make_batcher, graph: FakeGraph) -> None:
+    batcher = make_batcher(max_batch_size=4, max_queue_delay_s=0.3)
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(batcher.submit, [f"t{i}"]) for i in range(4)]
+        assert [f.result(5) for f in futures] == [["T0"], ["T1"], ["T2"], ["T3"]]
+
+    assert [len(b) for b in graph.batches] == [4]  # a full batch runs without waiting longer
+
+
+def test_rows_of_similar_length_are_batched_together(make_batcher, graph: FakeGraph) -> None:
+    batcher = make_batcher(max_batch_size=3)
+    graph.gate.clear()
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(batcher.submit, ["x"])  # holds the graph while the others queue
+        assert graph.entered.wait(5)
+        rows = ["a" * 9, "b", "c" * 9, "d", "e" * 9, "f"]
+        futures = [pool.submit(batcher.submit, [row]) for row in rows]
+        deadline = time.monotonic() + 5
+        while len(batcher._rows) < len(rows) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        graph.gate.set()
+        assert first.result(5) == ["X"]
+        assert [f.result(5)[0] for f in futures] == [row.upper() for row in rows]
+
+    lengths = [sorted(len(row) for row in batch) for batch in graph.batches[1:]]
+    assert sorted(lengths) == [[1, 1, 1], [9, 9, 9]]  # no short row padded to 9
+
+
+def test_a_full_queue_is_refused_at_once_with_a_retry_delay(make_batcher, graph: FakeGraph) -> None:
+    batcher = make_batcher(max_queue_size=2)
+    graph.gate.clear()
+    with ThreadPoolExecutor(4) as pool:
+        running = pool.submit(batcher.submit, ["running"])
+        assert graph.entered.wait(5)
+        queued = [pool.submit(batcher.submit, [f"q{i}"]) for i in range(2)]
+        deadline = time.monotonic() + 5
+        while len(batcher._waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        started = time.monotonic()
+        with pytest.raises(QueueFull) as refused:
+            batcher.submit(["one too many"])
+        assert time.monotonic() - started < 1
+        assert refused.value.retry_after_s >= 1
+
+        graph.gate.set()
+        assert running.result(5) == ["RUNNING"]
+        assert [f.result(5) for f in queued] == [["Q0"], ["Q1"]]
+    assert batcher.submit(["later"]) == ["LATER"]  # the queue drained
+
+
+def test_a_request_past_its_deadline_fails_and_its_rows_never_run(
+    make_batcher, graph: FakeGraph
+) -> None:
+    batcher = make_batcher(timeout_s=0.2)
+    graph.gate.clear()
+    with ThreadPoolExecutor(2) as pool:
+        blocked = pool.submit(batcher.submit, ["blocked"])
+        assert graph.entered.wait(5)
+
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"REQUEST_TIMEOUT_S=0\.2"):
+            batcher.submit(["late"])
+        assert 0.15 < time.monotonic() - started < 2
+
+        with pytest.raises(DeadlineExceeded):
+            blocked.result(5)  # the one being run times out too
+        graph.gate.set()
+    batcher.submit(["after"])
+    assert ["late"] not in graph.batches
+
+
+def test_a_failing_batch_fails_its_requests_not_the_batcher(make_batcher, graph) -> None:
+    batcher = make_batcher()
+    calls = []
+
+    def flaky(rows):
+        calls.append(rows)
+        if len(calls) == 1:
+            raise RuntimeError("graph exploded")
+        return graph(rows)
+
+    batcher.run_rows = flaky
+    with pytest.raises(RuntimeError, match="graph exploded"):
+        batcher.submit(["a"])
+    assert batcher.submit(["b"]) == ["B"]
+
+
+def test_closing_runs_what_is_queued_and_later_rows_inline(graph: FakeGraph) -> None:
+    batcher = DynamicBatcher("fake", graph, policy())
+    graph.gate.clear()
+    with ThreadPoolExecutor(2) as pool:
+        queued = pool.submit(batcher.submit, ["queued"])
+        assert graph.entered.wait(5)
+        batcher.close()
+        graph.gate.set()
+        assert queued.result(5) == ["QUEUED"]
+    batcher.join(5)
+
+    assert not batcher._thread.is_alive()
+    assert batcher.submit(["after close"]) == ["AFTER CLOSE"]
+
+
+def test_batching_off_runs_each_request_alone_in_sorted_chunks(graph: FakeGraph) -> None:
+    scheduler = make_scheduler("fake", graph, policy(enabled=False, max_batch_size=2))
+
+    assert isinstance(scheduler, InlineBatches)
+    assert scheduler.submit(["ccc", "a", "bb"]) == ["CCC", "A", "BB"]
+    assert graph.batches == [["a", "bb"], ["ccc"]]
