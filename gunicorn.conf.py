@@ -1,10 +1,13 @@
 """Gunicorn settings for ``gunicorn -c gunicorn.conf.py "service:create_app()"``.
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (worker processes), GUNICORN_THREADS
-(threads per worker), GUNICORN_TIMEOUT (seconds), LOG_LEVEL.
+(threads per worker), GUNICORN_TIMEOUT (seconds), LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR (where
+workers keep their metrics; a fresh temporary folder when unset).
 """
 
 import os
+import shutil
+import tempfile
 
 
 def _env_int(name: str, default: int) -> int:
@@ -58,3 +61,33 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # slow disk could make gunicorn think a healthy worker hung.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in one folder, and
+# GET /metrics, whichever worker answers it, adds them all up. The variable must be set before
+# a worker imports prometheus_client, so it is set here, in the master, before any fork.
+_created_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _created_metrics_dir:
+    _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnn-metrics-", dir=_shm)
+
+
+def on_starting(server):
+    """Empty the metrics folder: files left by an earlier run would be counted again."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for entry in os.scandir(folder):
+        if entry.is_file() and entry.name.endswith(".db"):
+            os.remove(entry.path)
+
+
+def child_exit(server, worker):
+    """Tell prometheus_client that a worker is gone (its live gauges stop counting)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder if this config created it."""
+    if _created_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -7,44 +7,36 @@ Runtime sessions (nothing is created at import time and nothing is shared across
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from service.api import register_blueprints
+from service.auth import install_api_keys
 from service.errors import register_error_handlers
+from service.log import configure_logging, install_request_ids
+from service.metrics import MetricsObserver, install_request_metrics
 from service.runtime.registry import ModelRegistry
 from service.settings import Settings
 
 SETTINGS_KEY = "service.settings"
 REGISTRY_KEY = "service.registry"
 
-_LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
-
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: settings (from the environment by default), models, routes, errors."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the schemas' field order
-    registry = ModelRegistry.from_settings(settings)
+    registry = ModelRegistry.from_settings(settings, observer=MetricsObserver())
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[REGISTRY_KEY] = registry
+    install_request_ids(app)
+    install_request_metrics(app)
+    install_api_keys(app, settings)
     register_error_handlers(app)
     register_blueprints(app, settings, registry)
     return app
-
-
-def configure_logging(level: str) -> None:
-    """Send the ``service`` loggers to stderr (gunicorn's error log) at ``level``, once."""
-    logger = logging.getLogger("service")
-    logger.setLevel(level)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-        logger.addHandler(handler)
 
 
 __all__ = ["Settings", "create_app"]

@@ -50,6 +50,20 @@ class BadRequest(ApiError):
     code = "bad_request"
 
 
+class Unauthorized(ApiError):
+    """API keys are configured and the request has no valid ``Authorization: Bearer`` key."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """The key is valid but does not allow this (e.g. reloading needs an admin key)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ApiError):
     """No route or resource with that name."""
 
@@ -89,6 +103,13 @@ class ValidationFailed(ApiError):
         if len(problems) > 1:
             message += f" (and {len(problems) - 1} more problem(s), see details)"
         return cls(message, details=problems)
+
+
+class ReloadFailed(ApiError):
+    """The model folder could not be loaded; the previously loaded model keeps serving."""
+
+    status = 409
+    code = "reload_failed"
 
 
 class NotReady(ApiError):

@@ -50,7 +50,17 @@ def _check_text(value: str, info: ValidationInfo) -> str:
     return value
 
 
-InputText = Annotated[StrictStr, AfterValidator(_check_text)]
+# Constraints that only shape the OpenAPI document (the validators above enforce them, with
+# better messages). "x-limit-*" entries are replaced with the server's limits when the
+# document is served (service.openapi).
+MAX_TEXTS_MARKER = {"minItems": 1, "x-limit-max-items": "max_texts"}
+MAX_CHARS_MARKER = {"x-limit-max-length": "max_text_chars"}
+
+InputText = Annotated[
+    StrictStr,
+    AfterValidator(_check_text),
+    Field(json_schema_extra={"minLength": 1, "pattern": r"\S", **MAX_CHARS_MARKER}),
+]
 
 
 def _check_item_count(value: Any, info: ValidationInfo, noun: str) -> Any:
@@ -83,6 +93,7 @@ class SentimentRequest(BaseModel):
     )
 
     texts: list[InputText] = Field(
+        json_schema_extra=MAX_TEXTS_MARKER,
         description="Between 1 and MAX_TEXTS_PER_REQUEST (default 256) texts, each non-blank "
         "and at most MAX_TEXT_CHARS (default 20000) characters. Texts longer than the model's "
         "max_tokens are truncated and flagged, not rejected.",
@@ -162,8 +173,15 @@ def _check_sentence(value: list[str], info: ValidationInfo) -> list[str]:
     return value
 
 
-InputToken = Annotated[StrictStr, AfterValidator(_check_token)]
-InputSentence = Annotated[list[InputToken], AfterValidator(_check_sentence)]
+InputToken = Annotated[
+    StrictStr,
+    AfterValidator(_check_token),
+    # No "$": in Python's re it also matches before a final newline; the lookahead means "end".
+    Field(json_schema_extra={"minLength": 1, "pattern": r"^\S+(?![\s\S])", **MAX_CHARS_MARKER}),
+]
+InputSentence = Annotated[
+    list[InputToken], AfterValidator(_check_sentence), Field(json_schema_extra={"minItems": 1})
+]
 
 
 class NerRequest(BaseModel):
@@ -184,6 +202,7 @@ class NerRequest(BaseModel):
     # every value sent), so "absent" needs no None: neither field is nullable.
     texts: list[InputText] = Field(
         default_factory=list,
+        json_schema_extra=MAX_TEXTS_MARKER,
         description="Raw texts: between 1 and MAX_TEXTS_PER_REQUEST (default 256), each "
         "non-blank and at most MAX_TEXT_CHARS (default 20000) characters. Each text is "
         "tokenized and split into sentences by the service; long sentences are tagged in "
@@ -191,6 +210,7 @@ class NerRequest(BaseModel):
     )
     tokens: list[InputSentence] = Field(
         default_factory=list,
+        json_schema_extra=MAX_TEXTS_MARKER,
         description="Pre-tokenized sentences (e.g. CoNLL tokens): between 1 and "
         "MAX_TEXTS_PER_REQUEST sentences, each a non-empty list of non-empty tokens without "
         "whitespace. A sentence is tagged as one sentence, as if it were the text made of its "
@@ -307,6 +327,15 @@ class ModelList(BaseModel):
     """Body of ``GET /v1/models``."""
 
     models: list[ModelInfo]
+
+
+class ReloadResponse(BaseModel):
+    """Body of ``POST /v1/models/{name}/reload``: the model now serving in this worker."""
+
+    model: ModelInfo
+    previous_version: str | None = Field(
+        description="Version that served before the reload; null if the model had not loaded."
+    )
 
 
 class HealthStatus(BaseModel):

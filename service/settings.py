@@ -15,8 +15,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProviderChoice = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "text"]
 
 MODEL_DIR_NAME = "exported_models"
+MIN_API_KEY_CHARS = 16
 # The repository checkout this package lives in (only meaningful for a source checkout).
 _REPO_MODEL_DIR = Path(__file__).resolve().parent.parent / MODEL_DIR_NAME
 
@@ -75,6 +77,11 @@ class Settings(BaseSettings):
         default=2 * 1024 * 1024, ge=1024, description="Largest request body, in bytes."
     )
     log_level: LogLevel = Field(default="INFO", description="Level of the service's own logs.")
+    log_format: LogFormat = Field(
+        default="json",
+        description="Format of the service's own logs: json (one object per line, with the "
+        "request id) or text.",
+    )
     batching: bool = Field(
         default=True,
         description="Dynamic batching: rows of concurrent requests for the same model run "
@@ -107,6 +114,19 @@ class Settings(BaseSettings):
         description='Per-model batching values as JSON, e.g. {"ner": {"max_batch_size": 16, '
         '"max_queue_delay_ms": 5, "max_queue_size": 32}}.',
     )
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        repr=False,
+        description="Comma-separated API keys (16+ characters each). When API_KEYS or "
+        "ADMIN_API_KEYS is set, every endpoint but the health probes, /metrics and the API "
+        "docs needs `Authorization: Bearer <key>` (401 otherwise).",
+    )
+    admin_api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        repr=False,
+        description="Comma-separated keys that may also reload models "
+        "(POST /v1/models/{name}/reload); accepted wherever an API key is.",
+    )
     request_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -120,16 +140,33 @@ class Settings(BaseSettings):
     def _absolute_model_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "api_keys", "admin_api_keys", mode="before")
     @classmethod
-    def _split_model_names(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
+    @field_validator("api_keys", "admin_api_keys", mode="after")
+    @classmethod
+    def _long_enough_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(key) < MIN_API_KEY_CHARS for key in value):
+            raise ValueError(f"every key needs at least {MIN_API_KEY_CHARS} characters")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when requests need an API key."""
+        return bool(self.api_keys or self.admin_api_keys)
+
     @field_validator("ort_providers", mode="before")
     @classmethod
     def _lower_provider(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")

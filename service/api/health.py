@@ -5,22 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+from spectree import SpecTree
 
 from service.errors import NotReady
+from service.openapi import documented
 from service.runtime.registry import ModelRegistry
 from service.schemas import HealthStatus
 
 
-def health_blueprint(registry: ModelRegistry) -> Blueprint:
+def health_blueprint(registry: ModelRegistry, spec: SpecTree) -> Blueprint:
     """``GET /v2/health/live`` (the process answers) and ``/v2/health/ready`` (models loaded)."""
     blueprint = Blueprint("health", __name__, url_prefix="/v2/health")
 
     @blueprint.get("/live")
+    @documented(spec, ok=HealthStatus, tags=["health"], public=True)
     def live() -> dict[str, Any]:
+        """Liveness: 200 while the worker process answers."""
         return HealthStatus(status="live", models=sorted(registry.models)).model_dump()
 
     @blueprint.get("/ready")
+    @documented(spec, ok=HealthStatus, errors=(500, 503), tags=["health"], public=True)
     def ready() -> dict[str, Any]:
+        """Readiness: 200 when every configured model loaded, else 503 saying why."""
         if not registry.ready:
             raise not_ready_error(registry)
         return HealthStatus(status="ready", models=sorted(registry.models)).model_dump()

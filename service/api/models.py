@@ -1,25 +1,62 @@
-"""``GET /v1/models``: what this worker serves, and on which execution providers; and the
-lookup every prediction endpoint starts with (:func:`model_for_task`)."""
+"""``GET /v1/models``: what this worker serves, and on which execution providers;
+``POST /v1/models/{name}/reload``: load a model's folder again and swap it in; and the lookup
+every prediction endpoint starts with (:func:`model_for_task`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint
+from spectree import SpecTree
 
-from service.errors import NotReady
-from service.runtime.registry import LoadedModel, ModelRegistry
-from service.schemas import ModelInfo, ModelList
+from service.auth import require_admin
+from service.errors import NotFound, NotReady, ReloadFailed
+from service.metrics import tag_model
+from service.openapi import documented
+from service.runtime.registry import LoadedModel, ModelRegistry, ReloadError
+from service.schemas import ModelInfo, ModelList, ReloadResponse
+from service.settings import Settings
 
 
-def models_blueprint(registry: ModelRegistry) -> Blueprint:
+def models_blueprint(registry: ModelRegistry, settings: Settings, spec: SpecTree) -> Blueprint:
     """List the loaded models with their manifest facts and dev metrics."""
     blueprint = Blueprint("models", __name__, url_prefix="/v1")
 
     @blueprint.get("/models")
+    @documented(spec, ok=ModelList, errors=(401, 500), tags=["v1"])
     def list_models() -> dict[str, Any]:
+        """List the models this worker serves.
+
+        Name, version, task, labels, dev-set metrics and the execution providers in use.
+        """
         infos = [model_info(model) for _, model in sorted(registry.models.items())]
         return ModelList(models=infos).model_dump()
+
+    @blueprint.post("/models/<name>/reload")
+    @documented(spec, ok=ReloadResponse, errors=(401, 403, 404, 409, 500), tags=["admin"])
+    def reload_model(name: str) -> dict[str, Any]:
+        """Reload a model from its folder in this worker (admin key needed when keys are set).
+
+        The folder is verified (sha256 of every file), loaded and warmed up, then swapped in;
+        requests already running finish on the old model. If the new files do not load, the
+        old model keeps serving and the answer (409) says why. Only the worker that answers
+        reloads: send SIGHUP to the gunicorn master to reload every worker.
+        """
+        require_admin(settings)
+        tag_model(name)
+        try:
+            new, old = registry.reload(name)
+        except KeyError:
+            raise NotFound(
+                f"no model {name!r} is configured; configured: "
+                f"{sorted({*registry.models, *registry.errors})}"
+            ) from None
+        except ReloadError as exc:
+            raise ReloadFailed(
+                f"reloading {name!r} failed, the loaded model keeps serving: {exc}"
+            ) from None
+        previous = old.manifest.version if old is not None else None
+        return ReloadResponse(model=model_info(new), previous_version=previous).model_dump()
 
     return blueprint
 
@@ -46,4 +83,5 @@ def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:
             f"no {task} model is loaded; GET /v2/health/ready says why",
             details={"failed": dict(registry.errors)},
         )
+    tag_model(model.name)
     return model

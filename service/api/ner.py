@@ -5,20 +5,28 @@ from __future__ import annotations
 from typing import Any, cast
 
 from flask import Blueprint
+from spectree import SpecTree
 
 from service.api.body import parse_body
 from service.api.models import model_for_task
+from service.openapi import PREDICT_ERRORS, documented
 from service.predictors.ner import NerPrediction, NerPredictor
 from service.runtime.registry import ModelRegistry
 from service.schemas import ModelRef, NerRequest, NerResponse, NerResult, TextLimits
 
 
-def ner_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
+def ner_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecTree) -> Blueprint:
     """Tag the named entities of up to ``limits.max_texts`` texts or sentences per request."""
     blueprint = Blueprint("ner", __name__, url_prefix="/v1")
 
     @blueprint.post("/ner")
+    @documented(spec, body=NerRequest, ok=NerResponse, errors=PREDICT_ERRORS, tags=["v1"])
     def tag() -> dict[str, Any]:
+        """Find the named entities (PER, ORG, LOC, MISC) in texts or pre-tokenized sentences.
+
+        One result per input, in request order: the entities and every token with its tag and
+        exact character offsets.
+        """
         body = parse_body(NerRequest, context={"limits": limits})
         model = model_for_task(registry, "ner")
         # The registry builds every "ner" model with NerPredictor (PREDICTOR_FACTORIES).

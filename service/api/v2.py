@@ -38,6 +38,7 @@ from service.api.v2_schemas import (
 )
 from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, OutputTensor, TaskAdapter
 from service.errors import BadRequest, NotFound, NotReady, ValidationFailed, as_api_error
+from service.metrics import tag_model
 from service.runtime.registry import LoadedModel, ModelRegistry
 from service.schemas import TextBatch, TextLimits
 
@@ -100,7 +101,9 @@ def _find(
 ) -> tuple[LoadedModel, TaskAdapter]:
     """The loaded model ``name`` (at ``version``, when given) and its task's V2 adapter."""
     model = registry.models.get(name)
-    if model is None:
+    if model is not None:
+        tag_model(name)
+    else:
         if name in registry.errors:
             raise NotReady(f"model {name!r} failed to load: {registry.errors[name]}")
         raise NotFound(f"unknown model {name!r}; loaded models: {sorted(registry.models)}")

@@ -8,6 +8,7 @@ reports it, so an orchestrator sees *why* the pod is not ready.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from service.settings import BatchOverride, Settings
 from service.text.constants import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)
+
+
+class ReloadError(Exception):
+    """A model folder that could not be loaded again (the loaded model keeps serving)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,7 @@ class ModelRegistry:
     errors: dict[str, str] = field(default_factory=dict)
     settings: Settings | None = None
     observer: BatchObserver | None = None
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(
@@ -68,16 +74,52 @@ class ModelRegistry:
     def load(self, name: str, folder: Path, config: SessionConfig) -> None:
         """Load one model folder; on failure, record the reason instead of raising."""
         try:
-            model = load_model(name, folder, config)
-            policy = batch_policy(self.settings, name) if self.settings else BatchPolicy()
-            model.predictor.scheduler = make_scheduler(
-                name, model.predictor.run_rows, policy, self.observer
-            )
-            self.models[name] = model
+            self.models[name] = self._load_scheduled(name, folder, config)
             self.errors.pop(name, None)
         except Exception as exc:  # any failure must surface in readiness, not kill the worker
             logger.exception("model %r in %s failed to load", name, folder)
             self.errors[name] = f"{type(exc).__name__}: {exc}"
+
+    def reload(self, name: str) -> tuple[LoadedModel, LoadedModel | None]:
+        """Load ``name``'s folder again (verified and warmed up) and swap it in atomically.
+
+        Returns ``(new, old)``. Requests that already hold the old model finish on it (its
+        batcher runs what is queued, then anything later inline). Raises :class:`ReloadError`
+        when the folder cannot be loaded; the old model then keeps serving. Only this
+        worker's registry changes (``kill -HUP`` the gunicorn master to reload every worker).
+        """
+        if self.settings is None or (name not in self.models and name not in self.errors):
+            raise KeyError(name)
+        with self._reload_lock:
+            old = self.models.get(name)
+            try:
+                config = session_config(self.settings)
+                new = self._load_scheduled(name, self.settings.model_dir / name, config)
+            except Exception as exc:
+                logger.exception("reloading model %r failed; the loaded one keeps serving", name)
+                raise ReloadError(f"{type(exc).__name__}: {exc}") from exc
+            if old is not None and new.manifest.task != old.manifest.task:
+                new.predictor.scheduler.close()
+                raise ReloadError(
+                    f"the folder now holds a {new.manifest.task} model, not {old.manifest.task}"
+                )
+            self.models[name] = new  # one reference swap: a request sees old or new, whole
+            self.errors.pop(name, None)
+        if old is not None:
+            old.predictor.scheduler.close()
+        logger.info(
+            "model %r reloaded: %s -> %s", name, old and old.manifest.version, new.manifest.version
+        )
+        return new, old
+
+    def _load_scheduled(self, name: str, folder: Path, config: SessionConfig) -> LoadedModel:
+        """:func:`load_model`, then give the predictor its batcher."""
+        model = load_model(name, folder, config)
+        policy = batch_policy(self.settings, name) if self.settings else BatchPolicy()
+        model.predictor.scheduler = make_scheduler(
+            name, model.predictor.run_rows, policy, self.observer
+        )
+        return model
 
     @property
     def ready(self) -> bool:

@@ -127,5 +127,9 @@ def real_ner_model_dir() -> Path:
 @pytest.fixture
 def clean_env() -> dict[str, str]:
     """The environment for subprocesses, without variables that would change the service."""
-    names = {name.upper() for name in Settings.model_fields} | {"WEB_CONCURRENCY", "PYTHONPATH"}
+    names = {name.upper() for name in Settings.model_fields} | {
+        "WEB_CONCURRENCY",
+        "PYTHONPATH",
+        "PROMETHEUS_MULTIPROC_DIR",
+    }
     return {k: v for k, v in os.environ.items() if k.upper() not in names}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +43,7 @@ class Server:
     url: str
     stdout: Path
     stderr: Path
+    process: subprocess.Popen | None = None
 
     def logs(self) -> str:
         return f"--- stdout\n{self.stdout.read_text()}\n--- stderr\n{self.stderr.read_text()}"
@@ -64,6 +66,7 @@ def running_server(
     server = Server(f"http://127.0.0.1:{port}", log_dir / "server.out", log_dir / "server.err")
     with server.stdout.open("w") as out, server.stderr.open("w") as err:
         process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=out, stderr=err)
+        server.process = process
         try:
             _wait_until_ready(server, process, timeout)
             yield server
@@ -91,3 +94,19 @@ def _wait_until_ready(server: Server, process: subprocess.Popen, timeout: float)
             last = repr(exc)
         time.sleep(0.5)
     raise AssertionError(f"server not ready after {timeout}s ({last})\n{server.logs()}")
+
+
+@contextmanager
+def serving_in_thread(app: Any) -> Iterator[str]:
+    """Serve a WSGI ``app`` with werkzeug's threaded server on a free loopback port; yield
+    its base URL (``http://127.0.0.1:PORT``)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)

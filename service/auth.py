@@ -1,0 +1,78 @@
+"""Optional API keys: ``Authorization: Bearer <key>`` on every endpoint but the public ones.
+
+Keys come from API_KEYS and ADMIN_API_KEYS (an admin key is accepted everywhere and may also
+reload models). Keys are compared with :func:`hmac.compare_digest`, each of them every time, so
+the answer's timing says nothing about how much of a key was right. With no keys configured,
+nothing is checked (and reloading is open: set keys outside development).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, g, request
+
+from service.errors import Forbidden, Unauthorized
+from service.settings import Settings
+
+# Probes, scraping and the API docs stay reachable without a key.
+PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json")
+PUBLIC_PREFIXES = ("/docs",)
+
+
+class KeyRing:
+    """The configured keys, and which of them are admin keys."""
+
+    def __init__(self, api_keys: tuple[str, ...], admin_keys: tuple[str, ...]):
+        self._admin = [k.encode() for k in admin_keys]
+        self._all = [k.encode() for k in api_keys] + self._admin
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._all)
+
+    def is_valid(self, key: str) -> bool:
+        return _matches_any(key, self._all)
+
+    def is_admin(self, key: str) -> bool:
+        return _matches_any(key, self._admin)
+
+
+def _matches_any(key: str, keys: list[bytes]) -> bool:
+    candidate = key.encode()
+    # A list, not a generator: every key is compared, whichever matches.
+    return any([hmac.compare_digest(candidate, known) for known in keys])
+
+
+def install_api_keys(app: Flask, settings: Settings) -> None:
+    """Refuse requests without a valid key when keys are configured (401, ``WWW-Authenticate``)."""
+    ring = KeyRing(settings.api_keys, settings.admin_api_keys)
+    if not ring.enabled:
+        return
+
+    @app.before_request
+    def require_key() -> None:
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+            return
+        key = bearer_key()
+        if key is None or not ring.is_valid(key):
+            reason = "missing" if key is None else "invalid"
+            raise Unauthorized(
+                f"{reason} API key; send the header 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": 'Bearer realm="rnn-inference-service"'},
+            )
+        g.admin = ring.is_admin(key)
+
+
+def bearer_key() -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, if there is one."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return key.strip() or None
+
+
+def require_admin(settings: Settings) -> None:
+    """403 unless keys are off or this request's key is an admin key."""
+    if settings.auth_enabled and not g.get("admin", False):
+        raise Forbidden("this needs an admin key (ADMIN_API_KEYS)")

@@ -1,0 +1,106 @@
+"""Prometheus metrics of the service, correct across gunicorn workers.
+
+Under gunicorn, ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker
+starts, so every worker writes its values to files there and ``GET /metrics`` (answered by any
+worker) adds up all workers' files. Without it (tests, ``flask run``) the process's own registry
+is served.
+
+* ``http_requests_total``, ``http_request_duration_seconds``: by endpoint (the route pattern),
+  model and status.
+* ``inference_rows_total`` and ``inference_executions_total``: texts (or NER sentence pieces)
+  run, and graph calls made, per model; their ratio is the average batch size.
+* ``inference_queue_seconds``: how long a request waited for its first batch, per model.
+* ``inference_compute_seconds``: how long one graph call took, per model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered.", ["endpoint", "model", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from receiving a request to having its response.",
+    ["endpoint", "model", "status"],
+    buckets=_LATENCY_BUCKETS,
+)
+INFERENCE_ROWS = Counter(
+    "inference_rows_total", "Rows (texts, NER sentence pieces) run through a model.", ["model"]
+)
+INFERENCE_EXECUTIONS = Counter(
+    "inference_executions_total", "Graph calls (batches) made by a model.", ["model"]
+)
+QUEUE_TIME = Histogram(
+    "inference_queue_seconds",
+    "Time a request waited for its first batch to start.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+COMPUTE_TIME = Histogram(
+    "inference_compute_seconds",
+    "Time one graph call (a whole batch) took.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+
+class MetricsObserver:
+    """Records every graph call (a :class:`service.runtime.batcher.BatchObserver`)."""
+
+    def on_batch(self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float) -> None:
+        INFERENCE_ROWS.labels(model).inc(rows)
+        INFERENCE_EXECUTIONS.labels(model).inc()
+        COMPUTE_TIME.labels(model).observe(run_s)
+        for wait in queue_waits_s:
+            QUEUE_TIME.labels(model).observe(wait)
+
+
+def tag_model(name: str) -> None:
+    """Label this request's metrics with the model that serves it."""
+    g.model_name = name
+
+
+def install_request_metrics(app: Flask) -> None:
+    """Count and time every request of ``app``."""
+
+    @app.before_request
+    def start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        started = g.pop("metrics_started", None)
+        if started is not None:
+            rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            labels = (rule, g.get("model_name", ""), str(response.status_code))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+
+def render_metrics() -> Response:
+    """The Prometheus text exposition of every worker's metrics (or this process's)."""
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

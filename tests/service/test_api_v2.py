@@ -1,0 +1,277 @@
+"""The Open Inference Protocol (KServe V2) endpoints: JSON through Flask's test client, and the
+stock ``tritonclient.http`` client (binary data by default) against a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from flask import Flask
+from flask.testing import FlaskClient
+from tritonclient.utils import InferenceServerException
+
+from tests.service.live_server import serving_in_thread
+from tests.service.tiny_artifact import build_tiny_artifact
+from tests.service.tiny_ner_artifact import TINY_NER_VERSION
+
+VERSION = "0.0.1-test"
+SENTIMENT_TEXTS = ["a great movie", "an awful movie", "Zürich 東京 🙂 good"]
+NER_TEXTS = ["EU rejects German call to boycott British lamb.", "Zoë Ångström visited Zürich."]
+
+
+def text_input(texts: list[str]) -> dict:
+    return {"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}
+
+
+def infer(client: FlaskClient, model: str, body: dict, **kwargs) -> tuple[int, dict]:
+    response = client.post(f"/v2/models/{model}/infer", json=body, **kwargs)
+    return response.status_code, response.get_json()
+
+
+def outputs_by_name(body: dict) -> dict[str, dict]:
+    return {o["name"]: o for o in body["outputs"]}
+
+
+def v1(client: FlaskClient, task: str, texts: list[str]) -> list[dict]:
+    response = client.post(f"/v1/{task}", json={"texts": texts})
+    assert response.status_code == 200
+    return response.get_json()["results"]
+
+
+# --- metadata and readiness ----------------------------------------------------------------
+
+
+def test_server_metadata(ner_client: FlaskClient) -> None:
+    body = ner_client.get("/v2").get_json()
+
+    assert body["name"] == "rnn-inference-service"
+    assert body["extensions"] == ["binary_tensor_data"]
+    assert body["version"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models/sentiment", f"/v2/models/sentiment/versions/{VERSION}"]
+)
+def test_sentiment_metadata_names_labels_and_the_provider(ner_client, path: str) -> None:
+    body = ner_client.get(path).get_json()
+
+    assert body["name"] == "sentiment"
+    assert body["versions"] == [VERSION]
+    assert body["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert body["outputs"] == [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "score", "datatype": "FP32", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+    ]
+    assert body["parameters"]["labels"] == ["negative", "positive"]
+    assert body["parameters"]["execution_providers"] == ["CPUExecutionProvider"]
+
+
+def test_ner_metadata(ner_client: FlaskClient) -> None:
+    body = ner_client.get("/v2/models/ner").get_json()
+
+    assert body["versions"] == [TINY_NER_VERSION]
+    assert body["outputs"] == [{"name": "entities", "datatype": "BYTES", "shape": [-1]}]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v2/models/sentiment/ready", 200),
+        (f"/v2/models/ner/versions/{TINY_NER_VERSION}/ready", 200),
+        ("/v2/models/translation/ready", 404),
+        ("/v2/models/sentiment/versions/9.9.9/ready", 404),
+        ("/v2/models/translation", 404),
+        ("/v2/models/sentiment/versions/9.9.9", 404),
+    ],
+)
+def test_model_readiness_and_unknown_models(ner_client, path: str, status: int) -> None:
+    response = ner_client.get(path)
+
+    assert response.status_code == status
+    body = response.get_json()
+    if status == 200:
+        assert body == {"name": path.split("/")[3], "ready": True}
+    else:
+        assert set(body) == {"error"} and isinstance(body["error"], str)
+
+
+def test_a_model_that_failed_to_load_is_not_ready_and_says_why(app_factory, tmp_path: Path):
+    vocab = build_tiny_artifact(tmp_path / "sentiment") / "vocab.json"
+    vocab.write_text(vocab.read_text("utf-8").replace("awful", "awfull"), "utf-8")
+    client = app_factory(tmp_path).test_client()
+
+    response = client.get("/v2/models/sentiment/ready")
+
+    assert response.status_code == 503
+    assert "sha256 mismatch" in response.get_json()["error"]
+
+
+# --- inference, JSON -----------------------------------------------------------------------
+
+
+def test_sentiment_json_inference_matches_v1(ner_client: FlaskClient) -> None:
+    status, body = infer(
+        ner_client, "sentiment", {"id": "r1", "inputs": [text_input(SENTIMENT_TEXTS)]}
+    )
+
+    assert status == 200
+    assert (body["model_name"], body["model_version"], body["id"]) == ("sentiment", VERSION, "r1")
+    out = outputs_by_name(body)
+    expected = v1(ner_client, "sentiment", SENTIMENT_TEXTS)
+    assert out["label"] == {
+        "name": "label",
+        "datatype": "BYTES",
+        "shape": [3],
+        "data": [r["label"] for r in expected],
+    }
+    assert out["score"]["data"] == [r["score"] for r in expected]
+    assert out["probabilities"]["shape"] == [3, 2]
+    probabilities = np.array(out["probabilities"]["data"]).reshape(3, 2)
+    assert probabilities.tolist() == [
+        [r["scores"]["negative"], r["scores"]["positive"]] for r in expected
+    ]
+
+
+def test_ner_json_inference_matches_v1(ner_client: FlaskClient) -> None:
+    status, body = infer(ner_client, "ner", {"inputs": [text_input(NER_TEXTS)]})
+
+    assert status == 200
+    (entities,) = body["outputs"]
+    assert (entities["datatype"], entities["shape"]) == ("BYTES", [2])
+    expected = [r["entities"] for r in v1(ner_client, "ner", NER_TEXTS)]
+    assert [json.loads(e) for e in entities["data"]] == expected
+
+
+def test_only_the_requested_outputs_come_back(ner_client: FlaskClient) -> None:
+    body = {"inputs": [text_input(["good"])], "outputs": [{"name": "score"}]}
+
+    status, answer = infer(ner_client, "sentiment", body)
+
+    assert status == 200
+    assert [o["name"] for o in answer["outputs"]] == ["score"]
+
+
+def test_nested_row_major_data_is_accepted(ner_client: FlaskClient) -> None:
+    body = {
+        "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": [["good"], ["bad"]]}]
+    }
+
+    status, answer = infer(ner_client, "sentiment", body)
+
+    assert status == 200
+    assert outputs_by_name(answer)["label"]["data"] == ["positive", "negative"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"inputs": [{**text_input(["good"]), "name": "texts"}]}, "exactly one input, 'text'"),
+        ({"inputs": [text_input(["good"]), text_input(["bad"])]}, "exactly one input"),
+        ({"inputs": [{**text_input(["good"]), "datatype": "FP32"}]}, "must be BYTES"),
+        ({"inputs": [{**text_input(["good"]), "shape": [1, 1]}]}, "shape [N]"),
+        ({"inputs": [{**text_input(["good"]), "shape": [2]}]}, "but 1 elements"),
+        ({"inputs": [text_input([""])]}, "text[0]: text is empty"),
+        ({"inputs": [text_input([7])]}, "text[0]: input should be a valid string"),
+        ({"inputs": [text_input(["good"] * 101)]}, "at most 100 texts"),
+        ({"inputs": [{k: v for k, v in text_input(["good"]).items() if k != "data"}]}, "neither"),
+        ({"inputs": [text_input(["good"])], "outputs": [{"name": "logits"}]}, "unknown output"),
+        ({"inputs": "text"}, "invalid inference request"),
+        ({}, "invalid inference request: inputs: Field required"),
+    ],
+)
+def test_bad_requests_are_a_400_with_an_error_string(ner_client, body: dict, message: str) -> None:
+    status, answer = infer(ner_client, "sentiment", body)
+
+    assert status == 400
+    assert set(answer) == {"error"}
+    assert message in answer["error"]
+
+
+@pytest.mark.parametrize("data", [b"", b"{not json", b"[1, 2]"])
+def test_a_body_that_is_not_an_inference_request_is_a_400(ner_client, data: bytes) -> None:
+    response = ner_client.post("/v2/models/sentiment/infer", data=data)
+
+    assert response.status_code == 400
+    assert isinstance(response.get_json()["error"], str)
+
+
+def test_infer_on_an_unknown_model_or_version_is_a_404(ner_client: FlaskClient) -> None:
+    body = {"inputs": [text_input(["good"])]}
+
+    assert infer(ner_client, "translation", body)[0] == 404
+    response = ner_client.post("/v2/models/sentiment/versions/2/infer", json=body)
+    assert response.status_code == 404
+    assert "no version '2'" in response.get_json()["error"]
+
+
+# --- the stock tritonclient over real HTTP --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def triton_client(tiny_ner_model_dir: Path) -> Iterator[triton.InferenceServerClient]:
+    from service import create_app
+    from tests.service.conftest import make_settings
+
+    app: Flask = create_app(make_settings(tiny_ner_model_dir))
+    with serving_in_thread(app) as url:
+        client = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        yield client
+        client.close()
+
+
+def text_tensor(texts: list[str], binary_data: bool = True) -> triton.InferInput:
+    tensor = triton.InferInput("text", [len(texts)], "BYTES")
+    tensor.set_data_from_numpy(np.array(texts, dtype=object), binary_data=binary_data)
+    return tensor
+
+
+def test_tritonclient_health_and_metadata(triton_client: triton.InferenceServerClient) -> None:
+    assert triton_client.is_server_live()
+    assert triton_client.is_server_ready()
+    assert triton_client.is_model_ready("sentiment")
+    assert triton_client.is_model_ready("ner", model_version=TINY_NER_VERSION)
+    assert not triton_client.is_model_ready("translation")
+    assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    metadata = triton_client.get_model_metadata("sentiment")
+    assert metadata["parameters"]["labels"] == ["negative", "positive"]
+
+
+def test_tritonclient_sentiment_with_default_binary_data(ner_client, triton_client) -> None:
+    result = triton_client.infer("sentiment", [text_tensor(SENTIMENT_TEXTS)])
+
+    expected = v1(ner_client, "sentiment", SENTIMENT_TEXTS)
+    assert result.as_numpy("label").tolist() == [r["label"].encode() for r in expected]
+    assert result.as_numpy("score").dtype == np.float32
+    assert result.as_numpy("score").tolist() == [r["score"] for r in expected]
+    assert result.as_numpy("probabilities").shape == (3, 2)
+    assert result.as_numpy("probabilities").tolist() == [
+        [r["scores"]["negative"], r["scores"]["positive"]] for r in expected
+    ]
+    assert result.get_output("label")["parameters"]["binary_data_size"] > 0
+
+
+@pytest.mark.parametrize(
+    ("binary_in", "binary_out"), [(True, False), (False, True), (False, False)]
+)
+def test_tritonclient_ner_in_every_binary_json_mix(
+    ner_client, triton_client, binary_in: bool, binary_out: bool
+) -> None:
+    outputs = [triton.InferRequestedOutput("entities", binary_data=binary_out)]
+    result = triton_client.infer(
+        "ner", [text_tensor(NER_TEXTS, binary_in)], outputs=outputs, model_version=TINY_NER_VERSION
+    )
+
+    expected = [r["entities"] for r in v1(ner_client, "ner", NER_TEXTS)]
+    assert [json.loads(e) for e in result.as_numpy("entities")] == expected
+
+
+def test_tritonclient_sees_errors_as_exceptions(triton_client) -> None:
+    with pytest.raises(InferenceServerException, match="text is empty"):
+        triton_client.infer("sentiment", [text_tensor(["good", " "])])
+    with pytest.raises(InferenceServerException, match="unknown model 'translation'"):
+        triton_client.infer("translation", [text_tensor(["good"])])

@@ -1,0 +1,109 @@
+"""Optional API keys: Bearer keys on every endpoint but health probes, metrics and docs."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from pydantic import ValidationError
+
+from tests.service.conftest import make_settings
+
+KEY = "user-key-0123456789"
+ADMIN_KEY = "admin-key-0123456789"
+SENTIMENT = ("post", "/v1/sentiment", {"texts": ["good"]})
+
+
+@pytest.fixture
+def keyed_client(app_factory, tiny_model_dir) -> FlaskClient:
+    app = app_factory(tiny_model_dir, api_keys=(KEY,), admin_api_keys=(ADMIN_KEY,))
+    return app.test_client()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+V2_INFER = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["good"]}]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        SENTIMENT,
+        ("get", "/v1/models", None),
+        ("post", "/v1/models/sentiment/reload", None),
+        ("get", "/v2/models/sentiment", None),
+        ("post", "/v2/models/sentiment/infer", V2_INFER),
+        ("get", "/v2", None),
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [{}, bearer("wrong-key-0123456789"), {"Authorization": KEY}, bearer(KEY[:-1]), bearer("")],
+)
+def test_a_missing_or_wrong_key_is_a_401(keyed_client, method, path, body, headers) -> None:
+    response = getattr(keyed_client, method)(path, json=body, headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    error = response.get_json()["error"]
+    message = error if path.startswith("/v2") else error["message"]  # each API's error shape
+    assert "Authorization: Bearer <key>" in message
+
+
+@pytest.mark.parametrize("key", [KEY, ADMIN_KEY])
+def test_a_valid_key_is_accepted(keyed_client: FlaskClient, key: str) -> None:
+    assert (
+        keyed_client.post(
+            "/v1/sentiment", json={"texts": ["good"]}, headers=bearer(key)
+        ).status_code
+        == 200
+    )
+    assert (
+        keyed_client.post(
+            "/v2/models/sentiment/infer", json=V2_INFER, headers=bearer(key)
+        ).status_code
+        == 200
+    )
+    assert (
+        keyed_client.get("/v1/models", headers={"authorization": f"bearer {key}"}).status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json", "/docs"]
+)
+def test_probes_metrics_and_docs_need_no_key(keyed_client: FlaskClient, path: str) -> None:
+    assert keyed_client.get(path).status_code == 200
+
+
+def test_reloading_needs_an_admin_key(keyed_client: FlaskClient) -> None:
+    refused = keyed_client.post("/v1/models/sentiment/reload", headers=bearer(KEY))
+    allowed = keyed_client.post("/v1/models/sentiment/reload", headers=bearer(ADMIN_KEY))
+
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "forbidden"
+    assert allowed.status_code == 200
+
+
+def test_without_keys_nothing_is_checked(client: FlaskClient) -> None:
+    assert client.post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
+    assert client.post("/v1/models/sentiment/reload").status_code == 200
+
+
+def test_short_keys_are_refused_and_keys_never_shown(tiny_model_dir) -> None:
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        make_settings(tiny_model_dir, api_keys=("short",))
+
+    settings = make_settings(tiny_model_dir, api_keys=(KEY,), admin_api_keys=(ADMIN_KEY,))
+    assert KEY not in repr(settings) and ADMIN_KEY not in repr(settings)
+    assert settings.auth_enabled
+
+
+def test_keys_are_read_comma_separated_from_the_environment(monkeypatch) -> None:
+    from service.settings import Settings
+
+    monkeypatch.setenv("API_KEYS", f" {KEY} , other-key-0123456789,")
+
+    assert Settings().api_keys == (KEY, "other-key-0123456789")

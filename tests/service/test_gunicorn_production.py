@@ -1,0 +1,120 @@
+"""Production serving under the repository's gunicorn.conf.py with two workers, on the tiny
+models: metrics summed over workers, tritonclient over gunicorn, request ids in JSON logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from tests.service.live_server import Server, free_port, http_json, running_server
+from tests.service.metrics_text import sample_values, value
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
+SENTIMENT = {"endpoint": "/v1/sentiment", "model": "sentiment", "status": "200"}
+
+
+@pytest.fixture(scope="module")
+def metrics_dir(tmp_path_factory) -> Path:
+    """PROMETHEUS_MULTIPROC_DIR of the server, holding a stale file that start-up must remove."""
+    folder = tmp_path_factory.mktemp("metrics")
+    (folder / "counter_999999.db").write_bytes(b"stale file of an earlier run")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tiny_ner_model_dir: Path, metrics_dir: Path, tmp_path_factory) -> Iterator[Server]:
+    """gunicorn with 2 workers x 4 threads over the tiny models."""
+    log_dir = tmp_path_factory.mktemp("gunicorn")
+    names = {"WEB_CONCURRENCY", "PYTHONPATH", "PROMETHEUS_MULTIPROC_DIR", "MODELS"}
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    port = free_port()
+    env |= {
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "4",
+        "MODEL_DIR": str(tiny_ner_model_dir),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    with running_server(GUNICORN, cwd=REPO_ROOT, env=env, port=port, log_dir=log_dir) as running:
+        yield running
+
+
+def scrape(server: Server) -> dict:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        return sample_values(response.read().decode())
+
+
+def request_log_pids(server: Server, path: str) -> set[int]:
+    pids = set()
+    for line in server.stderr.read_text().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("message") == "request" and entry.get("path") == path:
+                pids.add(entry["pid"])
+    return pids
+
+
+@pytest.mark.slow
+def test_metrics_agree_across_two_workers(server: Server, metrics_dir: Path) -> None:
+    assert not (metrics_dir / "counter_999999.db").exists()  # cleaned at start
+    before = value(scrape(server), "http_requests_total", **SENTIMENT)
+
+    def classify(_: int) -> int:
+        status, _body = http_json("POST", f"{server.url}/v1/sentiment", {"texts": ["good", "bad"]})
+        return status
+
+    sent = 0
+    for _round in range(10):  # until both workers have served some (normally the first round)
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(classify, range(16))) == {200}
+        sent += 16
+        if len(request_log_pids(server, "/v1/sentiment")) == 2:
+            break
+    assert len(request_log_pids(server, "/v1/sentiment")) == 2, server.logs()
+
+    scrapes = [scrape(server) for _ in range(6)]  # answered by either worker
+
+    for samples in scrapes:
+        assert value(samples, "http_requests_total", **SENTIMENT) - before == sent
+        assert value(samples, "http_request_duration_seconds_count", **SENTIMENT) - before == sent
+        assert value(samples, "inference_rows_total", model="sentiment") >= 2 * sent
+        executions = value(samples, "inference_executions_total", model="sentiment")
+        assert 0 < executions <= value(samples, "inference_rows_total", model="sentiment")
+    assert len(list(metrics_dir.glob("counter_*.db"))) >= 2  # one file per worker
+
+
+@pytest.mark.slow
+def test_tritonclient_over_gunicorn(server: Server) -> None:
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    texts = ["a great movie", "an awful movie"]
+    tensor = triton.InferInput("text", [2], "BYTES")
+    tensor.set_data_from_numpy(np.array(texts, dtype=object))
+
+    result = client.infer("sentiment", [tensor])
+    _, v1 = http_json("POST", f"{server.url}/v1/sentiment", {"texts": texts})
+
+    assert result.as_numpy("label").tolist() == [b"positive", b"negative"]
+    assert result.as_numpy("score").tolist() == [r["score"] for r in v1["results"]]
+    client.close()
+
+
+@pytest.mark.slow
+def test_request_id_round_trip_and_json_log(server: Server) -> None:
+    request = urllib.request.Request(
+        f"{server.url}/v2/health/ready", headers={"X-Request-ID": "trace-42"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["X-Request-ID"] == "trace-42"
+
+    lines = [json.loads(x) for x in server.stderr.read_text().splitlines() if x.startswith("{")]
+    assert any(e.get("request_id") == "trace-42" and e["status"] == 200 for e in lines)

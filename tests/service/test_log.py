@@ -1,0 +1,58 @@
+"""Request ids and structured (JSON) logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+from flask.testing import FlaskClient
+
+from service.log import JsonFormatter, RequestIdFilter
+
+
+def test_a_sent_request_id_is_echoed(client: FlaskClient) -> None:
+    response = client.get("/v2/health/live", headers={"X-Request-ID": "abc-123"})
+
+    assert response.headers["X-Request-ID"] == "abc-123"
+
+
+@pytest.mark.parametrize("sent", [None, "", "x" * 200, "bad id with spaces", "<script>"])
+def test_a_missing_or_unsafe_request_id_is_replaced(client: FlaskClient, sent) -> None:
+    headers = {} if sent is None else {"X-Request-ID": sent}
+
+    first = client.get("/v2/health/live", headers=headers).headers["X-Request-ID"]
+    second = client.get("/v2/health/live", headers=headers).headers["X-Request-ID"]
+
+    assert len(first) == 32 and first != second
+
+
+def test_each_request_is_logged_with_its_id_model_and_status(client, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        client.post("/v1/sentiment", json={"texts": ["good"]}, headers={"X-Request-ID": "r-1"})
+
+    (record,) = [r for r in caplog.records if r.name == "service.requests"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "request"
+    assert line["request_id"] == "r-1"
+    assert (line["method"], line["path"], line["status"]) == ("POST", "/v1/sentiment", 200)
+    assert line["model"] == "sentiment"
+    assert line["duration_ms"] > 0
+    assert {"time", "level", "logger", "pid"} <= set(line)
+
+
+def test_json_lines_carry_exceptions_and_outside_requests_a_dash() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "service.x", logging.ERROR, __file__, 1, "failed %s", ("x",), sys.exc_info()
+        )
+    RequestIdFilter().filter(record)
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["message"] == "failed x"
+    assert line["request_id"] == "-"
+    assert "ValueError: boom" in line["exception"]

@@ -1,0 +1,132 @@
+"""The OpenAPI document is valid, covers every /v1 endpoint, and real responses conform to it;
+the interactive docs need no internet."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+
+from service.openapi import ERROR_STATUSES
+
+
+@pytest.fixture(scope="module")
+def document(ner_app: Flask) -> dict:
+    response = ner_app.test_client().get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def check_conforms(document: dict, path: str, method: str, response) -> None:
+    """The response's body matches the document's schema for its status."""
+    responses = document["paths"][path][method]["responses"]
+    status = str(response.status_code)
+    assert status in responses, f"{method.upper()} {path} answered {status}, not documented"
+    schema = responses[status]["content"]["application/json"]["schema"]
+    validator = Draft202012Validator({**schema, "components": document["components"]})
+    errors = [e.message for e in validator.iter_errors(response.get_json())]
+    assert not errors, errors
+
+
+def test_the_document_is_valid_openapi_3(document: dict) -> None:
+    validate(document)
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"]
+
+
+def test_every_v1_endpoint_is_documented_with_request_response_and_errors(
+    ner_app: Flask, document: dict
+) -> None:
+    routes = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+        for rule in ner_app.url_map.iter_rules()
+        if rule.rule.startswith("/v1/")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+
+    assert routes and routes <= documented
+    for path, method in routes:
+        operation = document["paths"][path][method]
+        assert operation["summary"] and "200" in operation["responses"]
+        assert "500" in operation["responses"]
+        if method == "post" and not path.endswith("/reload"):  # the prediction endpoints
+            assert "requestBody" in operation
+            assert {"400", "413", "422", "503"} <= set(operation["responses"])
+        for status, answer in operation["responses"].items():
+            if status != "200":
+                ref = answer["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorResponse"), (path, status)
+                assert answer["description"] == ERROR_STATUSES[int(status)]
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "body", "status"),
+    [
+        ("/v1/sentiment", "post", {"texts": ["a great movie", "awful"]}, 200),
+        ("/v1/sentiment", "post", {"texts": []}, 422),
+        ("/v1/sentiment", "post", "not json", 400),
+        ("/v1/sentiment", "post", {"texts": ["good " * 100] * 40}, 413),
+        ("/v1/ner", "post", {"texts": ["EU rejects German call to boycott British lamb."]}, 200),
+        ("/v1/ner", "post", {"tokens": [["Peter", "Blackburn"]]}, 200),
+        ("/v1/ner", "post", {"texts": ["EU"], "tokens": [["EU"]]}, 422),
+        ("/v1/models", "get", None, 200),
+        ("/v2/health/live", "get", None, 200),
+        ("/v2/health/ready", "get", None, 200),
+    ],
+)
+def test_real_responses_conform_to_the_document(
+    ner_client: FlaskClient, document: dict, path: str, method: str, body, status: int
+) -> None:
+    if isinstance(body, str):
+        response = ner_client.post(path, data=body)
+    else:
+        response = getattr(ner_client, method)(path, json=body)
+
+    assert response.status_code == status
+    check_conforms(document, path, method, response)
+
+
+def test_not_ready_responses_conform_too(app_factory, tmp_path, document: dict) -> None:
+    client = app_factory(tmp_path).test_client()  # no models at all
+
+    check_conforms(document, "/v2/health/ready", "get", client.get("/v2/health/ready"))
+    response = client.post("/v1/sentiment", json={"texts": ["good"]})
+    assert response.status_code == 503
+    check_conforms(document, "/v1/sentiment", "post", response)
+
+
+def test_docs_are_served_without_any_internet(ner_client: FlaskClient) -> None:
+    page = ner_client.get("/docs")
+
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "SwaggerUIBundle" in html and "/openapi.json" in html
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources and not [s for s in sources if "//" in s]  # nothing from another host
+    for source in sources:
+        asset = ner_client.get(source)
+        assert asset.status_code == 200, source
+        assert len(asset.get_data()) > 1000
+    assert ner_client.get("/docs/").status_code in (301, 302, 308)
+
+
+def test_the_optional_bearer_key_is_documented(document: dict) -> None:
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert document["paths"]["/v1/sentiment"]["post"]["security"] == [{"bearerAuth": []}, {}]
+    assert "security" not in document["paths"]["/v2/health/ready"]["get"]
+    reload = document["paths"]["/v1/models/{name}/reload"]["post"]
+    assert {"401", "403", "404", "409"} <= set(reload["responses"])
+
+
+def test_reload_responses_conform(app_factory, own_model_dir, document: dict) -> None:
+    client = app_factory(own_model_dir).test_client()
+    path = "/v1/models/{name}/reload"
+
+    check_conforms(document, path, "post", client.post("/v1/models/sentiment/reload"))
+    check_conforms(document, path, "post", client.post("/v1/models/translation/reload"))

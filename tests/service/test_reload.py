@@ -1,0 +1,105 @@
+"""POST /v1/models/{name}/reload: verified load, atomic swap, failures keep the old model."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from flask import Flask
+
+from service import REGISTRY_KEY
+from tests.service.tiny_artifact import build_tiny_artifact
+
+RELOAD = "/v1/models/sentiment/reload"
+
+
+def set_version(folder: Path, version: str) -> None:
+    """Change the manifest's version (the manifest is not part of its own checksums)."""
+    manifest = folder / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    data["version"] = version
+    manifest.write_text(json.dumps(data), "utf-8")
+
+
+def served_version(app: Flask) -> str:
+    response = app.test_client().post("/v1/sentiment", json={"texts": ["good"]})
+    assert response.status_code == 200
+    return response.get_json()["model"]["version"]
+
+
+def test_a_reload_swaps_in_the_new_files(app_factory, own_model_dir: Path) -> None:
+    app = app_factory(own_model_dir)
+    set_version(own_model_dir / "sentiment", "2.0.0")
+
+    response = app.test_client().post(RELOAD)
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["previous_version"] == "0.0.1-test"
+    assert body["model"]["version"] == "2.0.0"
+    assert served_version(app) == "2.0.0"
+    assert app.test_client().get("/v2/models/sentiment").get_json()["versions"] == ["2.0.0"]
+
+
+def test_a_failed_reload_keeps_the_old_model_serving_and_says_why(
+    app_factory, own_model_dir: Path
+) -> None:
+    app = app_factory(own_model_dir)
+    vocab = own_model_dir / "sentiment" / "vocab.json"
+    vocab.write_text(vocab.read_text("utf-8").replace("awful", "awfull"), "utf-8")
+
+    response = app.test_client().post(RELOAD)
+
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert error["code"] == "reload_failed"
+    assert "sha256 mismatch" in error["message"] and "keeps serving" in error["message"]
+    assert served_version(app) == "0.0.1-test"
+    assert app.test_client().get("/v2/health/ready").status_code == 200
+
+
+def test_in_flight_requests_finish_on_the_old_model(app_factory, own_model_dir, monkeypatch):
+    app = app_factory(own_model_dir)
+    old = app.extensions[REGISTRY_KEY].models["sentiment"].predictor
+    entered, release = threading.Event(), threading.Event()
+    run = old.session.run
+
+    def slow_run(feeds):
+        entered.set()
+        release.wait(10)
+        return run(feeds)
+
+    monkeypatch.setattr(old.session, "run", slow_run)
+    set_version(own_model_dir / "sentiment", "2.0.0")
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(served_version, app)
+        assert entered.wait(5)  # inside the old model's graph
+
+        reloaded = app.test_client().post(RELOAD)  # does not wait for the in-flight request
+        assert served_version(app) == "2.0.0"  # new requests get the new model at once
+        release.set()
+        assert in_flight.result(5) == "0.0.1-test"
+    assert reloaded.status_code == 200
+
+
+def test_a_model_that_failed_at_start_can_be_reloaded_once_fixed(app_factory, tmp_path) -> None:
+    folder = build_tiny_artifact(tmp_path / "sentiment")
+    graph = (folder / "model.onnx").read_bytes()
+    (folder / "model.onnx").write_bytes(b"broken")
+    app = app_factory(tmp_path)
+    assert app.test_client().get("/v2/health/ready").status_code == 503
+
+    (folder / "model.onnx").write_bytes(graph)
+    response = app.test_client().post(RELOAD)
+
+    assert response.status_code == 200
+    assert response.get_json()["previous_version"] is None
+    assert app.test_client().get("/v2/health/ready").status_code == 200
+
+
+def test_reloading_an_unknown_model_is_a_404(client) -> None:
+    for name in ("translation", ".."):
+        response = client.post(f"/v1/models/{name}/reload")
+        assert response.status_code == 404
