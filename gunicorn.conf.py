@@ -2,7 +2,8 @@
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (worker processes), GUNICORN_THREADS
 (threads per worker), GUNICORN_TIMEOUT (seconds), LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR (where
-workers keep their metrics; a fresh temporary folder when unset).
+workers keep their metrics) and RELOAD_SIGNAL_DIR (how a reload reaches every worker): fresh
+temporary folders when unset.
 """
 
 import os
@@ -65,10 +66,17 @@ if os.path.isdir("/dev/shm"):
 # Prometheus multiprocess mode: every worker writes its metrics to files in one folder, and
 # GET /metrics, whichever worker answers it, adds them all up. The variable must be set before
 # a worker imports prometheus_client, so it is set here, in the master, before any fork.
+_shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _created_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _created_metrics_dir:
-    _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnn-metrics-", dir=_shm)
+
+
+# Reloads reach every worker through signal files in a folder they share (see
+# service/runtime/reload_broadcast.py).
+_created_reload_dir = not os.environ.get("RELOAD_SIGNAL_DIR")
+if _created_reload_dir:
+    os.environ["RELOAD_SIGNAL_DIR"] = tempfile.mkdtemp(prefix="rnn-reload-", dir=_shm)
 
 
 def on_starting(server):
@@ -88,6 +96,8 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    """Remove the metrics folder if this config created it."""
+    """Remove the metrics and reload folders that this config created."""
     if _created_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    if _created_reload_dir:
+        shutil.rmtree(os.environ["RELOAD_SIGNAL_DIR"], ignore_errors=True)

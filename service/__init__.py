@@ -15,6 +15,7 @@ from service.errors import register_error_handlers
 from service.log import configure_logging, install_request_ids
 from service.metrics import MetricsObserver, install_request_metrics
 from service.runtime.registry import ModelRegistry
+from service.runtime.reload_broadcast import ReloadBroadcast
 from service.settings import Settings
 
 SETTINGS_KEY = "service.settings"
@@ -28,14 +29,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the schemas' field order
+    broadcast = None
+    if settings.reload_signal_dir is not None:  # before loading: see ReloadBroadcast
+        broadcast = ReloadBroadcast(settings.reload_signal_dir)
     registry = ModelRegistry.from_settings(settings, observer=MetricsObserver())
+    if broadcast is not None:
+        broadcast.follow(registry)
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[REGISTRY_KEY] = registry
     install_request_ids(app)
     install_request_metrics(app)
     install_api_keys(app, settings)
     register_error_handlers(app)
-    register_blueprints(app, settings, registry)
+    register_blueprints(app, settings, registry, broadcast)
     return app
 
 

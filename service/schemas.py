@@ -55,11 +55,13 @@ def _check_text(value: str, info: ValidationInfo) -> str:
 # document is served (service.openapi).
 MAX_TEXTS_MARKER = {"minItems": 1, "x-limit-max-items": "max_texts"}
 MAX_CHARS_MARKER = {"x-limit-max-length": "max_text_chars"}
+# Python's whitespace (str.isspace) is JSON Schema's (ECMA) \s plus these characters.
+_NOT_SPACE = r"[^\s\x1c-\x1f\x85]"
 
 InputText = Annotated[
     StrictStr,
     AfterValidator(_check_text),
-    Field(json_schema_extra={"minLength": 1, "pattern": r"\S", **MAX_CHARS_MARKER}),
+    Field(json_schema_extra={"minLength": 1, "pattern": _NOT_SPACE, **MAX_CHARS_MARKER}),
 ]
 
 
@@ -176,8 +178,14 @@ def _check_sentence(value: list[str], info: ValidationInfo) -> list[str]:
 InputToken = Annotated[
     StrictStr,
     AfterValidator(_check_token),
-    # No "$": in Python's re it also matches before a final newline; the lookahead means "end".
-    Field(json_schema_extra={"minLength": 1, "pattern": r"^\S+(?![\s\S])", **MAX_CHARS_MARKER}),
+    # Not "$", which in Python's re also matches before a final newline: the lookahead is "end".
+    Field(
+        json_schema_extra={
+            "minLength": 1,
+            "pattern": rf"^{_NOT_SPACE}+(?![\s\S])",
+            **MAX_CHARS_MARKER,
+        }
+    ),
 ]
 InputSentence = Annotated[
     list[InputToken], AfterValidator(_check_sentence), Field(json_schema_extra={"minItems": 1})

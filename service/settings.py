@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         description="Comma-separated keys that may also reload models "
         "(POST /v1/models/{name}/reload); accepted wherever an API key is.",
     )
+    reload_signal_dir: Path | None = Field(
+        default=None,
+        description="Folder shared by the workers of one server: a model reloaded in one "
+        "worker is then reloaded in every worker within about a second (gunicorn.conf.py sets "
+        "one up when unset). Unset: a reload changes only the worker that answers it.",
+    )
     request_timeout_s: float = Field(
         default=30.0,
         gt=0,

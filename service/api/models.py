@@ -14,12 +14,19 @@ from service.errors import NotFound, NotReady, ReloadFailed
 from service.metrics import tag_model
 from service.openapi import documented
 from service.runtime.registry import LoadedModel, ModelRegistry, ReloadError
+from service.runtime.reload_broadcast import ReloadBroadcast
 from service.schemas import ModelInfo, ModelList, ReloadResponse
 from service.settings import Settings
 
 
-def models_blueprint(registry: ModelRegistry, settings: Settings, spec: SpecTree) -> Blueprint:
-    """List the loaded models with their manifest facts and dev metrics."""
+def models_blueprint(
+    registry: ModelRegistry,
+    settings: Settings,
+    spec: SpecTree,
+    broadcast: ReloadBroadcast | None = None,
+) -> Blueprint:
+    """List the loaded models with their manifest facts and dev metrics; reload one (in every
+    worker when there is a ``broadcast``)."""
     blueprint = Blueprint("models", __name__, url_prefix="/v1")
 
     @blueprint.get("/models")
@@ -35,12 +42,12 @@ def models_blueprint(registry: ModelRegistry, settings: Settings, spec: SpecTree
     @blueprint.post("/models/<name>/reload")
     @documented(spec, ok=ReloadResponse, errors=(401, 403, 404, 409, 500), tags=["admin"])
     def reload_model(name: str) -> dict[str, Any]:
-        """Reload a model from its folder in this worker (admin key needed when keys are set).
+        """Reload a model from its folder (admin key needed when keys are set).
 
         The folder is verified (sha256 of every file), loaded and warmed up, then swapped in;
         requests already running finish on the old model. If the new files do not load, the
-        old model keeps serving and the answer (409) says why. Only the worker that answers
-        reloads: send SIGHUP to the gunicorn master to reload every worker.
+        old model keeps serving and the answer (409) says why. The answer is this worker's;
+        the other workers of the server follow within about a second (RELOAD_SIGNAL_DIR).
         """
         require_admin(settings)
         tag_model(name)
@@ -55,6 +62,8 @@ def models_blueprint(registry: ModelRegistry, settings: Settings, spec: SpecTree
             raise ReloadFailed(
                 f"reloading {name!r} failed, the loaded model keeps serving: {exc}"
             ) from None
+        if broadcast is not None:
+            broadcast.announce(name)
         previous = old.manifest.version if old is not None else None
         return ReloadResponse(model=model_info(new), previous_version=previous).model_dump()
 

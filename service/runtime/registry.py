@@ -85,8 +85,9 @@ class ModelRegistry:
 
         Returns ``(new, old)``. Requests that already hold the old model finish on it (its
         batcher runs what is queued, then anything later inline). Raises :class:`ReloadError`
-        when the folder cannot be loaded; the old model then keeps serving. Only this
-        worker's registry changes (``kill -HUP`` the gunicorn master to reload every worker).
+        when the folder cannot be loaded (the old model then keeps serving), ``KeyError`` for
+        a model that is not configured. Only this worker's registry changes
+        (:mod:`service.runtime.reload_broadcast` tells the others).
         """
         if self.settings is None or (name not in self.models and name not in self.errors):
             raise KeyError(name)

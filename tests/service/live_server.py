@@ -48,6 +48,39 @@ class Server:
     def logs(self) -> str:
         return f"--- stdout\n{self.stdout.read_text()}\n--- stderr\n{self.stderr.read_text()}"
 
+    def json_logs(self) -> list[dict[str, Any]]:
+        """The service's JSON log lines so far."""
+        lines = self.stderr.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def request_pids(self, path: str) -> set[int]:
+        """Pids of the workers that logged answering a request for ``path``."""
+        logs = self.json_logs()
+        return {e["pid"] for e in logs if e["message"] == "request" and e.get("path") == path}
+
+    def pids_logging(self, message_start: str) -> set[int]:
+        """Pids of the workers that logged a message starting with ``message_start``."""
+        return {e["pid"] for e in self.json_logs() if e["message"].startswith(message_start)}
+
+    def wait_for_workers(self, count: int, model: str, timeout: float = 60) -> None:
+        """Wait until ``count`` workers have logged ``model`` ready (the server is ready as
+        soon as one is)."""
+        deadline = time.monotonic() + timeout
+
+        def ready_pids() -> set[int]:
+            logs = self.json_logs()
+            prefix = f"model {model!r} "
+            return {
+                e["pid"]
+                for e in logs
+                if e["message"].startswith(prefix) and " ready on " in e["message"]
+            }
+
+        while len(ready_pids()) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {count} workers loaded {model}\n{self.logs()}")
+            time.sleep(0.2)
+
 
 @contextmanager
 def running_server(

@@ -16,6 +16,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in ("WEB_CONCURRENCY", "ORT_INTRA_OP_THREADS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    monkeypatch.setenv("RELOAD_SIGNAL_DIR", str(tmp_path / "reload"))
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
     return monkeypatch
 
@@ -51,11 +52,12 @@ def test_a_given_metrics_folder_is_emptied_at_start(env, tmp_path) -> None:
     assert (tmp_path / "metrics").is_dir()  # not ours to remove
 
 
-def test_a_metrics_folder_is_made_when_unset_and_removed_at_exit(env) -> None:
-    env.delenv("PROMETHEUS_MULTIPROC_DIR")
+@pytest.mark.parametrize("name", ["PROMETHEUS_MULTIPROC_DIR", "RELOAD_SIGNAL_DIR"])
+def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) -> None:
+    env.delenv(name)
 
     config = runpy.run_path(str(CONF))
-    created = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    created = Path(os.environ[name])
     assert created.is_dir()
     config["on_exit"](None)
 

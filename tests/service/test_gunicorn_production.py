@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,16 +55,6 @@ def scrape(server: Server) -> dict:
         return sample_values(response.read().decode())
 
 
-def request_log_pids(server: Server, path: str) -> set[int]:
-    pids = set()
-    for line in server.stderr.read_text().splitlines():
-        if line.startswith("{"):
-            entry = json.loads(line)
-            if entry.get("message") == "request" and entry.get("path") == path:
-                pids.add(entry["pid"])
-    return pids
-
-
 @pytest.mark.slow
 def test_metrics_agree_across_two_workers(server: Server, metrics_dir: Path) -> None:
     assert not (metrics_dir / "counter_999999.db").exists()  # cleaned at start
@@ -73,14 +64,13 @@ def test_metrics_agree_across_two_workers(server: Server, metrics_dir: Path) -> 
         status, _body = http_json("POST", f"{server.url}/v1/sentiment", {"texts": ["good", "bad"]})
         return status
 
-    sent = 0
-    for _round in range(10):  # until both workers have served some (normally the first round)
+    server.wait_for_workers(2, "sentiment")
+    sent, deadline = 0, time.monotonic() + 30
+    while len(server.request_pids("/v1/sentiment")) < 2:  # normally after the first round
+        assert time.monotonic() < deadline, server.logs()
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(classify, range(16))) == {200}
         sent += 16
-        if len(request_log_pids(server, "/v1/sentiment")) == 2:
-            break
-    assert len(request_log_pids(server, "/v1/sentiment")) == 2, server.logs()
 
     scrapes = [scrape(server) for _ in range(6)]  # answered by either worker
 

@@ -1,0 +1,78 @@
+"""A reload in one worker reaches the others through the shared signal folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from flask import Flask
+
+from service import REGISTRY_KEY
+from service.runtime.reload_broadcast import ReloadBroadcast
+from tests.service.test_reload import set_version
+
+
+def version_of(app: Flask) -> str:
+    return app.extensions[REGISTRY_KEY].models["sentiment"].manifest.version
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_reload_in_one_worker_is_followed_by_the_others(app_factory, own_model_dir, tmp_path):
+    signals = tmp_path / "signals"
+    first, second = (app_factory(own_model_dir, reload_signal_dir=signals) for _ in range(2))
+    set_version(own_model_dir / "sentiment", "2.0.0")
+
+    response = first.test_client().post("/v1/models/sentiment/reload")
+
+    assert response.status_code == 200
+    assert version_of(first) == "2.0.0"
+    assert wait_for(lambda: version_of(second) == "2.0.0")
+    assert (signals / "sentiment").is_file()
+
+
+def test_signals_present_at_start_are_not_followed(own_model_dir: Path, tmp_path: Path) -> None:
+    calls = []
+
+    class Registry:
+        def reload(self, name):
+            calls.append(name)
+
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    (signals / "sentiment").write_text("old-sender abc", "utf-8")
+    broadcast = ReloadBroadcast(signals)
+    broadcast.registry = Registry()  # type: ignore[assignment]  # checked by hand, no thread
+
+    broadcast.check()
+    assert calls == []
+    (signals / "sentiment").write_text("other-sender def", "utf-8")
+    broadcast.check()
+    broadcast.check()
+    assert calls == ["sentiment"]  # once per new signal
+    broadcast.announce("sentiment")
+    broadcast.check()
+    assert calls == ["sentiment"]  # its own signal is not followed
+    assert json.dumps(sorted(p.name for p in signals.iterdir())) == '["sentiment"]'
+
+
+def test_a_failed_follow_keeps_the_old_model(app_factory, own_model_dir, tmp_path) -> None:
+    signals = tmp_path / "signals"
+    app = app_factory(own_model_dir, reload_signal_dir=signals)
+    vocab = own_model_dir / "sentiment" / "vocab.json"
+    vocab.write_text(vocab.read_text("utf-8").replace("awful", "awfull"), "utf-8")
+    other = ReloadBroadcast(signals)
+
+    other.announce("sentiment")  # as if another worker had reloaded
+    time.sleep(2.5)
+
+    assert version_of(app) == "0.0.1-test"
+    assert app.test_client().post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
