@@ -55,5 +55,11 @@ export-ner: $(VENV)/.dev-installed
 evaluate-ner: $(VENV)/.dev-installed
 	$(BIN)/python -m training evaluate ner --data ../shared/datasets/conll2003/valid.txt
 
+# Benchmark suite (docs/benchmarks.md + plots): the full run takes under 20 minutes;
+# BENCH_ARGS=--quick for a run under 3 minutes (see python -m benchmarks --help).
+.PHONY: bench
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

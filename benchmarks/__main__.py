@@ -1,0 +1,119 @@
+"""``python -m benchmarks``: run the benchmark suite and rewrite docs/benchmarks.md.
+
+Sections (all by default):
+  inprocess     ONNX Runtime vs PyTorch eager, per model, batch sizes 1/8/32/128
+  quantization  dynamic int8 ONNX graphs: speed ratio and change of the dev metrics
+  http          real gunicorn servers (service with/without batching, naive Flask + PyTorch):
+                load test at several concurrencies, 64 texts in one request vs 64 requests,
+                start-up time and memory per worker
+  footprint     size of the serving install vs the training install
+
+The full run takes under 20 minutes, --quick under 3. Every ratio compares measurements of the
+same run. Load tests only target servers this command starts on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import inprocess, report, serving
+from benchmarks.common import MODES, REPO_ROOT, machine_info
+from benchmarks.models import available_models
+
+SECTIONS = ("inprocess", "quantization", "http", "footprint")
+log = logging.getLogger("benchmarks")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    speed = parser.add_mutually_exclusive_group()
+    speed.add_argument("--quick", action="store_true", help="short run (under 3 minutes)")
+    speed.add_argument("--tiny", action="store_true", help="seconds-long smoke run (for tests)")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument("--models", default="", help="comma-separated model names (default: all)")
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=REPO_ROOT / "docs" / "benchmarks.md",
+        help="markdown file to write (default: docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--plots-dir", type=Path, default=None, help="where the PNGs go (default: the doc's folder)"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    names = [n.strip() for n in args.models.split(",") if n.strip()] or None
+    models = available_models(names)
+    started = time.perf_counter()
+    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+    results: dict = {
+        "command": shlex.join(["python", "-m", "benchmarks", *shown]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": asdict(mode),
+        "machine": asdict(machine_info()),
+        "models": [m.name for m in models],
+    }
+    if "inprocess" in sections:
+        results["inprocess"] = inprocess.onnx_vs_torch(models, mode)
+    if "quantization" in sections:
+        results["quantization"] = inprocess.quantization(models, mode)
+    if "http" in sections and any(m.name == "sentiment" for m in models):
+        with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
+            results["http"] = serving.http_section(models, mode, Path(logs))
+    if "footprint" in sections:
+        results["install"] = serving.install_sizes()
+    results["targets"] = report.targets(results)
+    missed_ort = [t["model"] for t in results["targets"] if t.get("kind") == "ort" and not t["met"]]
+    results["profiles"] = [
+        dict(model=m.name, shares=inprocess.ort_profile(m, calls=10 if args.tiny else 100))
+        for m in models
+        if m.name in missed_ort
+    ]
+    results["elapsed_s"] = time.perf_counter() - started
+    doc = args.doc.resolve()
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    plots_dir = (args.plots_dir or doc.parent).resolve()
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    report.write(results, doc, plots_dir)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    for target in results["targets"]:
+        log.info(
+            "%s: %s (%s)",
+            "MET   " if target["met"] else "MISSED",
+            target["target"],
+            target["measured"],
+        )
+    log.info("wrote %s in %.1f min", doc, results["elapsed_s"] / 60)
+    return results
+
+
+if __name__ == "__main__":
+    main()

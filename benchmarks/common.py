@@ -1,0 +1,149 @@
+"""Run modes, timing helpers and a description of the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How long and how wide one run is (``tiny`` is for the tests)."""
+
+    name: str
+    batch_sizes: tuple[int, ...] = (1, 8, 32, 128)
+    threads: tuple[int, ...] = (1,)
+    repeats: int = 5
+    repeat_s: float = 0.5  # time one repeat of one cell lasts (about)
+    text_limit: int | None = None  # dev texts used for timing
+    metric_limit: int | None = None  # dev examples per set for the quantization metrics
+    concurrency: tuple[int, ...] = (1, 8, 32, 64)
+    level_s: float = 10.0  # measured seconds per concurrency level
+    warmup_s: float = 2.0  # unmeasured seconds before each level
+    max_requests: int = 200_000  # per level, whatever the duration
+    batch_repeats: int = 5  # 64-in-one vs 64 sequential
+    batch_texts: int = 64
+    http_texts: int | None = None  # texts the load generator cycles through
+
+
+MODES = {
+    "full": Mode("full", threads=(1, 2), repeats=5, repeat_s=0.6, level_s=15.0, warmup_s=2.0),
+    "quick": Mode(
+        "quick",
+        repeats=3,
+        repeat_s=0.2,
+        metric_limit=300,
+        level_s=3.5,
+        warmup_s=1.0,
+        batch_repeats=3,
+    ),
+    "tiny": Mode(
+        "tiny",
+        batch_sizes=(1, 8),
+        repeats=2,
+        repeat_s=0.01,
+        text_limit=64,
+        metric_limit=16,
+        concurrency=(1, 4),
+        level_s=0.4,
+        warmup_s=0.1,
+        max_requests=400,
+        batch_repeats=1,
+        batch_texts=8,
+        http_texts=64,
+    ),
+}
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def calls_for(fn: Callable[[], object], seconds: float) -> int:
+    """How many calls of ``fn`` (after one warm-up call) fill about ``seconds``."""
+    fn()
+    started = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - started, 1e-6)
+    return max(1, round(seconds / once))
+
+
+def time_calls(fn: Callable[[], object], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - started
+
+
+@dataclass
+class MachineInfo:
+    cpu: str
+    cores: int
+    usable_cores: int
+    memory_gib: float
+    system: str
+    python: str
+    versions: dict[str, str] = field(default_factory=dict)
+    git: str = ""
+
+
+def machine_info() -> MachineInfo:
+    cpu = platform.processor() or "unknown"
+    memory = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    versions = {}
+    for name in ("onnxruntime", "torch", "numpy", "flask", "gunicorn", "aiohttp"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        git = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        git = ""
+    return MachineInfo(
+        cpu=cpu,
+        cores=os.cpu_count() or 1,
+        usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
+        memory_gib=memory,
+        system=f"{platform.system()} {platform.release()}",
+        python=sys.version.split()[0],
+        versions=versions,
+        git=git,
+    )

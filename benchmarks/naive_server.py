@@ -1,0 +1,45 @@
+"""The baseline a tutorial user would write: Flask + the PyTorch checkpoint in eager mode.
+
+One forward pass per request, no batching across requests, torch's default threads. Run it
+with gunicorn like the service (``gunicorn -w N benchmarks.naive_server:app``); every worker
+loads the checkpoint at import. It answers ``POST /v1/sentiment`` with ``{"texts": [...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from flask import Flask, jsonify, request
+
+from service.text.encoding import WordEncoder, WordEncoderConfig
+from service.text.vocab import Vocab
+from training.tasks.sentiment import load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = Path(
+    os.environ.get("NAIVE_CHECKPOINT", ROOT / "training/checkpoints/sentiment/best.pt")
+)
+
+model, state = load_checkpoint(CHECKPOINT)
+model.eval()
+config = json.loads((ROOT / "exported_models/sentiment/manifest.json").read_text())
+encoder = WordEncoder(Vocab(state["vocab"]), WordEncoderConfig(**config["preprocessing"]))
+labels = state["labels"]
+
+app = Flask(__name__)
+
+
+@app.post("/v1/sentiment")
+def sentiment():
+    results = []
+    for text in request.get_json()["texts"]:
+        ids = encoder.encode(text).ids or [encoder.vocab.pad_id]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids]), torch.tensor([len(ids)]))
+            probabilities = torch.softmax(logits, dim=-1)[0].tolist()
+        best = max(range(len(labels)), key=probabilities.__getitem__)
+        results.append({"label": labels[best], "score": probabilities[best]})
+    return jsonify({"results": results})

@@ -1,0 +1,517 @@
+"""Targets, plots and docs/benchmarks.md, all computed from one run's results."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks.serving import NAIVE, SERVICE_BATCHING, SERVICE_NO_BATCHING
+
+TARGET_CONCURRENCY = 32
+QUANT_MIN_SPEEDUP = 1.3
+QUANT_MAX_LOSS = 0.5
+
+
+def _f(value: float, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _load(results: dict, server: str, concurrency: int) -> dict | None:
+    for row in results.get("http", {}).get("load", []):
+        if row["server"] == server and row["concurrency"] == concurrency:
+            return row
+    return None
+
+
+def targets(results: dict) -> list[dict]:
+    """Each target: name, ratio/value, threshold, met."""
+    rows = []
+    inproc = results.get("inprocess", [])
+    for model in dict.fromkeys(r["model"] for r in inproc):
+        cells = {
+            r["backend"]: r
+            for r in inproc
+            if r["model"] == model
+            and r["batch"] == 1
+            and r["threads"] == min(r2["threads"] for r2 in inproc)
+        }
+        if len(cells) == 2:
+            ratio = cells["pytorch"]["ms_per_batch"] / cells["onnxruntime"]["ms_per_batch"]
+            rows.append(
+                dict(
+                    target=f"{model}: ONNX Runtime ≥ 2× PyTorch eager at batch 1",
+                    measured=f"{ratio:.2f}×",
+                    met=ratio >= 2,
+                    kind="ort",
+                    model=model,
+                )
+            )
+    http = results.get("http")
+    if http:
+        c = max(
+            (x for x in results["mode"]["concurrency"] if x <= TARGET_CONCURRENCY), default=None
+        )
+        on, off, naive = (
+            _load(results, s, c) for s in (SERVICE_BATCHING, SERVICE_NO_BATCHING, NAIVE)
+        )
+        if on and naive:
+            ratio = on["throughput"] / naive["throughput"] if naive["throughput"] else float("inf")
+            rows.append(
+                dict(
+                    target=f"sentiment over HTTP, concurrency {c}: service ≥ 3× naive baseline",
+                    measured=f"{ratio:.2f}×",
+                    met=ratio >= 3,
+                    kind="http",
+                )
+            )
+        if on and off:
+            ratio = on["throughput"] / off["throughput"] if off["throughput"] else float("inf")
+            rows.append(
+                dict(
+                    target=f"sentiment over HTTP, concurrency {c}: batching on ≥ 2× batching off",
+                    measured=f"{ratio:.2f}×",
+                    met=ratio >= 2,
+                    kind="http",
+                )
+            )
+        errors = sum(r["errors"] for r in http["load"])
+        sent = sum(r["requests"] + r["errors"] for r in http["load"])
+        rows.append(
+            dict(
+                target="zero errors (every server, every level)",
+                measured=f"{errors} errors in {sent:,} requests",
+                met=errors == 0,
+                kind="http",
+            )
+        )
+        worst = max(
+            (r for r in http["load"] if r["server"] == SERVICE_BATCHING and r["requests"]),
+            key=lambda r: r["p99_ms"] / r["p50_ms"],
+            default=None,
+        )
+        if worst:
+            ratio = worst["p99_ms"] / worst["p50_ms"]
+            rows.append(
+                dict(
+                    target="service (batching): p99 ≤ 4× p50 at every concurrency",
+                    measured=f"worst {ratio:.2f}× (concurrency {worst['concurrency']})",
+                    met=ratio <= 4,
+                    kind="http",
+                )
+            )
+    return rows
+
+
+def plots(results: dict, folder: Path, prefix: str) -> list[tuple[str, str]]:
+    """Write the PNG plots; returns (title, file name) pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    http = results.get("http")
+    if http:
+        servers = list(dict.fromkeys(r["server"] for r in http["load"]))
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for server in servers:
+            rows = [r for r in http["load"] if r["server"] == server]
+            ax.plot(
+                [r["concurrency"] for r in rows],
+                [r["throughput"] for r in rows],
+                "o-",
+                label=server,
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("requests / s (1 text each)")
+        ax.set_title("POST /v1/sentiment: throughput vs concurrency")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        name = f"{prefix}-throughput.png"
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        written.append(("Throughput vs concurrency", name))
+
+        fig, axes = plt.subplots(1, len(servers), figsize=(4 * len(servers), 3.8), sharey=True)
+        for ax, server in zip(axes if len(servers) > 1 else [axes], servers, strict=True):
+            rows = [r for r in http["load"] if r["server"] == server]
+            xs = [r["concurrency"] for r in rows]
+            for key in ("p50_ms", "p95_ms", "p99_ms"):
+                ax.plot(xs, [r[key] for r in rows], "o-", label=key.split("_")[0])
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(server, fontsize=9)
+            ax.set_xlabel("concurrent clients")
+            ax.grid(alpha=0.3)
+        (axes[0] if len(servers) > 1 else axes).set_ylabel("latency (ms)")
+        (axes[0] if len(servers) > 1 else axes).legend()
+        name = f"{prefix}-latency.png"
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        written.append(("Latency percentiles", name))
+
+    inproc = results.get("inprocess")
+    if inproc:
+        models = list(dict.fromkeys(r["model"] for r in inproc))
+        fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.8))
+        for ax, model in zip(axes if len(models) > 1 else [axes], models, strict=True):
+            for threads in sorted({r["threads"] for r in inproc}):
+                for backend in ("onnxruntime", "pytorch"):
+                    rows = [
+                        r
+                        for r in inproc
+                        if r["model"] == model
+                        and r["backend"] == backend
+                        and r["threads"] == threads
+                    ]
+                    ax.plot(
+                        [r["batch"] for r in rows],
+                        [r["sentences_per_s"] for r in rows],
+                        "o-" if backend == "onnxruntime" else "s--",
+                        label=f"{backend}, {threads} thread{'s' if threads > 1 else ''}",
+                    )
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel("sentences / s")
+            ax.set_title(f"{model}: batch-size effect (in process)", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        name = f"{prefix}-batch-size.png"
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        written.append(("Batch-size effect", name))
+    return written
+
+
+def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
+    mode, machine = results["mode"], results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{results['command']}` (mode **{mode['name']}**) on {results['date']}; every "
+        "number below comes from that one run. Ratios compare measurements taken side by side in "
+        "the same run (interleaved repeats in process, one server after another over HTTP), so "
+        "they hold better than absolute numbers on a shared machine. Regenerate with `make bench` "
+        "(full, under 20 minutes) or `python -m benchmarks --quick` (under 3 minutes).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu']}; {machine['cores']} cores ({machine['usable_cores']} usable), "
+        f"{_f(machine['memory_gib'])} GiB memory; {machine['system']}",
+        f"- Python {machine['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+        f"- Commit: `{machine['git']}`",
+        f"- Run took {_f(results['elapsed_s'] / 60, 1)} min. The machine was shared: other "
+        "processes may have run at the same time.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | status |",
+        "|---|---|---|",
+    ]
+    for row in results["targets"]:
+        lines.append(
+            f"| {row['target']} | {row['measured']} | {'met' if row['met'] else '**missed**'} |"
+        )
+    if not results["targets"]:
+        lines.append("| (no section producing targets ran) | | |")
+    lines += _limits(results)
+    lines += _inprocess(results)
+    lines += _quantization(results)
+    lines += _http(results)
+    lines += _footprint(results)
+    if plot_files:
+        lines += ["## Plots", ""]
+        for title, name in plot_files:
+            lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    lines += [
+        "## How it was measured",
+        "",
+        "- **In process**: graph inputs are built from real dev texts (SST-2 dev sentences, "
+        "CoNLL-2003 valid sentences) in file order, cut into consecutive batches; text encoding "
+        "is outside the timed region. Both backends run the same batches, their repeats "
+        "interleaved; the table shows the median over repeats. PyTorch runs the committed "
+        "checkpoint (`training/checkpoints/*/best.pt`) in eager mode under "
+        "`torch.inference_mode()` "
+        "with `torch.set_num_threads(n)`; ONNX Runtime runs the exported graph with "
+        "`intra_op_num_threads=n`, `inter_op_num_threads=1`, sequential execution, all graph "
+        "optimizations (the service's settings). For NER both compute the emission scores (the CRF "
+        "decoding is numpy and the same either way).",
+        "- **Quantization**: `onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)` of the "
+        "exported graph; metrics through the same code as training's evaluation (sentiment: "
+        "`training.tasks.sentiment.accuracy_metrics`; NER: the service's predictor + seqeval, "
+        f"strict IOB2). A variant qualifies at ≥ {QUANT_MIN_SPEEDUP}× faster (at every batch size "
+        f"measured) and ≤ {QUANT_MAX_LOSS} points lost on every metric.",
+        "- **HTTP**: gunicorn started by the suite on a free 127.0.0.1 port, one server at a time; "
+        "the load generator (`benchmarks/loadgen.py`, asyncio + aiohttp, closed loop) runs on the "
+        "same machine, so it takes CPU from the server (its share is the *client CPU* column). "
+        f"Each level: {_f(mode['warmup_s'])} s warm-up, then {_f(mode['level_s'])} s measured "
+        f"(at most {mode['max_requests']:,} requests); an error is any non-200 answer or failed "
+        "connection. Latency is measured by the client. Batch statistics come from the "
+        "service's `/metrics` (difference before/after the level).",
+        "- **Servers**: "
+        + "; ".join(
+            f"{name}: `{s['command']}`" + (f" with {s['env']}" if s["env"] else "")
+            for name, s in results.get("http", {}).get("servers", {}).items()
+        ),
+        "",
+        "## Commands",
+        "",
+        "```console",
+        "$ make bench                    # python -m benchmarks: full run, rewrites this page",
+        "$ python -m benchmarks --quick  # the same, shorter",
+        "$ python -m benchmarks --help   # sections, output paths",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _limits(results: dict) -> list[str]:
+    missed = [t for t in results["targets"] if not t["met"]]
+    if not missed:
+        return [""]
+    lines = ["", "### What limits the missed targets", ""]
+    for profile in results.get("profiles", []):
+        top = ", ".join(f"{op} {share * 100:.0f}%" for op, share in profile["shares"][:5])
+        lines.append(
+            f"- **{profile['model']}, ORT at batch 1** (ORT profiler, share of wall time): {top}."
+        )
+    stats = results.get("http", {}).get("batching_stats", [])
+    for server in (SERVICE_BATCHING, SERVICE_NO_BATCHING):
+        rows = [r for r in stats if r["server"] == server]
+        if rows:
+            parts = ", ".join(
+                f"c={r['concurrency']}: {_f(r['mean_rows'])} rows/call, "
+                f"{_f(r['mean_compute_ms'], 2)} ms/call, queue {_f(r['mean_queue_ms'], 2)} ms"
+                for r in rows
+            )
+            lines.append(f"- **{server}** (service /metrics): {parts}.")
+    load = results.get("http", {}).get("load", [])
+    cores = results["machine"]["usable_cores"]
+    for r in stats:
+        level = _load(results, r["server"], r["concurrency"])
+        if r["server"] != SERVICE_BATCHING or not level or not level["throughput"]:
+            continue
+        if r["concurrency"] != max(x["concurrency"] for x in stats if x["server"] == r["server"]):
+            continue
+        graph_ms = r["mean_compute_ms"] / r["mean_rows"]
+        budget_ms = 1000 * cores / level["throughput"]
+        workers = len(results["http"]["servers"].get(SERVICE_BATCHING, {}).get("workers", []))
+        lines.append(
+            f"- At c={r['concurrency']} the batching service answered "
+            f"{_f(level['throughput'])} requests/s, i.e. at most {_f(budget_ms, 2)} ms of CPU "
+            f"per request on {cores} cores; the graph took {_f(graph_ms, 2)} ms of it per text "
+            f"({_f(100 * graph_ms / budget_ms, 0)}%). The rest is per-request work outside "
+            "ONNX Runtime (HTTP parsing, Flask, validation, JSON, logging, metrics, thread "
+            "hand-offs, plus the load generator), which no batching removes. Batches stay small "
+            f"({_f(r['mean_rows'], 1)} rows per call) because only {workers} workers × "
+            "GUNICORN_THREADS request threads can be inside the service at once; the other "
+            "clients wait in the listen queue, not in the batcher."
+        )
+    if load:
+        top = max(load, key=lambda r: r["client_cpu"])
+        lines.append(
+            f"- The load generator itself used up to {top['client_cpu'] * 100:.0f}% of a core "
+            f"({top['server']}, c={top['concurrency']}) on a "
+            f"{results['machine']['usable_cores']}-core "
+            "machine it shares with the server."
+        )
+    lines.append("")
+    return lines
+
+
+def _inprocess(results: dict) -> list[str]:
+    rows = results.get("inprocess")
+    if not rows:
+        return []
+    lines = [
+        "## In process: ONNX Runtime vs PyTorch eager",
+        "",
+        "| model | threads | batch | ORT ms/batch | PyTorch ms/batch | ORT sentences/s "
+        "| PyTorch sentences/s | ORT speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = list(dict.fromkeys((r["model"], r["threads"], r["batch"]) for r in rows))
+    for model, threads, batch in keys:
+        cell = {
+            r["backend"]: r
+            for r in rows
+            if (r["model"], r["threads"], r["batch"]) == (model, threads, batch)
+        }
+        o, p = cell["onnxruntime"], cell["pytorch"]
+        lines.append(
+            f"| {model} | {threads} | {batch} | {_f(o['ms_per_batch'], 2)} | "
+            f"{_f(p['ms_per_batch'], 2)} | "
+            f"{_f(o['sentences_per_s'], 0)} | {_f(p['sentences_per_s'], 0)} | "
+            f"{p['ms_per_batch'] / o['ms_per_batch']:.2f}× |"
+        )
+    return [*lines, ""]
+
+
+def _quantization(results: dict) -> list[str]:
+    rows = results.get("quantization")
+    if not rows:
+        return []
+    lines = [
+        "## Dynamic int8 quantization (ONNX Runtime, 1 thread)",
+        "",
+        "| model | graph MB fp32 → int8 | speed-up (batch: int8 vs fp32 ms) | metric | fp32 "
+        "| int8 | change (points) | qualifies |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        speed = "; ".join(
+            f"{b}: {s['speedup']:.2f}× ({_f(s['fp32_ms'], 2)} → {_f(s['int8_ms'], 2)})"
+            for b, s in row["speed"].items()
+        )
+        metric_keys = [
+            k for k in row["fp32"] if k == row["headline"] or not k.startswith("dev_f1_")
+        ]
+        losses = {k: row["fp32"][k] - row["int8"][k] for k in metric_keys}
+        fast = all(s["speedup"] >= QUANT_MIN_SPEEDUP for s in row["speed"].values())
+        accurate = all(loss <= QUANT_MAX_LOSS for loss in losses.values())
+        verdict = (
+            "yes"
+            if fast and accurate
+            else "no ("
+            + ", ".join(
+                x for x, bad in (("too slow", not fast), ("too inaccurate", not accurate)) if bad
+            )
+            + ")"
+        )
+        for i, key in enumerate(metric_keys):
+            first = i == 0
+            lines.append(
+                f"| {row['model'] if first else ''} | "
+                f"{(_f(row['fp32_mb']) + ' → ' + _f(row['int8_mb'])) if first else ''} | "
+                f"{speed if first else ''} | {key} | {_f(row['fp32'][key], 2)} | "
+                f"{_f(row['int8'][key], 2)} | {-losses[key]:+.2f} | {verdict if first else ''} |"
+            )
+    sizes = "; ".join(
+        f"{r['model']}: " + ", ".join(f"{k} {v:,}" for k, v in r["metric_sizes"].items())
+        for r in rows
+    )
+    lines += [
+        "",
+        f"Examples scored: {sizes}"
+        + (
+            " (a prefix of each dev set: quick mode; the full run scores every example)."
+            if results["mode"]["metric_limit"]
+            else " (the full dev sets)."
+        ),
+        "",
+    ]
+    return lines
+
+
+def _http(results: dict) -> list[str]:
+    http = results.get("http")
+    if not http:
+        return []
+    lines = [
+        "## Over HTTP: POST /v1/sentiment, one text per request",
+        "",
+        "| server | concurrency | requests/s | p50 ms | p95 ms | p99 ms | p99/p50 | errors "
+        "| requests | client CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in http["load"]:
+        lines.append(
+            f"| {r['server']} | {r['concurrency']} | {_f(r['throughput'])} | "
+            f"{_f(r['p50_ms'], 2)} | "
+            f"{_f(r['p95_ms'], 2)} | {_f(r['p99_ms'], 2)} | "
+            f"{_f(r['p99_ms'] / r['p50_ms'] if r['p50_ms'] else float('nan'), 2)} | "
+            f"{r['errors']} | "
+            f"{r['requests']:,} | {r['client_cpu'] * 100:.0f}% |"
+        )
+    if http["batching_stats"]:
+        lines += [
+            "",
+            "Inside the service (from its `/metrics`):",
+            "",
+            "| server | concurrency | rows per graph call | ms per graph call | queue wait ms |",
+            "|---|---|---|---|---|",
+        ]
+        for r in http["batching_stats"]:
+            lines.append(
+                f"| {r['server']} | {r['concurrency']} | {_f(r['mean_rows'], 2)} | "
+                f"{_f(r['mean_compute_ms'], 2)} | {_f(r['mean_queue_ms'], 2)} |"
+            )
+    if http["one_vs_many"]:
+        lines += [
+            "",
+            "### Request-level batching (service with batching, one client)",
+            "",
+            "| model | texts | one request ms | sequential single-text requests ms | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for r in http["one_vs_many"]:
+            lines.append(
+                f"| {r['model']} | {r['texts']} | {_f(r['one_s'] * 1000)} | "
+                f"{_f(r['many_s'] * 1000)} | "
+                f"{r['ratio']:.2f}× |"
+            )
+    return [*lines, ""]
+
+
+def _footprint(results: dict) -> list[str]:
+    lines = ["## Footprint", ""]
+    servers = results.get("http", {}).get("servers", {})
+    if servers:
+        lines += [
+            "| server | workers | start-up to first answer s | RSS per worker MiB (after load) "
+            "| PSS per worker MiB (after load) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, s in servers.items():
+            workers = s.get("workers_after") or s["workers"]
+            rss = ", ".join(_f(w.get("rss", float("nan")), 0) for w in workers)
+            pss = ", ".join(_f(w.get("pss", float("nan")), 0) for w in workers)
+            lines.append(f"| {name} | {len(workers)} | {_f(s['startup_s'], 2)} | {rss} | {pss} |")
+        lines.append("")
+    size = results.get("install")
+    if size:
+        biggest = ", ".join(f"{k} {_f(v, 0)} MB" for k, v in size["biggest_train"])
+        torch_note = "torch included!" if size["torch_in_serve"] else "no torch"
+        lines += [
+            "| install | distributions | size MB |",
+            "|---|---|---|",
+            f"| serving (`pip install .`, {torch_note}) | {size['serve_packages']} "
+            f"| {_f(size['serve_mb'])} |",
+            f"| training (`pip install .[train]`) | {size['train_packages']} "
+            f"| {_f(size['train_mb'])} |",
+            "",
+            "Install sizes add up the installed files of each distribution that the project's "
+            "requirements pull in (base requirements vs base + `train` extra), as installed in "
+            "this "
+            f"environment. Largest in the training install: {biggest}.",
+            "",
+        ]
+    return lines
+
+
+def write(results: dict, doc: Path, plots_dir: Path) -> None:
+    prefix = doc.stem
+    files = plots(results, plots_dir, prefix)
+    rel = [
+        (
+            t,
+            str((plots_dir / n).relative_to(doc.parent))
+            if plots_dir.is_relative_to(doc.parent)
+            else str(plots_dir / n),
+        )
+        for t, n in files
+    ]
+    doc.write_text(markdown(results, rel), encoding="utf-8")
+
+
+__all__ = ["asdict", "markdown", "plots", "targets", "write"]

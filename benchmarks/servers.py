@@ -1,0 +1,195 @@
+"""Start the servers under test (real gunicorn on a free loopback port) and look inside them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.common import REPO_ROOT
+
+SERVICE = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_workers() -> int:
+    """gunicorn.conf.py's worker count for this machine (WEB_CONCURRENCY wins)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    value = os.environ.get("WEB_CONCURRENCY", "").strip()
+    return int(value) if value else max(1, min(cores or 1, 4))
+
+
+def service_command(port: int) -> tuple[list[str], dict[str, str]]:
+    """The production command and settings (gunicorn.conf.py, the service's defaults)."""
+    return SERVICE, {"PORT": str(port)}
+
+
+def naive_command(port: int) -> tuple[list[str], dict[str, str]]:
+    """The tutorial baseline: gunicorn's default (sync) workers, as many as the service has."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(service_workers()),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        "60",
+        "benchmarks.naive_server:app",
+    ]
+    return command, {}
+
+
+@dataclass
+class Running:
+    name: str
+    url: str
+    process: subprocess.Popen
+    started_s: float  # from launch until the first 200 answer
+    log: Path
+    workers: list[int] = field(default_factory=list)
+
+
+def _post_ok(url: str, path: str) -> bool:
+    body = json.dumps({"texts": ["warm up"]}).encode()
+    request = urllib.request.Request(
+        url + path, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status == 200
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+@contextmanager
+def running(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    log_dir: Path,
+    probe: str = "/v1/sentiment",
+    timeout: float = 180,
+) -> Iterator[Running]:
+    """Launch, wait until ``probe`` answers 200 and every worker is up, yield, stop."""
+    names = {"WEB_CONCURRENCY", "PORT", "BATCHING", "MODELS"}
+    full_env = {k: v for k, v in os.environ.items() if k not in names} | env
+    full_env.setdefault("PYTHONPATH", str(REPO_ROOT))
+    log = log_dir / f"{name}.log"
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=full_env, stdout=out, stderr=out)
+        try:
+            while not _post_ok(url, probe):
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited with {process.returncode}: {log.read_text()}"
+                    )
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"{name} not ready after {timeout}s: {log.read_text()}")
+                time.sleep(0.05)
+            server = Running(name, url, process, time.perf_counter() - started, log)
+            deadline = time.perf_counter() + 60
+            while len(children(process.pid)) < service_workers() and time.perf_counter() < deadline:
+                time.sleep(0.1)
+            server.workers = children(process.pid)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """Resident (RSS) and proportional (PSS: shared pages split among sharers) memory."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                values[key.lower()] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return values
+
+
+def wait_all_ready(server: Running, probe: str, seconds: float = 30) -> None:
+    """Send a few requests so that every worker has answered at least once (loads are lazy in
+    no worker, but first-request paths warm up)."""
+    deadline = time.perf_counter() + seconds
+    for _ in range(4 * max(1, len(server.workers))):
+        if time.perf_counter() > deadline:
+            break
+        _post_ok(server.url, probe)
+
+
+_SAMPLE = re.compile(r"^(\w+)\{([^}]*)\}\s+([0-9.eE+-]+)$")
+
+
+def scrape(url: str) -> dict[tuple[str, str], float]:
+    """``(metric name, labels)`` -> value of the service's /metrics."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    values = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match:
+            values[(match[1], match[2])] = float(match[3])
+    return values
+
+
+def batching_stats(before: dict, after: dict, model: str) -> dict[str, float]:
+    """Mean rows per graph call, mean ms per graph call and mean queue wait between scrapes."""
+
+    def delta(name: str) -> float:
+        total = 0.0
+        for (metric, labels), value in after.items():
+            if metric == name and f'model="{model}"' in labels:
+                total += value - before.get((metric, labels), 0.0)
+        return total
+
+    calls = delta("inference_executions_total")
+    compute_n = delta("inference_compute_seconds_count")
+    queue_n = delta("inference_queue_seconds_count")
+    return dict(
+        mean_rows=delta("inference_rows_total") / calls if calls else float("nan"),
+        mean_compute_ms=1000 * delta("inference_compute_seconds_sum") / compute_n
+        if compute_n
+        else float("nan"),
+        mean_queue_ms=1000 * delta("inference_queue_seconds_sum") / queue_n
+        if queue_n
+        else float("nan"),
+        graph_calls=calls,
+    )

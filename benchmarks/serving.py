@@ -1,0 +1,150 @@
+"""Benchmarks over HTTP against real gunicorn servers, and the serving footprint."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks import loadgen, servers
+from benchmarks.common import Mode, median
+from benchmarks.models import ModelBench
+
+log = logging.getLogger(__name__)
+
+SERVERS = {
+    "service (batching)": (servers.service_command, {"BATCHING": "true"}),
+    "service (BATCHING=false)": (servers.service_command, {"BATCHING": "false"}),
+    "naive (Flask + PyTorch eager)": (servers.naive_command, {}),
+}
+SERVICE_BATCHING, SERVICE_NO_BATCHING, NAIVE = SERVERS
+
+
+def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dict:
+    """Load test every server at every concurrency, 64-in-one vs 64 sequential requests on the
+    production service, and the footprint of each server."""
+    sentiment = next(m for m in models if m.name == "sentiment")
+    texts = sentiment.http_texts(mode.http_texts)
+    out: dict = {"load": [], "batching_stats": [], "one_vs_many": [], "servers": {}}
+    for name, (command_of, extra_env) in SERVERS.items():
+        port = servers.free_port()
+        command, env = command_of(port)
+        with servers.running(name.split()[0], command, env | extra_env, port, log_dir) as server:
+            servers.wait_all_ready(server, sentiment.endpoint)
+            out["servers"][name] = dict(
+                startup_s=server.started_s,
+                workers=[servers.memory_mib(pid) for pid in server.workers],
+                command=" ".join(command[1:] if command[0].endswith("python") else command),
+                env={k: v for k, v in (env | extra_env).items() if k != "PORT"},
+            )
+            url = server.url + sentiment.endpoint
+            for concurrency in mode.concurrency:
+                before = servers.scrape(server.url) if name != NAIVE else {}
+                summary = loadgen.run_level(
+                    url, texts, concurrency, mode.level_s, mode.warmup_s, mode.max_requests
+                )
+                summary["server"] = name
+                out["load"].append(summary)
+                if name != NAIVE:
+                    after = servers.scrape(server.url)
+                    stats = servers.batching_stats(before, after, sentiment.name)
+                    out["batching_stats"].append(dict(server=name, concurrency=concurrency) | stats)
+                log.info("%s c=%d: %s", name, concurrency, summary)
+            if name == SERVICE_BATCHING:
+                for model in models:
+                    batch = model.http_texts(None)[: mode.batch_texts]
+                    timing = loadgen.one_vs_many(
+                        server.url + model.endpoint, batch, mode.batch_repeats
+                    )
+                    one, many = median(timing["one_request_s"]), median(timing["sequential_s"])
+                    out["one_vs_many"].append(
+                        dict(
+                            model=model.name,
+                            texts=len(batch),
+                            one_s=one,
+                            many_s=many,
+                            ratio=many / one,
+                        )
+                    )
+            # memory after the load: what a worker holds in steady state
+            out["servers"][name]["workers_after"] = [
+                servers.memory_mib(pid) for pid in server.workers
+            ]
+    return out
+
+
+# --- install size ------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]+")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirements(dist: metadata.Distribution, extras: set[str]) -> list[str]:
+    names = []
+    for requirement in dist.requires or []:
+        spec, _, marker = requirement.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if extra and extra.group(1) not in extras:
+            continue
+        if (
+            not extra
+            and marker.strip()
+            and "python_version" not in marker
+            and "sys_platform" not in marker
+        ):
+            continue
+        match = _NAME.match(spec.strip())
+        if match:
+            names.append(match.group(0))
+    return names
+
+
+def closure(root: str, extras: set[str]) -> dict[str, int]:
+    """Installed distributions needed by ``root`` with ``extras`` -> their size in bytes."""
+    seen: dict[str, int] = {}
+    todo = [(root, extras)]
+    while todo:
+        name, wanted = todo.pop()
+        key = _normalize(name)
+        if key in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen[key] = _dist_size(dist)
+        todo += [(n, set()) for n in _requirements(dist, wanted)]
+    return seen
+
+
+def _dist_size(dist: metadata.Distribution) -> int:
+    total = 0
+    for file in dist.files or []:
+        try:
+            path = Path(dist.locate_file(file))
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def install_sizes(project: str = "rnn-inference-service") -> dict:
+    """Sizes of the serving install (the package's base requirements, no torch) and of the
+    training install (base + train extra) as installed in this environment."""
+    serve = closure(project, set())
+    train = closure(project, {"train"})
+    biggest = sorted(train.items(), key=lambda kv: -kv[1])[:6]
+    return dict(
+        serve_mb=sum(serve.values()) / 2**20,
+        train_mb=sum(train.values()) / 2**20,
+        serve_packages=len(serve),
+        train_packages=len(train),
+        torch_in_serve=any(k.startswith("torch") for k in serve),
+        biggest_train=[(k, v / 2**20) for k, v in biggest],
+    )

@@ -1,0 +1,160 @@
+"""The benchmark suite in its tiny mode, writing to a temporary folder, so that it cannot rot.
+
+The in-process sections run on the real exported models with a few dev texts; the load
+generator runs against an in-thread Flask app (starting gunicorn three times would take longer
+than the rest together: ``python -m benchmarks --tiny`` does that end to end).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from flask import Flask, jsonify, request
+
+from benchmarks import loadgen, report
+from benchmarks.__main__ import main
+from benchmarks.common import MODES, percentile
+from benchmarks.models import available_models
+from benchmarks.serving import NAIVE, SERVICE_BATCHING, SERVICE_NO_BATCHING, install_sizes
+
+pytestmark = pytest.mark.skipif(
+    len(available_models()) < 2, reason="needs the exported models and committed checkpoints"
+)
+
+
+@contextmanager
+def echo_server() -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    app = Flask(__name__)
+    seen = {"count": 0}
+
+    @app.post("/v1/sentiment")
+    def answer():
+        seen["count"] += 1
+        if request.get_json()["texts"][0] == "fail":
+            return jsonify({"error": "no"}), 500
+        return jsonify({"results": [{"label": "positive"}]})
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1/sentiment"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_tiny_in_process_run_writes_the_page(tmp_path: Path) -> None:
+    doc = tmp_path / "bench.md"
+    results = main(["--tiny", "--sections", "inprocess,quantization,footprint", "--doc", str(doc)])
+    text = doc.read_text()
+    assert "## In process: ONNX Runtime vs PyTorch eager" in text
+    assert "## Dynamic int8 quantization" in text
+    assert "| serving (`pip install .`, no torch)" in text
+    assert (tmp_path / "bench-batch-size.png").stat().st_size > 0
+    assert {r["model"] for r in results["inprocess"]} == {"sentiment", "ner"}
+    assert all(r["sentences_per_s"] > 0 for r in results["inprocess"])
+    assert [t["kind"] for t in results["targets"]] == ["ort", "ort"]
+    for row in results["quantization"]:
+        assert row["int8_mb"] < row["fp32_mb"]
+        assert row["headline"] in row["fp32"] and row["headline"] in row["int8"]
+
+
+def test_load_generator_counts_requests_and_errors() -> None:
+    with echo_server() as url:
+        ok = loadgen.run_level(url, ["good", "fine"], 2, 0.3, warmup_s=0.05, max_requests=40)
+        bad = loadgen.run_level(url, ["fail"], 1, 0.2, warmup_s=0.0, max_requests=5)
+        timing = loadgen.one_vs_many(url, ["a", "b", "c"], repeats=1)
+    assert 0 < ok["requests"] <= 40 and ok["errors"] == 0
+    assert ok["p50_ms"] <= ok["p95_ms"] <= ok["p99_ms"]
+    assert bad["requests"] == 0 and 0 < bad["errors"] <= 5
+    assert bad["error_samples"][0] == "HTTP 500"
+    assert len(timing["one_request_s"]) == len(timing["sequential_s"]) == 1
+
+
+def test_load_generator_refuses_remote_hosts() -> None:
+    with pytest.raises(ValueError, match="local"):
+        loadgen.run_level("http://example.com/v1/sentiment", ["x"], 1, 0.1)
+
+
+def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
+    def level(server: str, c: int, rps: float, errors: int = 0) -> dict:
+        return dict(
+            server=server,
+            concurrency=c,
+            requests=100,
+            errors=errors,
+            throughput=rps,
+            p50_ms=10.0,
+            p95_ms=20.0,
+            p99_ms=50.0,
+            client_cpu=0.3,
+            error_samples=[],
+        )
+
+    results = {
+        "command": "python -m benchmarks --tiny",
+        "date": "today",
+        "mode": vars(MODES["tiny"]) | {"concurrency": (1, 32)},
+        "machine": dict(
+            cpu="cpu",
+            cores=2,
+            usable_cores=2,
+            memory_gib=1.0,
+            system="Linux",
+            python="3",
+            versions={},
+            git="abc",
+        ),
+        "http": {
+            "load": [
+                level(SERVICE_BATCHING, 32, 900.0),
+                level(SERVICE_NO_BATCHING, 32, 300.0),
+                level(NAIVE, 32, 100.0, errors=1),
+            ],
+            "batching_stats": [
+                dict(
+                    server=SERVICE_BATCHING,
+                    concurrency=32,
+                    mean_rows=8.0,
+                    mean_compute_ms=2.0,
+                    mean_queue_ms=1.0,
+                    graph_calls=10.0,
+                )
+            ],
+            "one_vs_many": [dict(model="sentiment", texts=64, one_s=0.01, many_s=0.2, ratio=20.0)],
+            "servers": {
+                SERVICE_BATCHING: dict(
+                    startup_s=2.0,
+                    workers=[{"rss": 100.0, "pss": 80.0}],
+                    command="gunicorn ...",
+                    env={"BATCHING": "true"},
+                ),
+            },
+        },
+        "install": install_sizes(),
+        "profiles": [],
+        "elapsed_s": 1.0,
+    }
+    results["targets"] = report.targets(results)
+    by_name = {t["target"]: t for t in results["targets"]}
+    assert by_name["sentiment over HTTP, concurrency 32: service ≥ 3× naive baseline"]["met"]
+    assert by_name["sentiment over HTTP, concurrency 32: batching on ≥ 2× batching off"]["met"]
+    assert not by_name["zero errors (every server, every level)"]["met"]
+    assert not by_name["service (batching): p99 ≤ 4× p50 at every concurrency"]["met"]
+    doc = tmp_path / "b.md"
+    report.write(results, doc, tmp_path)
+    text = doc.read_text()
+    assert "**missed**" in text and "### What limits the missed targets" in text
+    assert (tmp_path / "b-throughput.png").exists() and (tmp_path / "b-latency.png").exists()
+
+
+def test_percentile() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert percentile([1.0, 2.0], 100) == 2.0
