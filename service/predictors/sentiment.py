@@ -13,14 +13,16 @@ from service.runtime.batcher import InlineBatches, RowScheduler
 from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
 from service.text.constants import VOCAB_FILE
-from service.text.encoding import EncodedText, WordEncoder, WordEncoderConfig
+from service.text.encoding import (
+    LENGTHS,
+    PROBABILITIES,
+    TOKEN_IDS,
+    EncodedText,
+    WordEncoder,
+    WordEncoderConfig,
+)
 from service.text.padding import pad_batch
 from service.text.vocab import Vocab
-
-# Tensor names of the exported sentiment graph (the export writes the same names).
-TOKEN_IDS = "token_ids"
-LENGTHS = "lengths"
-PROBABILITIES = "probabilities"
 
 DEFAULT_MAX_BATCH_SIZE = 64
 

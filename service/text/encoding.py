@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict
 from service.text.tokenize import strip_markup, tokenize
 from service.text.vocab import Vocab
 
+# Tensor names of a word-level classifier graph (the sentiment model): the export writes them and
+# the service looks them up, so they are defined once, here.
+TOKEN_IDS = "token_ids"  # int64 (batch, tokens), padded with the vocabulary's pad id
+LENGTHS = "lengths"  # int64 (batch,)
+PROBABILITIES = "probabilities"  # float32 (batch, labels)
+
 
 class WordEncoderConfig(BaseModel):
     """Preprocessing settings, saved in the manifest so the service rebuilds the same encoder."""

@@ -19,7 +19,7 @@ from torch import nn
 from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, write_manifest
 from service.text import Vocab, WordEncoder, pad_batch
 from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
-from service.text.encoding import WordEncoderConfig
+from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
 from training import data
 from training.batching import token_budget_batches
 from training.config import SentimentConfig, from_dict, to_dict
@@ -222,8 +222,8 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
 
 # --- export -------------------------------------------------------------------------------------
 
-GRAPH_INPUTS = [("token_ids", ["batch", "tokens"]), ("lengths", ["batch"])]
-GRAPH_OUTPUT = "probabilities"
+GRAPH_INPUTS = [(TOKEN_IDS, ["batch", "tokens"]), (LENGTHS, ["batch"])]
+GRAPH_OUTPUT = PROBABILITIES
 
 
 def load_checkpoint(path: Path) -> tuple[SentimentClassifier, dict]:
@@ -247,7 +247,7 @@ def ort_probabilities(
     out = np.zeros((len(examples), 2), dtype=np.float32)
     for batch in token_budget_batches(lengths, batch_tokens, 256, rng=None):
         ids, lens = pad_batch([examples[i][0] for i in batch])
-        out[batch] = session.run([GRAPH_OUTPUT], {"token_ids": ids, "lengths": lens})[0]
+        out[batch] = session.run([GRAPH_OUTPUT], {TOKEN_IDS: ids, LENGTHS: lens})[0]
     return out
 
 
@@ -273,8 +273,8 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
         input_names=[name for name, _ in GRAPH_INPUTS],
         output_names=[GRAPH_OUTPUT],
         dynamic_axes={
-            "token_ids": {0: "batch", 1: "tokens"},
-            "lengths": {0: "batch"},
+            TOKEN_IDS: {0: "batch", 1: "tokens"},
+            LENGTHS: {0: "batch"},
             GRAPH_OUTPUT: {0: "batch"},
         },
     )
@@ -334,7 +334,7 @@ def check_batch_invariance(
     short, long = by_length[:count], by_length[-count:]
     alone = np.concatenate([ort_probabilities(session, [ex]) for ex in short])
     ids, lens = pad_batch([ex[0] for ex in short + long])
-    batched = session.run([GRAPH_OUTPUT], {"token_ids": ids, "lengths": lens})[0][: len(short)]
+    batched = session.run([GRAPH_OUTPUT], {TOKEN_IDS: ids, LENGTHS: lens})[0][: len(short)]
     return assert_close(alone, batched, 1e-5, "probabilities alone vs in a padded batch")
 
 
