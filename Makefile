@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 RUN ?= runs/sentiment
 NER_RUN ?= runs/ner
+MT_RUN ?= runs/translation
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint format train-sentiment export-sentiment train-ner export-ner evaluate-ner clean
+.PHONY: serve test lint format train-sentiment export-sentiment train-ner export-ner evaluate-ner train-translation export-translation evaluate-translation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,17 @@ export-ner: $(VENV)/.dev-installed
 
 evaluate-ner: $(VENV)/.dev-installed
 	$(BIN)/python -m training evaluate ner --data ../shared/datasets/conll2003/valid.txt
+
+# About 2 hours on 2 CPU cores; resumable: add RESUME=--resume to continue an interrupted run.
+train-translation: $(VENV)/.dev-installed
+	$(BIN)/python -m training train translation --config configs/translation.toml --run-dir $(MT_RUN) $(RESUME)
+
+export-translation: $(VENV)/.dev-installed
+	$(BIN)/python -m training export translation --checkpoint $(MT_RUN)/best.pt --out exported_models/translation
+
+evaluate-translation: $(VENV)/.dev-installed
+	$(BIN)/python -m training evaluate translation --src ../shared/datasets/multi30k/val.en \
+		--ref ../shared/datasets/multi30k/val.de --beam-size 5
 
 # Benchmark suite (docs/benchmarks.md + plots): the full run takes under 20 minutes;
 # BENCH_ARGS=--quick for a run under 3 minutes (see python -m benchmarks --help).

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train,export,evaluate} TASK ...``."""
+"""Command line: ``python -m training {train,export,evaluate} TASK ...``, ``plot-attention``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ DRY_RUN_OVERRIDES = [
     "trainer.max_batches=3",
     "data.limit_train=2000",
     "data.limit_dev=64",
-    "vocab.max_size=5000",
 ]
+DRY_RUN_VOCAB = {
+    "sentiment": ["vocab.max_size=5000"],
+    "ner": ["vocab.max_size=5000"],
+    "translation": ["vocab.source_size=1000", "vocab.target_size=1000"],
+}
 
 
 def _setup_logging(log_file: Path | None = None) -> None:
@@ -35,15 +39,15 @@ def _setup_logging(log_file: Path | None = None) -> None:
 
 
 def _task_module(task: str):
-    from training.tasks import ner, sentiment
+    from training.tasks import ner, sentiment, translation
 
-    return {"sentiment": sentiment, "ner": ner}[task]
+    return {"sentiment": sentiment, "ner": ner, "translation": translation}[task]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.dry_run:
-        overrides = DRY_RUN_OVERRIDES + overrides
+        overrides = DRY_RUN_OVERRIDES + DRY_RUN_VOCAB[args.task] + overrides
     config = load_config(args.task, args.config, overrides)
     run_dir = Path(args.run_dir or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +72,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging()
     model_dir = Path(args.model or f"exported_models/{args.task}")
+    if args.task == "translation":
+        return _evaluate_translation(args, model_dir)
+    if args.data is None:
+        raise SystemExit("evaluate ner needs --data")
     report, metrics = _task_module(args.task).evaluate_file(
         model_dir, Path(args.data), threads=args.threads
     )
@@ -76,6 +84,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"overall: precision {metrics['precision']:.2f} recall {metrics['recall']:.2f} "
         f"F1 {metrics['f1']:.2f}"
     )
+    return 0
+
+
+def _evaluate_translation(args: argparse.Namespace, model_dir: Path) -> int:
+    from training.tasks.translation import evaluate_files
+
+    if args.src is None or args.ref is None:
+        raise SystemExit("evaluate translation needs --src and --ref")
+    report, _ = evaluate_files(
+        model_dir, Path(args.src), Path(args.ref), beam_size=args.beam_size, threads=args.threads
+    )
+    print(f"{args.src} -> {args.ref} with {model_dir} (beam size {args.beam_size or 'default'}):")
+    print(report)
+    return 0
+
+
+def cmd_plot_attention(args: argparse.Namespace) -> int:
+    from training.tasks.translation import plot_attention
+
+    _setup_logging()
+    translation = plot_attention(
+        Path(args.model), args.text, Path(args.out), beam_size=args.beam_size, threads=args.threads
+    )
+    print(f"{translation}\nattention heatmap written to {args.out}")
     return 0
 
 
@@ -118,13 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="score an exported model on a labelled file, through the service's code"
     )
-    evaluate.add_argument("task", choices=["ner"])
+    evaluate.add_argument("task", choices=["ner", "translation"])
+    evaluate.add_argument("--data", help="ner: a CoNLL-format file (token ... tag per line)")
+    evaluate.add_argument("--src", help="translation: source sentences, one a line")
+    evaluate.add_argument("--ref", help="translation: raw reference translations, one a line")
     evaluate.add_argument(
-        "--data", required=True, help="a CoNLL-format file (token ... tag per line)"
+        "--beam-size", type=int, help="translation: 1 = greedy (default: the manifest's)"
     )
     evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
     evaluate.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    plot = commands.add_parser(
+        "plot-attention", help="translate a text and draw its attention matrix as a heatmap"
+    )
+    plot.add_argument("--text", required=True, help="source sentence")
+    plot.add_argument("--out", required=True, help="image file, e.g. attention.png")
+    plot.add_argument("--model", default="exported_models/translation", help="artifact folder")
+    plot.add_argument("--beam-size", type=int, help="1 = greedy (default: the manifest's)")
+    plot.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    plot.set_defaults(func=cmd_plot_attention)
 
     card = commands.add_parser("model-card", help="print the README's model table from manifests")
     card.add_argument("--models", default="exported_models", help="folder of exported models")

@@ -124,7 +124,66 @@ class NerConfig:
     max_word_chars: int = 30  # characters of a word fed to the character CNN
 
 
-CONFIGS: dict[str, type] = {"sentiment": SentimentConfig, "ner": NerConfig}
+@dataclass
+class TranslationDataConfig:
+    datasets_dir: str = str(DATASETS)
+    train_src: str = "multi30k/train.en"  # relative to datasets_dir
+    train_tgt: str = "multi30k/train.de"
+    dev_src: str = "multi30k/val.en"  # model selection (dev BLEU) only
+    dev_tgt: str = "multi30k/val.de"
+    batch_tokens: int = 2500  # padded (source or target) subword budget of a training batch
+    max_batch_size: int = 128
+    max_train_tokens: int = 80  # longer training pairs (in subwords) are dropped
+    limit_train: int | None = None  # use only the first N shuffled training pairs
+    limit_dev: int | None = None  # use only the first N dev pairs
+
+
+@dataclass
+class TranslationVocabConfig:
+    source_size: int = 8000  # sentencepiece vocabulary per language (trained on train only)
+    target_size: int = 8000
+    model_type: str = "unigram"
+
+
+@dataclass
+class TranslationModelConfig:
+    cell: str = "gru"
+    embedding_dim: int = 256
+    encoder_hidden: int = 256  # per direction
+    decoder_hidden: int = 384
+    dropout: float = 0.3
+    embedding_dropout: float = 0.1
+    tie_embeddings: bool = True  # output layer = target embeddings (after a projection)
+
+
+@dataclass
+class TranslationDecodingConfig:
+    beam_size: int = 5
+    length_penalty: float = 1.0  # rank finished beams by sum log p / length ** this
+    max_length_a: float = 1.5  # generate at most a * src_len + b subwords
+    max_length_b: int = 10
+    max_length: int = 200  # hard cap
+
+
+@dataclass
+class TranslationConfig:
+    task: str = "translation"
+    data: TranslationDataConfig = field(default_factory=TranslationDataConfig)
+    vocab: TranslationVocabConfig = field(default_factory=TranslationVocabConfig)
+    model: TranslationModelConfig = field(default_factory=TranslationModelConfig)
+    decoding: TranslationDecodingConfig = field(default_factory=TranslationDecodingConfig)
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(epochs=25, lr=1e-3, clip_norm=1.0, patience=5)
+    )
+    label_smoothing: float = 0.1
+    max_source_tokens: int = 200  # served: longer sources are cut to this many subwords
+
+
+CONFIGS: dict[str, type] = {
+    "sentiment": SentimentConfig,
+    "ner": NerConfig,
+    "translation": TranslationConfig,
+}
 
 
 def _set_dotted(obj: Any, dotted: str, raw: str) -> None:

@@ -13,11 +13,14 @@ DATA_TERMS = {
     "imdb": "IMDB: cite Maas et al. 2011",
     "conll2003": "CoNLL-2003: Reuters RCV1, research use only, not redistributed",
     "glove": "GloVe: PDDL 1.0",
+    "multi30k": "Multi30k: non-commercial research and education only, not redistributed",
 }
 METRIC_NAMES = {
     "dev_sst2_accuracy": "SST-2 dev accuracy",
     "dev_imdb_accuracy": "IMDB held-out accuracy",
     "dev_f1": "CoNLL-2003 valid entity F1",
+    "dev_bleu_beam": "Multi30k val sacreBLEU, beam",
+    "dev_bleu_greedy": "Multi30k val sacreBLEU, greedy",
 }
 
 
@@ -40,7 +43,9 @@ def _metrics(manifest) -> str:
 
 
 def _terms(manifest) -> str:
-    names = [d.name for d in manifest.training_data] + ["glove"]
+    names = [d.name for d in manifest.training_data]
+    if manifest.task != "translation":  # the sentiment and NER models start from GloVe
+        names.append("glove")
     return "; ".join(dict.fromkeys(DATA_TERMS[n] for n in names if n in DATA_TERMS))
 
 

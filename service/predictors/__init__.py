@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from service.predictors.ner import NerPrediction, NerPredictor
 from service.predictors.sentiment import SentimentPrediction, SentimentPredictor
+from service.predictors.translator import TranslationPrediction, Translator
 from service.runtime.batcher import RowScheduler
 from service.runtime.manifest import Manifest
 from service.runtime.session import OnnxSession
@@ -45,6 +46,7 @@ PredictorFactory = Callable[[Path, Manifest, Mapping[str, OnnxSession]], Predict
 PREDICTOR_FACTORIES: dict[str, PredictorFactory] = {
     "sentiment": SentimentPredictor.from_artifact,
     "ner": NerPredictor.from_artifact,
+    "translation": Translator.from_artifact,
 }
 
 __all__ = [
@@ -55,4 +57,6 @@ __all__ = [
     "PredictorFactory",
     "SentimentPrediction",
     "SentimentPredictor",
+    "TranslationPrediction",
+    "Translator",
 ]

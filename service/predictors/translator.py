@@ -1,0 +1,239 @@
+"""Translation: text -> source subwords -> ``encoder`` graph -> numpy greedy/beam search over the
+``decoder_step`` graph -> target subwords -> detokenized text (sentencepiece).
+
+A request's sentences are encoded into rows and handed to the predictor's ``scheduler``, which
+calls :meth:`Translator.run_rows` on batches; there, rows with the same beam size are encoded
+together and decoded together (``batch * beam`` rows per decoder step). The encoder reads
+packed sequences and the attention is masked over padding, so a sentence translates the same
+alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from service.predictors.decoding import Hypothesis, State, beam_search, greedy_search, max_lengths
+from service.runtime.batcher import InlineBatches, RowScheduler
+from service.runtime.manifest import ArtifactError, Manifest
+from service.runtime.session import OnnxSession
+from service.text.constants import EOS_PIECE
+from service.text.padding import pad_batch
+from service.text.subword import SubwordTokenizer
+
+logger = logging.getLogger(__name__)
+
+# Tensor names of the two exported graphs (the export writes the same names).
+SRC_IDS, SRC_LENGTHS = "src_ids", "src_lengths"
+ENCODER_STATES, HIDDEN, INPUT_FEED, SRC_MASK = "encoder_states", "hidden", "input_feed", "src_mask"
+PREV_TOKENS, LOG_PROBS, ATTENTION = "prev_tokens", "log_probs", "attention"
+NEXT_HIDDEN, NEXT_INPUT_FEED = "next_hidden", "next_input_feed"
+ENCODER_OUTPUTS = (ENCODER_STATES, HIDDEN, INPUT_FEED, SRC_MASK)
+DECODER_INPUTS = (PREV_TOKENS, HIDDEN, INPUT_FEED, ENCODER_STATES, SRC_MASK)
+DECODER_OUTPUTS = (LOG_PROBS, NEXT_HIDDEN, NEXT_INPUT_FEED, ATTENTION)
+
+DEFAULT_MAX_BATCH_SIZE = 32
+
+
+class TranslationPreprocessing(BaseModel):
+    """``manifest.preprocessing`` of a translation model: subword files and decoding defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_model: str  # sentencepiece model file of the source language, in the artifact
+    target_model: str
+    max_source_tokens: int  # longer sources are cut (subwords, eos included) and flagged
+    beam_size: int = 5
+    length_penalty: float = 1.0
+    max_length_a: float = 1.5  # at most a * src_len + b target subwords (eos included)
+    max_length_b: int = 10
+    max_length: int = 200  # hard cap on target subwords
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationAttention:
+    """Attention of each target token (rows, eos included) over the source tokens (columns)."""
+
+    source_tokens: list[str]
+    target_tokens: list[str]
+    weights: list[list[float]]  # (target tokens, source tokens); each row sums to 1
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationPrediction:
+    translation: str
+    score: float  # average log-probability per target subword, eos included
+    truncated: bool  # the source was cut to max_source_tokens
+    attention: TranslationAttention | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationRow:
+    """One sentence to decode: source ids (eos included) and its decoding settings."""
+
+    ids: list[int]
+    beam_size: int
+    max_length: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Translator:
+    """Translates texts with an ``encoder`` and a ``decoder_step`` graph."""
+
+    task = "translation"
+
+    def __init__(
+        self,
+        encoder: OnnxSession,
+        decoder_step: OnnxSession,
+        source: SubwordTokenizer,
+        target: SubwordTokenizer,
+        preprocessing: TranslationPreprocessing,
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    ):
+        self.encoder = encoder
+        self.decoder_step = decoder_step
+        self.source = source
+        self.target = target
+        self.preprocessing = preprocessing
+        self.scheduler: RowScheduler = InlineBatches(self.task, self.run_rows, max_batch_size)
+
+    @classmethod
+    def from_artifact(
+        cls, folder: Path, manifest: Manifest, sessions: Mapping[str, OnnxSession]
+    ) -> Translator:
+        """Build from a verified artifact folder with ``encoder`` and ``decoder_step`` graphs."""
+        folder = Path(folder)
+        if set(sessions) != {"encoder", "decoder_step"}:
+            raise ArtifactError(
+                f"{folder}: a translation model has graphs 'encoder' and 'decoder_step', "
+                f"found {sorted(sessions)}"
+            )
+        _require_names(folder, "encoder", sessions["encoder"], (SRC_IDS, SRC_LENGTHS))
+        _require_names(folder, "decoder_step", sessions["decoder_step"], DECODER_INPUTS)
+        try:
+            preprocessing = TranslationPreprocessing(**manifest.preprocessing)
+        except ValidationError as exc:
+            raise ArtifactError(f"{folder}: manifest.preprocessing is invalid: {exc}") from None
+        source = SubwordTokenizer.from_file(folder / preprocessing.source_model)
+        target = SubwordTokenizer.from_file(folder / preprocessing.target_model)
+        return cls(sessions["encoder"], sessions["decoder_step"], source, target, preprocessing)
+
+    def warm_up(self) -> None:
+        """Translate one sentence, so a broken artifact fails at load, not on a request."""
+        self.predict_batch(["A man is walking."], beam_size=2)
+
+    def predict_batch(
+        self,
+        texts: Sequence[str],
+        beam_size: int | None = None,
+        max_length: int | None = None,
+        return_attention: bool = False,
+    ) -> list[TranslationPrediction]:
+        """Translate ``texts`` (results in the same order).
+
+        ``beam_size`` 1 is greedy decoding; ``max_length`` caps the target subwords (eos
+        included) on top of the model's ``a * src_len + b`` limit.
+        """
+        rows = [self.make_row(text, beam_size, max_length) for text in texts]
+        truncated = [
+            len(self.source.encode(text)) + 1 > len(row)
+            for text, row in zip(texts, rows, strict=True)
+        ]
+        hypotheses = self.scheduler.submit(rows)
+        return [
+            self._prediction(row, hyp, cut, return_attention)
+            for row, hyp, cut in zip(rows, hypotheses, truncated, strict=True)
+        ]
+
+    def make_row(
+        self, text: str, beam_size: int | None = None, max_length: int | None = None
+    ) -> TranslationRow:
+        """The decoding job of one text: source ids (cut to ``max_source_tokens``), beam size and
+        maximum target length (the model's defaults where not given)."""
+        settings = self.preprocessing
+        beam = settings.beam_size if beam_size is None else beam_size
+        cap = settings.max_length if max_length is None else min(max_length, settings.max_length)
+        ids = self.source.encode_source(text, settings.max_source_tokens)
+        limit = max_lengths(np.array([len(ids)]), settings.max_length_a, settings.max_length_b, cap)
+        return TranslationRow(ids, beam, int(limit[0]))
+
+    def run_rows(self, rows: Sequence[TranslationRow]) -> list[Hypothesis]:
+        """Decode a batch of rows; rows with the same beam size are decoded together."""
+        results: list[Hypothesis | None] = [None] * len(rows)
+        for beam in sorted({row.beam_size for row in rows}):
+            group = [i for i, row in enumerate(rows) if row.beam_size == beam]
+            hyps = self.decode(
+                [rows[i].ids for i in group], beam, [rows[i].max_length for i in group]
+            )
+            for index, hyp in zip(group, hyps, strict=True):
+                results[index] = hyp
+        return results  # type: ignore[return-value]
+
+    def decode(
+        self, sources: Sequence[Sequence[int]], beam_size: int, limits: Sequence[int]
+    ) -> list[Hypothesis]:
+        """Greedy (``beam_size`` 1) or beam search for source id sequences, as one batch."""
+        state = self.encode(sources)
+        common = dict(bos_id=self.target.bos_id, eos_id=self.target.eos_id)
+        if beam_size == 1:
+            return greedy_search(self.step, state, max_lengths=np.asarray(limits), **common)
+        return beam_search(
+            self.step,
+            state,
+            beam_size=beam_size,
+            max_lengths=np.asarray(limits),
+            length_penalty=self.preprocessing.length_penalty,
+            **common,
+        )
+
+    def encode(self, sources: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """The decoder's initial state for source id sequences (one row each)."""
+        ids, lengths = pad_batch(sources, pad_id=self.source.pad_id)
+        outputs = self.encoder.run({SRC_IDS: ids, SRC_LENGTHS: lengths})
+        return {name: outputs[name] for name in ENCODER_OUTPUTS}
+
+    def step(self, prev_tokens: np.ndarray, state: State) -> tuple[np.ndarray, State, np.ndarray]:
+        """One ``decoder_step`` call for ``(rows,)`` previous tokens (the search's step fn)."""
+        feeds = {PREV_TOKENS: prev_tokens.astype(np.int64), **state}
+        out = self.decoder_step.run(feeds)
+        next_state = {
+            HIDDEN: out[NEXT_HIDDEN],
+            INPUT_FEED: out[NEXT_INPUT_FEED],
+            ENCODER_STATES: state[ENCODER_STATES],
+            SRC_MASK: state[SRC_MASK],
+        }
+        return out[LOG_PROBS], next_state, out[ATTENTION]
+
+    def _prediction(
+        self, row: TranslationRow, hyp: Hypothesis, truncated: bool, return_attention: bool
+    ) -> TranslationPrediction:
+        attention = None
+        if return_attention:
+            weights = hyp.attention[:, : len(row.ids)].astype(np.float64)
+            attention = TranslationAttention(
+                source_tokens=self.source.pieces(row.ids),
+                target_tokens=[*self.target.pieces(hyp.tokens), EOS_PIECE],
+                weights=weights.tolist(),
+            )
+        return TranslationPrediction(
+            translation=self.target.decode(hyp.tokens),
+            score=hyp.score,
+            truncated=truncated,
+            attention=attention,
+        )
+
+
+def _require_names(folder: Path, graph: str, session: OnnxSession, inputs: Sequence[str]) -> None:
+    if list(session.input_names) != list(inputs):
+        raise ArtifactError(
+            f"{folder}: graph {graph!r} must take {list(inputs)}, takes {session.input_names}"
+        )

@@ -1,0 +1,182 @@
+"""Translation smoke test: a tiny synthetic English-German corpus; train, export (with its
+whole-dev verification), translate through the service's predictor, evaluate and plot from the
+command line."""
+
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.predictors.translator import Translator
+from service.runtime.manifest import load_manifest
+from service.runtime.session import OnnxSession, SessionConfig
+from training.cli import main
+
+SUBJECTS = [("A man", "Ein Mann"), ("A woman", "Eine Frau"), ("A dog", "Ein Hund")]
+SUBJECTS += [("A child", "Ein Kind"), ("Two men", "Zwei Männer")]
+VERBS = [("runs", "läuft"), ("sits", "sitzt"), ("plays", "spielt"), ("sleeps", "schläft")]
+PLACES = [("in the park", "im Park"), ("on the street", "auf der Straße")]
+PLACES += [("at the beach", "am Strand"), ("in the snow", "im Schnee")]
+
+
+def _pair(rng: random.Random) -> tuple[str, str]:
+    (se, sd), (ve, vd), (pe, pd) = rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(PLACES)
+    if se == "Two men":
+        ve, vd = (
+            ve[:-1],
+            {"läuft": "laufen", "sitzt": "sitzen", "spielt": "spielen"}.get(vd, "schlafen"),
+        )
+    return f"{se} {ve} {pe}.", f"{sd} {vd} {pd}."
+
+
+def write_tiny_multi30k(root: Path, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    (root / "multi30k").mkdir(parents=True)
+    for split, count in [("train", 400), ("val", 30)]:
+        pairs = [_pair(rng) for _ in range(count)]
+        if split == "train":  # the TAB quirk of the real train.de
+            pairs[7] = (pairs[7][0], pairs[7][1].replace(" ", "\t", 1))
+        for lang, index in [("en", 0), ("de", 1)]:
+            text = "\n".join(p[index] for p in pairs) + "\n"
+            (root / f"multi30k/{split}.{lang}").write_text(text, "utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_multi30k(tmp_path_factory) -> Path:
+    return write_tiny_multi30k(tmp_path_factory.mktemp("mt-datasets"))
+
+
+def overrides(root: Path) -> list[str]:
+    settings = [
+        f"data.datasets_dir={root}",
+        "vocab.source_size=80",
+        "vocab.target_size=90",
+        "data.batch_tokens=400",
+        "data.max_batch_size=32",
+        "trainer.threads=1",
+        "trainer.lr=0.01",
+        "model.embedding_dim=24",
+        "model.encoder_hidden=24",
+        "model.decoder_hidden=32",
+        "model.dropout=0.0",
+        "decoding.beam_size=3",
+    ]
+    return [a for s in settings for a in ("--set", s)]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_multi30k, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("mt-run")
+    args = ["train", "translation", "--run-dir", str(run_dir), "--set", "trainer.epochs=4"]
+    assert main(args + overrides(tiny_multi30k)) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mt-model") / "translation"
+    args = ["export", "translation", "--checkpoint", str(trained / "best.pt"), "--out", str(out)]
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def translator(exported) -> Translator:
+    manifest = load_manifest(exported)
+    sessions = {
+        name: OnnxSession(exported / spec.file, spec, SessionConfig())
+        for name, spec in manifest.graphs.items()
+    }
+    return Translator.from_artifact(exported, manifest, sessions)
+
+
+def test_run_folder_records_dev_bleu_per_epoch(trained):
+    for name in ["config.json", "train.log", "metrics.jsonl", "learning_curve.png", "best.pt"]:
+        assert (trained / name).is_file(), name
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert {"dev_bleu_greedy", "dev_chrf_greedy", "train_loss"} <= records[0].keys()
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert max(r["dev_chrf_greedy"] for r in records) > 30  # it learns something
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, tiny_multi30k):
+    args = ["train", "translation", "--run-dir", str(trained), "--resume"]
+    assert main([*args, "--set", "trainer.epochs=5", *overrides(tiny_multi30k)]) == 0
+    records = (trained / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in records] == [1, 2, 3, 4, 5]
+
+
+def test_export_writes_two_graphs_and_the_subword_models(exported):
+    manifest = load_manifest(exported)
+    assert manifest.task == "translation"
+    assert set(manifest.files) == {
+        "encoder.onnx",
+        "decoder_step.onnx",
+        "source.model",
+        "target.model",
+    }
+    assert set(manifest.graphs) == {"encoder", "decoder_step"}
+    assert [t.name for t in manifest.graphs["encoder"].inputs] == ["src_ids", "src_lengths"]
+    assert [t.name for t in manifest.graphs["decoder_step"].outputs] == [
+        "log_probs",
+        "next_hidden",
+        "next_input_feed",
+        "attention",
+    ]
+    assert {"dev_bleu_greedy", "dev_bleu_beam", "dev_chrf_beam"} <= manifest.metrics.keys()
+    assert manifest.preprocessing["beam_size"] == 3
+    assert sum(p.stat().st_size for p in exported.iterdir()) < 40e6
+
+
+def test_the_service_translates_with_attention_rows_summing_to_one(translator):
+    texts = ["A dog sleeps in the snow.", "Two men play at the beach."]
+    for beam in (1, 3):
+        predictions = translator.predict_batch(texts, beam_size=beam, return_attention=True)
+        for text, prediction in zip(texts, predictions, strict=True):
+            assert isinstance(prediction.translation, str) and prediction.score <= 0
+            attention = prediction.attention
+            weights = np.array(attention.weights)
+            assert attention.source_tokens[-1] == "</s>" and attention.target_tokens[-1] == "</s>"
+            assert weights.shape == (len(attention.target_tokens), len(attention.source_tokens))
+            np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+            (alone,) = translator.predict_batch([text], beam_size=beam)
+            assert alone.translation == prediction.translation
+
+
+def test_max_length_caps_the_output(translator):
+    (prediction,) = translator.predict_batch(
+        ["A man runs in the park."], max_length=2, return_attention=True
+    )
+    assert len(prediction.attention.target_tokens) <= 2
+
+
+def test_evaluate_prints_bleu_equal_to_the_manifest(exported, tiny_multi30k, capsys):
+    root = tiny_multi30k / "multi30k"
+    args = ["evaluate", "translation", "--src", str(root / "val.en"), "--ref", str(root / "val.de")]
+    assert main([*args, "--model", str(exported)]) == 0
+    out = capsys.readouterr().out
+    bleu = float(re.search(r"^BLEU = ([\d.]+)", out, re.MULTILINE).group(1))
+    assert "tok:13a" in out and "case:mixed" in out
+    assert re.search(r"^chrF2 = [\d.]+", out, re.MULTILINE)
+    assert bleu == pytest.approx(load_manifest(exported).metrics["dev_bleu_beam"], abs=0.006)
+    assert main([*args, "--model", str(exported), "--beam-size", "1"]) == 0
+    greedy = float(re.search(r"^BLEU = ([\d.]+)", capsys.readouterr().out, re.M).group(1))
+    assert greedy == pytest.approx(load_manifest(exported).metrics["dev_bleu_greedy"], abs=0.006)
+
+
+def test_plot_attention_writes_a_png(exported, tmp_path):
+    out = tmp_path / "attention.png"
+    args = ["plot-attention", "--text", "A woman sits on the street.", "--out", str(out)]
+    assert main([*args, "--model", str(exported)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dry_run_trains_a_few_batches(tiny_multi30k, tmp_path):
+    args = ["train", "translation", "--dry-run", "--run-dir", str(tmp_path)]
+    assert main([*args, *overrides(tiny_multi30k)]) == 0
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
