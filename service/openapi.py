@@ -25,9 +25,9 @@ OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
 _TITLE = "RNN inference service"
 _DESCRIPTION = (
-    "Sentiment classification and named-entity recognition with recurrent models on ONNX "
-    "Runtime. Every error has the body `ErrorResponse`. The Open Inference Protocol (KServe "
-    "V2) endpoints under /v2/models are described by that protocol, not here."
+    "Sentiment classification, named-entity recognition and translation with recurrent models "
+    "on ONNX Runtime. Every error has the body `ErrorResponse`. The Open Inference Protocol "
+    "(KServe V2) endpoints under /v2/models are described by that protocol, not here."
 )
 
 # What each error status means on the endpoints that can answer it.

@@ -9,14 +9,18 @@ Without a context the default limits apply. Errors point at the offending item (
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictStr,
     ValidationInfo,
     field_validator,
@@ -62,6 +66,73 @@ InputText = Annotated[
     StrictStr,
     AfterValidator(_check_text),
     Field(json_schema_extra={"minLength": 1, "pattern": _NOT_SPACE, **MAX_CHARS_MARKER}),
+]
+
+
+NOTHING_TO_TRANSLATE = (
+    "text has nothing to translate after normalization (only whitespace, control or format "
+    "characters, or U+2581 / U+FFFD)"
+)
+
+
+# Dropped by sentencepiece's normalization: its word-start mark and the replacement character.
+_DROPPED_BY_SUBWORDS = frozenset("\u2581\ufffd")
+
+
+def _is_blank_char(char: str) -> bool:
+    """Whitespace, a control or format character (Unicode categories Cc and Cf: NUL, ESC,
+    zero-width space, byte order mark...) or one the subword models drop: nothing to
+    translate."""
+    return (
+        char.isspace() or unicodedata.category(char) in ("Cc", "Cf") or char in _DROPPED_BY_SUBWORDS
+    )
+
+
+def _char_class(predicate: Any) -> str:
+    """The members of a regex character class holding every code point (surrogates aside) for
+    which ``predicate`` holds, as ranges (``\\uXXXX`` escapes, astral characters as such)."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF or not predicate(chr(code)):
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+
+    def escape(code: int) -> str:  # the escape means the same in Python's re and ECMA-262
+        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+    return "".join(escape(a) if a == b else f"{escape(a)}-{escape(b)}" for a, b in ranges)
+
+
+def translatable_problem(text: str) -> str | None:
+    """Why ``text`` cannot be translated whatever the model (None when it can)."""
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        return "text contains an unpaired UTF-16 surrogate (not valid Unicode)"
+    if all(map(_is_blank_char, text)):
+        return NOTHING_TO_TRANSLATE
+    return None
+
+
+def _check_translatable(value: str) -> str:
+    problem = translatable_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("nothing_to_translate", problem)
+    return value
+
+
+TranslatableText = Annotated[
+    StrictStr,
+    AfterValidator(_check_text),
+    AfterValidator(_check_translatable),
+    Field(
+        json_schema_extra={
+            "minLength": 1,
+            "pattern": f"[^{_char_class(_is_blank_char)}]",
+            **MAX_CHARS_MARKER,
+        }
+    ),
 ]
 
 
@@ -315,6 +386,115 @@ class NerResponse(BaseModel):
 
     model: ModelRef
     results: list[NerResult]
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: a number without a fractional part (3 or 3.0), never a string or
+    a boolean (which pydantic's lax mode would convert)."""
+    if isinstance(value, str | bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+MAX_BEAM_SIZE = 10
+DEFAULT_BEAM_SIZE = 5
+MAX_TRANSLATION_LENGTH = 512  # a model's own cap (manifest ``max_length``) may be lower
+TargetLength = Annotated[
+    int, Field(ge=1, le=MAX_TRANSLATION_LENGTH), BeforeValidator(_json_integer)
+]
+
+
+class TranslationRequest(BaseModel):
+    """Texts to translate, answered in the same order, and how to decode them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"texts": ["A man is walking in the park.", "Two dogs play in the snow."]},
+                {"texts": ["A child sleeps."], "beam_size": 1, "return_attention": True},
+            ]
+        },
+    )
+
+    texts: list[TranslatableText] = Field(
+        json_schema_extra=MAX_TEXTS_MARKER,
+        description="Between 1 and MAX_TEXTS_PER_REQUEST (default 256) texts, each non-blank "
+        "and at most MAX_TEXT_CHARS (default 20000) characters; a text with nothing left to "
+        "translate after normalization (only whitespace, control or format characters, or "
+        "nothing the model's subword normalization keeps) is rejected (422). "
+        "Texts longer than the model's max_source_tokens subwords are truncated and flagged "
+        "(`truncated`), not rejected. All texts of a request are translated together in "
+        "batches; a text's translation does not depend on the other texts.",
+    )
+    beam_size: JsonInt = Field(
+        default=DEFAULT_BEAM_SIZE,
+        ge=1,
+        le=MAX_BEAM_SIZE,
+        description=f"Beam width, 1 (greedy decoding) to {MAX_BEAM_SIZE}.",
+    )
+    max_length: TargetLength | None = Field(
+        default=None,
+        description="Most target subwords to generate per text (end of sentence included), "
+        f"1 to {MAX_TRANSLATION_LENGTH}; the model's own limits (a * source subwords + b, and "
+        "its manifest's max_length) still apply. null: only the model's limits.",
+    )
+    return_attention: StrictBool = Field(
+        default=False,
+        description="Also return each result's attention weights (target x source subwords).",
+    )
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _check_count(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_item_count(value, info, "text")
+
+
+class TranslationAttention(BaseModel):
+    """Where the decoder looked: one row per target subword, one column per source subword."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    source_tokens: list[str] = Field(
+        description="Source subwords ('▁' marks a word start), ending with '</s>'."
+    )
+    target_tokens: list[str] = Field(
+        description="Generated subwords, ending with '</s>' (unless max_length cut it off "
+        "before the model ended the sentence, where it still ends with '</s>', forced)."
+    )
+    weights: list[list[float]] = Field(
+        description="Attention weights, shape (len(target_tokens), len(source_tokens)); every "
+        "row sums to 1."
+    )
+
+
+class TranslationResult(BaseModel):
+    """The translation of one text."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    translation: str = Field(description="The translated text.", examples=["Ein Mann läuft."])
+    score: float = Field(
+        description="Average log-probability per generated subword (end of sentence "
+        "included), at most 0; closer to 0 is more confident.",
+    )
+    truncated: bool = Field(
+        description="True when the text had more subwords than the model reads "
+        "(max_source_tokens) and only its beginning was translated.",
+    )
+    attention: TranslationAttention | None = Field(
+        default=None,
+        description="Present only when the request set `return_attention`.",
+    )
+
+
+class TranslationResponse(BaseModel):
+    """Results of ``POST /v1/translate``, one per input text, in request order."""
+
+    model: ModelRef
+    results: list[TranslationResult]
 
 
 class ModelInfo(BaseModel):

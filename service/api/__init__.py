@@ -9,6 +9,7 @@ from service.api.metrics import metrics_blueprint
 from service.api.models import models_blueprint
 from service.api.ner import ner_blueprint
 from service.api.sentiment import sentiment_blueprint
+from service.api.translate import translate_blueprint
 from service.api.v2 import v2_blueprint
 from service.openapi import create_spec, install_openapi
 from service.runtime.registry import ModelRegistry
@@ -32,5 +33,6 @@ def register_blueprints(
     app.register_blueprint(models_blueprint(registry, settings, spec, broadcast))
     app.register_blueprint(sentiment_blueprint(registry, limits, spec))
     app.register_blueprint(ner_blueprint(registry, limits, spec))
+    app.register_blueprint(translate_blueprint(registry, limits, spec))
     app.register_blueprint(v2_blueprint(registry, limits))
     install_openapi(app, spec, limits)

@@ -90,7 +90,9 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
         infer_request = _parse_header(body)
         texts = _texts(infer_request, binary, limits)
         wanted = _wanted_outputs(infer_request, adapter.outputs(model))
-        outputs = [o for o in adapter.infer(model, texts) if o.name in wanted]
+        outputs = [
+            o for o in adapter.infer(model, texts, infer_request.parameters) if o.name in wanted
+        ]
         return _response(model, infer_request.id, outputs, wanted)
 
     return blueprint

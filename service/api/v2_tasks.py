@@ -1,5 +1,6 @@
 """What each task looks like over the Open Inference Protocol: its output tensors, and how a
-batch of texts becomes them. A new task (translation) adds one adapter to :data:`V2_ADAPTERS`.
+batch of texts (and the request's ``parameters``) becomes them. A new task adds one adapter to
+:data:`V2_ADAPTERS`.
 
 Every model takes one input, ``text`` (BYTES, shape ``[N]``, UTF-8).
 """
@@ -7,17 +8,27 @@ Every model takes one input, ``text`` (BYTES, shape ``[N]``, UTF-8).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.api.translate import untranslatable
 from service.api.v2_schemas import TensorMetadata
+from service.errors import BadRequest, ValidationFailed
 from service.predictors.ner import NerPredictor
 from service.predictors.sentiment import SentimentPredictor
+from service.predictors.translator import Translator
 from service.runtime.registry import LoadedModel
-from service.schemas import NerEntity
+from service.schemas import (
+    DEFAULT_BEAM_SIZE,
+    MAX_BEAM_SIZE,
+    JsonInt,
+    NerEntity,
+    TargetLength,
+)
 
 TEXT_INPUT = TensorMetadata(name="text", datatype="BYTES", shape=[-1])
 
@@ -38,8 +49,11 @@ class TaskAdapter(Protocol):
         """Every output the model can return, as in its metadata."""
         ...
 
-    def infer(self, model: LoadedModel, texts: Sequence[str]) -> list[OutputTensor]:
-        """Every output for ``texts``, first axis in text order."""
+    def infer(
+        self, model: LoadedModel, texts: Sequence[str], parameters: Mapping[str, Any]
+    ) -> list[OutputTensor]:
+        """Every output for ``texts``, first axis in text order. ``parameters`` are the
+        request's; a task reads the ones it knows (a bad value raises :class:`BadRequest`)."""
         ...
 
 
@@ -55,7 +69,9 @@ class SentimentAdapter:
             TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, classes]),
         ]
 
-    def infer(self, model: LoadedModel, texts: Sequence[str]) -> list[OutputTensor]:
+    def infer(
+        self, model: LoadedModel, texts: Sequence[str], parameters: Mapping[str, Any]
+    ) -> list[OutputTensor]:
         predictions = cast(SentimentPredictor, model.predictor).predict_batch(texts)
         labels = model.manifest.labels
         return [
@@ -76,7 +92,9 @@ class NerAdapter:
     def outputs(self, model: LoadedModel) -> list[TensorMetadata]:
         return [TensorMetadata(name="entities", datatype="BYTES", shape=[-1])]
 
-    def infer(self, model: LoadedModel, texts: Sequence[str]) -> list[OutputTensor]:
+    def infer(
+        self, model: LoadedModel, texts: Sequence[str], parameters: Mapping[str, Any]
+    ) -> list[OutputTensor]:
         predictions = cast(NerPredictor, model.predictor).predict_texts(texts)
         entities = [
             json.dumps(
@@ -88,6 +106,59 @@ class NerAdapter:
         return [OutputTensor("entities", "BYTES", _bytes_array(entities))]
 
 
+class TranslationParameters(BaseModel):
+    """The request ``parameters`` a translation reads, validated as in ``POST /v1/translate``;
+    other parameters (``binary_data_output``...) are the protocol's and are ignored here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    beam_size: JsonInt = Field(default=DEFAULT_BEAM_SIZE, ge=1, le=MAX_BEAM_SIZE)
+    max_length: TargetLength | None = None
+
+
+TRANSLATION_PARAMETERS = ("beam_size", "max_length")
+
+
+class TranslationAdapter:
+    """``translation`` (BYTES [N]) and ``score`` (FP32 [N], the average log-probability per
+    generated subword). Request ``parameters``: ``beam_size`` (1-10, default 5) and
+    ``max_length`` (target subwords), as in ``POST /v1/translate``."""
+
+    def outputs(self, model: LoadedModel) -> list[TensorMetadata]:
+        return [
+            TensorMetadata(name="translation", datatype="BYTES", shape=[-1]),
+            TensorMetadata(name="score", datatype="FP32", shape=[-1]),
+        ]
+
+    def infer(
+        self, model: LoadedModel, texts: Sequence[str], parameters: Mapping[str, Any]
+    ) -> list[OutputTensor]:
+        settings = _translation_parameters(parameters)
+        translator = cast(Translator, model.predictor)
+        problems = untranslatable(translator, texts)
+        if problems:
+            index, why = problems[0]
+            raise BadRequest(f"text[{index}]: {why}")
+        predictions = translator.predict_batch(
+            texts, beam_size=settings.beam_size, max_length=settings.max_length
+        )
+        return [
+            OutputTensor(
+                "translation", "BYTES", _bytes_array([p.translation for p in predictions])
+            ),
+            OutputTensor("score", "FP32", np.array([p.score for p in predictions], np.float32)),
+        ]
+
+
+def _translation_parameters(parameters: Mapping[str, Any]) -> TranslationParameters:
+    known = {k: v for k, v in parameters.items() if k in TRANSLATION_PARAMETERS}
+    try:
+        return TranslationParameters.model_validate(known)
+    except ValidationError as exc:
+        message = ValidationFailed.from_pydantic(exc).message
+        raise BadRequest(f"parameters.{message}") from None
+
+
 def _bytes_array(values: Sequence[str]) -> np.ndarray:
     array = np.empty(len(values), dtype=object)
     array[:] = [v.encode("utf-8") for v in values]
@@ -97,4 +168,5 @@ def _bytes_array(values: Sequence[str]) -> np.ndarray:
 V2_ADAPTERS: dict[str, TaskAdapter] = {
     "sentiment": SentimentAdapter(),
     "ner": NerAdapter(),
+    "translation": TranslationAdapter(),
 }

@@ -1,11 +1,12 @@
 """Fixtures for the service tests: settings, apps and clients over the tiny artifacts
-(``tiny_artifact.py``, ``tiny_ner_artifact.py``) or over the committed ones in
-``exported_models/``.
+(``tiny_artifact.py``, ``tiny_ner_artifact.py``, ``tiny_translation_artifact.py``) or over the
+committed ones in ``exported_models/``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from service import create_app
 from service.settings import Settings
 from tests.service.tiny_artifact import build_tiny_artifact
 from tests.service.tiny_ner_artifact import build_tiny_ner_artifact
+from tests.service.tiny_translation_artifact import build_tiny_translation_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_MODEL_DIR = REPO_ROOT / "exported_models"
@@ -67,6 +69,40 @@ def ner_app(tiny_ner_model_dir: Path) -> Flask:
 @pytest.fixture
 def ner_client(ner_app: Flask) -> FlaskClient:
     return ner_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def tiny_translation_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained and exported ``translation`` model folder (built once, in seconds; shared,
+    so never modify it: copy it into a model dir instead)."""
+    work_dir = tmp_path_factory.mktemp("translation-build")
+    return build_tiny_translation_artifact(work_dir / "translation", work_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_translation_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_translation_artifact: Path
+) -> Path:
+    """A MODEL_DIR holding a tiny ``translation`` and a tiny ``sentiment`` model (shared: never
+    modify)."""
+    model_dir = tmp_path_factory.mktemp("models-with-translation")
+    build_tiny_artifact(model_dir / "sentiment")
+    shutil.copytree(tiny_translation_artifact, model_dir / "translation")
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def translation_app(tiny_translation_model_dir: Path) -> Flask:
+    """One app over ``tiny_translation_model_dir`` for the whole session (tests must not alter
+    it)."""
+    app = create_app(make_settings(tiny_translation_model_dir))
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def translation_client(translation_app: Flask) -> FlaskClient:
+    return translation_app.test_client()
 
 
 @pytest.fixture

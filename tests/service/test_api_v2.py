@@ -275,3 +275,120 @@ def test_tritonclient_sees_errors_as_exceptions(triton_client) -> None:
         triton_client.infer("sentiment", [text_tensor(["good", " "])])
     with pytest.raises(InferenceServerException, match="unknown model 'translation'"):
         triton_client.infer("translation", [text_tensor(["good"])])
+
+
+# --- translation -----------------------------------------------------------------------------
+
+TRANSLATION_TEXTS = ["A dog sleeps in the snow.", "Two men play at the beach.", "A woman sits."]
+
+
+def v1_translate(client: FlaskClient, texts: list[str], **params) -> list[dict]:
+    response = client.post("/v1/translate", json={"texts": texts, **params})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["results"]
+
+
+def test_translation_metadata(translation_client: FlaskClient) -> None:
+    body = translation_client.get("/v2/models/translation").get_json()
+
+    assert body["parameters"]["task"] == "translation"
+    assert body["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert body["outputs"] == [
+        {"name": "translation", "datatype": "BYTES", "shape": [-1]},
+        {"name": "score", "datatype": "FP32", "shape": [-1]},
+    ]
+    assert translation_client.get("/v2/models/translation/ready").status_code == 200
+
+
+@pytest.mark.parametrize("parameters", [{}, {"beam_size": 1}, {"beam_size": 3, "max_length": 4}])
+def test_translation_json_inference_matches_v1(translation_client, parameters: dict) -> None:
+    body = {"inputs": [text_input(TRANSLATION_TEXTS)], "parameters": parameters}
+    status, answer = infer(translation_client, "translation", body)
+
+    assert status == 200, answer
+    outputs = outputs_by_name(answer)
+    expected = v1_translate(translation_client, TRANSLATION_TEXTS, **parameters)
+    assert outputs["translation"]["shape"] == [3]
+    assert outputs["translation"]["data"] == [r["translation"] for r in expected]
+    assert outputs["score"]["datatype"] == "FP32"
+    assert outputs["score"]["data"] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"beam_size": 0}, "parameters.beam_size: Input should be greater than or equal to 1"),
+        ({"beam_size": 11}, "parameters.beam_size: Input should be less than or equal to 10"),
+        ({"beam_size": "5"}, "parameters.beam_size: input should be a valid integer"),
+        ({"beam_size": True}, "parameters.beam_size: input should be a valid integer"),
+        ({"max_length": 0}, "parameters.max_length: Input should be greater than or equal to 1"),
+        ({"max_length": 1.5}, "parameters.max_length: Input should be a valid integer, got a"),
+    ],
+)
+def test_bad_translation_parameters_are_a_400(translation_client, parameters, message) -> None:
+    body = {"inputs": [text_input(["A dog runs."])], "parameters": parameters}
+    status, answer = infer(translation_client, "translation", body)
+
+    assert status == 400
+    assert set(answer) == {"error"}
+    assert message in answer["error"]
+
+
+def test_a_translation_text_with_nothing_to_translate_is_a_400(translation_client) -> None:
+    body = {"inputs": [text_input(["A dog runs.", "\u0000\u200b"])]}
+    status, answer = infer(translation_client, "translation", body)
+
+    assert status == 400
+    assert answer["error"].startswith("text[1]: text has nothing to translate")
+
+
+@pytest.fixture(scope="module")
+def translation_triton(tiny_translation_model_dir: Path) -> Iterator[triton.InferenceServerClient]:
+    from service import create_app
+    from tests.service.conftest import make_settings
+
+    app: Flask = create_app(make_settings(tiny_translation_model_dir))
+    with serving_in_thread(app) as url:
+        client = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        yield client
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("binary_in", "binary_out"), [(True, True), (True, False), (False, True), (False, False)]
+)
+@pytest.mark.parametrize("beam_size", [None, 1, 4])
+def test_tritonclient_translation_in_every_binary_json_mix(
+    translation_client, translation_triton, binary_in: bool, binary_out: bool, beam_size
+) -> None:
+    outputs = [
+        triton.InferRequestedOutput("translation", binary_data=binary_out),
+        triton.InferRequestedOutput("score", binary_data=binary_out),
+    ]
+    parameters = None if beam_size is None else {"beam_size": beam_size}
+    result = translation_triton.infer(
+        "translation",
+        [text_tensor(TRANSLATION_TEXTS, binary_in)],
+        outputs=outputs,
+        parameters=parameters,
+    )
+
+    params = {} if beam_size is None else {"beam_size": beam_size}
+    expected = v1_translate(translation_client, TRANSLATION_TEXTS, **params)
+    translations = result.as_numpy("translation")
+    assert translations.shape == (3,)
+    # tritonclient gives bytes for binary outputs, str for JSON ones.
+    texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in translations]
+    assert texts == [r["translation"] for r in expected]
+    scores = result.as_numpy("score")
+    assert scores.dtype == np.float32
+    assert scores.tolist() == pytest.approx([r["score"] for r in expected], abs=1e-5)
+
+
+def test_tritonclient_sees_bad_translation_parameters_as_exceptions(translation_triton) -> None:
+    with pytest.raises(InferenceServerException, match=r"parameters\.beam_size"):
+        translation_triton.infer(
+            "translation", [text_tensor(["A dog runs."])], parameters={"beam_size": 0}
+        )
+    with pytest.raises(InferenceServerException, match="text is empty"):
+        translation_triton.infer("translation", [text_tensor(["A dog runs.", " "])])

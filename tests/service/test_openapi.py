@@ -91,6 +91,48 @@ def test_real_responses_conform_to_the_document(
     check_conforms(document, path, method, response)
 
 
+def test_translate_is_documented_with_its_parameters_and_errors(document: dict) -> None:
+    operation = document["paths"]["/v1/translate"]["post"]
+    assert {"200", "400", "413", "422", "500", "503"} <= set(operation["responses"])
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    request = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    properties = request["properties"]
+    assert set(properties) == {"texts", "beam_size", "max_length", "return_attention"}
+    assert request["required"] == ["texts"] and request["additionalProperties"] is False
+    assert (properties["beam_size"]["minimum"], properties["beam_size"]["maximum"]) == (1, 10)
+    assert properties["beam_size"]["default"] == 5
+    assert properties["texts"]["maxItems"] == 100  # this server's MAX_TEXTS_PER_REQUEST
+    for name, schema in properties.items():
+        assert schema["description"], name
+    result = document["components"]["schemas"]["TranslationResult"]
+    assert set(result["required"]) == {"translation", "score", "truncated"}
+    assert "attention" in result["properties"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"texts": ["A dog runs.", "Two men sit."]}, 200),
+        ({"texts": ["A dog runs."], "beam_size": 1, "return_attention": True}, 200),
+        ({"texts": ["A dog runs."], "max_length": 3, "return_attention": True}, 200),
+        ({"texts": ["A dog runs."], "beam_size": 11}, 422),
+        ({"texts": ["\u0000"]}, 422),
+        ("not json", 400),
+        ({"texts": ["A dog runs. " * 40] * 40}, 413),
+    ],
+)
+def test_translate_responses_conform_to_the_document(
+    translation_client: FlaskClient, document: dict, body, status: int
+) -> None:
+    if isinstance(body, str):
+        response = translation_client.post("/v1/translate", data=body)
+    else:
+        response = translation_client.post("/v1/translate", json=body)
+
+    assert response.status_code == status
+    check_conforms(document, "/v1/translate", "post", response)
+
+
 def test_not_ready_responses_conform_too(app_factory, tmp_path, document: dict) -> None:
     client = app_factory(tmp_path).test_client()  # no models at all
 
@@ -98,6 +140,9 @@ def test_not_ready_responses_conform_too(app_factory, tmp_path, document: dict) 
     response = client.post("/v1/sentiment", json={"texts": ["good"]})
     assert response.status_code == 503
     check_conforms(document, "/v1/sentiment", "post", response)
+    response = client.post("/v1/translate", json={"texts": ["A dog runs."]})
+    assert response.status_code == 503
+    check_conforms(document, "/v1/translate", "post", response)
 
 
 def test_docs_are_served_without_any_internet(ner_client: FlaskClient) -> None:

@@ -1,0 +1,89 @@
+"""``POST /v1/translate``: validate, translate (all texts of a request decoded together, in
+batches), serialize."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from flask import Blueprint
+from spectree import SpecTree
+
+from service.api.body import parse_body
+from service.api.models import model_for_task
+from service.errors import ValidationFailed
+from service.openapi import PREDICT_ERRORS, documented
+from service.predictors.translator import Translator
+from service.runtime.registry import ModelRegistry
+from service.schemas import (
+    NOTHING_TO_TRANSLATE,
+    ModelRef,
+    TextLimits,
+    TranslationRequest,
+    TranslationResponse,
+    TranslationResult,
+    translatable_problem,
+)
+
+
+def translate_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecTree) -> Blueprint:
+    """Translate up to ``limits.max_texts`` texts per request."""
+    blueprint = Blueprint("translate", __name__, url_prefix="/v1")
+
+    @blueprint.post("/translate")
+    @documented(
+        spec, body=TranslationRequest, ok=TranslationResponse, errors=PREDICT_ERRORS, tags=["v1"]
+    )
+    def translate() -> dict[str, Any]:
+        """Translate texts with the loaded translation model.
+
+        One result per text, in request order: the translation, its average log-probability,
+        whether the source was truncated and, when asked, the attention weights. The texts of
+        a request are decoded together (beam search, or greedy with `beam_size` 1).
+        """
+        body = parse_body(TranslationRequest, context={"limits": limits})
+        model = model_for_task(registry, "translation")
+        # The registry builds every "translation" model with Translator (PREDICTOR_FACTORIES).
+        translator = cast(Translator, model.predictor)
+        reject_untranslatable(translator, body.texts)
+        predictions = translator.predict_batch(
+            body.texts,
+            beam_size=body.beam_size,
+            max_length=body.max_length,
+            return_attention=body.return_attention,
+        )
+        response = TranslationResponse(
+            model=ModelRef(name=model.name, version=model.manifest.version),
+            results=[TranslationResult.model_validate(p) for p in predictions],
+        )
+        return response.model_dump(mode="json", exclude_none=True)
+
+    return blueprint
+
+
+def untranslatable(translator: Translator, texts: Sequence[str]) -> list[tuple[int, str]]:
+    """``(index, why)`` of every text that cannot be translated: the request schema's checks
+    (:func:`service.schemas.translatable_problem`), and texts that the model's subword
+    normalization leaves empty."""
+    problems = []
+    for index, text in enumerate(texts):
+        problem = translatable_problem(text)
+        if problem is None and not translator.source.encode(text):
+            problem = NOTHING_TO_TRANSLATE
+        if problem is not None:
+            problems.append((index, problem))
+    return problems
+
+
+def reject_untranslatable(translator: Translator, texts: Sequence[str]) -> None:
+    """A 422 naming every text that cannot be translated (``texts[i]``)."""
+    found = untranslatable(translator, texts)
+    if not found:
+        return
+    problems = [
+        {"field": f"texts[{i}]", "message": why, "type": "nothing_to_translate"} for i, why in found
+    ]
+    message = f"{problems[0]['field']}: {problems[0]['message']}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem(s), see details)"
+    raise ValidationFailed(message, details=problems)

@@ -1,0 +1,284 @@
+"""POST /v1/translate over a tiny trained translation model: every parameter, every error
+status, request order, batch invariance and the attention weights. The tiny model translates
+badly, so only structure and invariants are asserted, never quality."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from service.schemas import MAX_TRANSLATION_LENGTH
+from tests.service.tiny_translation_artifact import TINY_TRANSLATION_MAX_SOURCE_TOKENS
+
+URL = "/v1/translate"
+TEXTS = [
+    "A dog sleeps in the snow.",
+    "Two men play at the beach.",
+    "A woman sits.",
+    "A child runs in the park.",
+]
+
+
+def translate(client: FlaskClient, body: dict) -> tuple[int, dict]:
+    response = client.post(URL, json=body)
+    return response.status_code, response.get_json()
+
+
+def results(client: FlaskClient, texts: list[str], **params) -> list[dict]:
+    status, body = translate(client, {"texts": texts, **params})
+    assert status == 200, body
+    return body["results"]
+
+
+def test_translates_every_text_in_request_order(translation_client: FlaskClient) -> None:
+    status, body = translate(translation_client, {"texts": TEXTS})
+
+    assert status == 200
+    assert body["model"] == {"name": "translation", "version": "1.0.0"}
+    assert len(body["results"]) == len(TEXTS)
+    for result in body["results"]:
+        assert set(result) == {"translation", "score", "truncated"}  # no attention unasked
+        assert isinstance(result["translation"], str)
+        assert result["score"] <= 0
+        assert result["truncated"] is False
+    reversed_results = results(translation_client, TEXTS[::-1])
+    assert reversed_results[::-1] == body["results"]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3, 10])
+def test_a_text_translates_the_same_alone_and_batched(
+    translation_client: FlaskClient, beam_size: int
+) -> None:
+    batched = results(translation_client, TEXTS * 3, beam_size=beam_size)
+
+    for index, text in enumerate(TEXTS):
+        (alone,) = results(translation_client, [text], beam_size=beam_size)
+        for copy in batched[index :: len(TEXTS)]:
+            assert copy["translation"] == alone["translation"]
+            assert copy["score"] == pytest.approx(alone["score"], abs=1e-5)
+
+
+def test_the_default_beam_size_is_5(translation_client: FlaskClient) -> None:
+    assert results(translation_client, TEXTS) == results(translation_client, TEXTS, beam_size=5)
+
+
+def test_integers_may_be_written_as_json_numbers_without_fraction(translation_client) -> None:
+    """JSON Schema's integer (as documented) includes 3.0; strings and booleans are refused."""
+    as_float = results(translation_client, TEXTS, beam_size=3.0, max_length=7.0)
+    assert as_float == results(translation_client, TEXTS, beam_size=3, max_length=7)
+
+
+def test_greedy_and_beam_search_both_answer(translation_client: FlaskClient) -> None:
+    greedy = results(translation_client, TEXTS, beam_size=1)
+    beam = results(translation_client, TEXTS, beam_size=4)
+    assert len(greedy) == len(beam) == len(TEXTS)
+    for g, b in zip(greedy, beam, strict=True):
+        # Both rank by the average log-probability; beam search finds one at least as good
+        # (up to the search's pruning, so only a loose check).
+        assert b["score"] >= g["score"] - 1.0
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_has_one_row_per_target_token_each_summing_to_1(
+    translation_client: FlaskClient, beam_size: int
+) -> None:
+    answers = results(translation_client, TEXTS, beam_size=beam_size, return_attention=True)
+
+    for answer in answers:
+        attention = answer["attention"]
+        assert set(attention) == {"source_tokens", "target_tokens", "weights"}
+        weights = np.array(attention["weights"])
+        assert weights.shape == (len(attention["target_tokens"]), len(attention["source_tokens"]))
+        assert attention["source_tokens"][-1] == "</s>"
+        assert attention["target_tokens"][-1] == "</s>"
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+        assert (weights >= 0).all()
+    plain = results(translation_client, TEXTS, beam_size=beam_size, return_attention=False)
+    assert [a["translation"] for a in answers] == [p["translation"] for p in plain]
+
+
+@pytest.mark.parametrize("max_length", [1, 2, 5])
+def test_max_length_caps_the_target_tokens(translation_client: FlaskClient, max_length) -> None:
+    for beam_size in (1, 3):
+        answers = results(
+            translation_client,
+            TEXTS,
+            beam_size=beam_size,
+            max_length=max_length,
+            return_attention=True,
+        )
+        for answer in answers:
+            assert len(answer["attention"]["target_tokens"]) <= max_length  # eos included
+    (one,) = results(translation_client, TEXTS[:1], max_length=1, return_attention=True)
+    assert one["translation"] == "" and one["attention"]["target_tokens"] == ["</s>"]
+
+
+def test_max_length_null_is_the_models_limit(translation_client: FlaskClient) -> None:
+    assert results(translation_client, TEXTS, max_length=None) == results(translation_client, TEXTS)
+    big = results(translation_client, TEXTS, max_length=MAX_TRANSLATION_LENGTH)
+    assert big == results(translation_client, TEXTS)
+
+
+def test_a_source_longer_than_the_model_reads_is_truncated_and_flagged(
+    translation_client: FlaskClient,
+) -> None:
+    long_text = " ".join(["A man runs in the park."] * 10)
+    short, long = results(translation_client, ["A man runs.", long_text], return_attention=True)
+
+    assert short["truncated"] is False
+    assert long["truncated"] is True
+    assert len(long["attention"]["source_tokens"]) == TINY_TRANSLATION_MAX_SOURCE_TOKENS
+
+
+def test_unicode_and_unknown_characters_translate(translation_client: FlaskClient) -> None:
+    answers = results(translation_client, ["Zürich 東京 🙂", "x\u0000y A dog."])
+    assert len(answers) == 2
+
+
+def error_of(client: FlaskClient, body, status: int) -> dict:
+    payload = {"data": body} if isinstance(body, str) else {"json": body}
+    response = client.post(URL, **payload)
+    assert response.status_code == status, response.get_json()
+    error = response.get_json()["error"]
+    assert set(error) == {"code", "message", "details"}
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"texts": ["a"], "beam_size": 0}, "beam_size", "greater than or equal to 1"),
+        ({"texts": ["a"], "beam_size": 11}, "beam_size", "less than or equal to 10"),
+        ({"texts": ["a"], "beam_size": "5"}, "beam_size", "got a string"),
+        ({"texts": ["a"], "beam_size": 2.5}, "beam_size", "got a number"),
+        ({"texts": ["a"], "beam_size": True}, "beam_size", "got a boolean"),
+        ({"texts": ["a"], "beam_size": None}, "beam_size", "got null"),
+        ({"texts": ["a"], "max_length": 0}, "max_length", "greater than or equal to 1"),
+        (
+            {"texts": ["a"], "max_length": MAX_TRANSLATION_LENGTH + 1},
+            "max_length",
+            "less than or equal to",
+        ),
+        ({"texts": ["a"], "max_length": "9"}, "max_length", "got a string"),
+        ({"texts": ["a"], "return_attention": "yes"}, "return_attention", "got a string"),
+        ({"texts": ["a"], "return_attention": 1}, "return_attention", "got a number"),
+        ({"texts": ["a"], "beam": 3}, "beam", "unknown field"),
+        ({"texts": ["a"], "source_lang": "en"}, "source_lang", "unknown field"),
+        ({}, "texts", "field required"),
+        ({"texts": []}, "texts", "at least 1 text"),
+        ({"texts": "a dog"}, "texts", "got a string"),
+        ({"texts": ["a", 3]}, "texts[1]", "got a number"),
+        ({"texts": ["a", "   "]}, "texts[1]", "empty after stripping"),
+        ({"texts": ["a", "x" * 501]}, "texts[1]", "at most 500"),
+        ({"texts": ["a"] * 101}, "texts", "at most 100 texts"),
+    ],
+)
+def test_bad_requests_are_422_naming_the_field(
+    translation_client: FlaskClient, body: dict, field: str, words: str
+) -> None:
+    error = error_of(translation_client, body, 422)
+
+    assert error["code"] == "validation_failed"
+    assert error["message"].startswith(f"{field}: ")
+    assert words in error["message"]
+    assert error["details"][0]["field"] == field
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [
+        "\u0000\u0001",
+        "\u0007 \u001b",
+        "\u200b",
+        "\ufeff\u00ad",
+        "\u00ad\u200e \u2028",
+        "\u2581\ufffd",
+    ],
+)
+def test_a_text_with_nothing_left_after_normalization_is_422(
+    translation_client: FlaskClient, blank: str
+) -> None:
+    error = error_of(translation_client, {"texts": ["A dog runs.", blank, blank]}, 422)
+
+    assert error["message"].startswith("texts[1]: text has nothing to translate")
+    assert [d["field"] for d in error["details"]] == ["texts[1]", "texts[2]"]
+
+
+def test_a_lone_surrogate_is_422_not_a_crash(translation_client: FlaskClient) -> None:
+    error = error_of(translation_client, '{"texts": ["A dog", "runs \\ud800."]}', 422)
+
+    assert error["message"].startswith("texts[1]: text contains an unpaired UTF-16 surrogate")
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", ""])
+def test_a_body_that_is_not_a_json_object_is_400(translation_client, body: str) -> None:
+    assert error_of(translation_client, body, 400)["code"] == "bad_request"
+
+
+def test_a_body_over_the_limit_is_413(translation_client: FlaskClient) -> None:
+    error = error_of(translation_client, {"texts": ["A dog runs. " * 40] * 40}, 413)
+    assert error["code"] == "payload_too_large"
+
+
+def test_wrong_method_is_405(translation_client: FlaskClient) -> None:
+    assert translation_client.get(URL).status_code == 405
+
+
+def test_503_when_no_translation_model_is_loaded(ner_client: FlaskClient) -> None:
+    error = error_of(ner_client, {"texts": ["A dog runs."]}, 503)
+    assert error["code"] == "not_ready"
+    assert "no translation model is loaded" in error["message"]
+
+
+def test_bad_parameters_are_422_even_without_a_model(ner_client: FlaskClient) -> None:
+    assert error_of(ner_client, {"texts": ["a"], "beam_size": 0}, 422)["code"]
+
+
+def test_readiness_and_models_list_the_translation_model(translation_client) -> None:
+    ready = translation_client.get("/v2/health/ready")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "models": ["sentiment", "translation"]}
+    models = {m["name"]: m for m in translation_client.get("/v1/models").get_json()["models"]}
+    assert models["translation"]["task"] == "translation"
+    assert models["translation"]["providers"] == ["CPUExecutionProvider"]
+    assert {"dev_bleu_beam", "dev_bleu_greedy"} <= models["translation"]["metrics"].keys()
+
+
+def test_translation_through_the_dynamic_batcher_and_inline(
+    app_factory, tiny_translation_model_dir: Path
+) -> None:
+    inline = app_factory(tiny_translation_model_dir, batching=False).test_client()
+    batched = app_factory(tiny_translation_model_dir, batching=True).test_client()
+    for beam_size in (1, 3):
+        expected = results(inline, TEXTS, beam_size=beam_size, return_attention=True)
+        got = results(batched, TEXTS, beam_size=beam_size, return_attention=True)
+        assert [g["translation"] for g in got] == [e["translation"] for e in expected]
+        for g, e in zip(got, expected, strict=True):
+            assert g["score"] == pytest.approx(e["score"], abs=1e-5)
+
+
+def test_concurrent_requests_with_different_settings_are_batched_correctly(
+    app_factory, tiny_translation_model_dir: Path
+) -> None:
+    """Requests with different beam sizes and max lengths share the dynamic batcher's batches;
+    each gets what it would get alone."""
+    app = app_factory(tiny_translation_model_dir, batching=True, batch_max_queue_delay_ms=50)
+    jobs = [
+        (TEXTS[i % len(TEXTS) :] + TEXTS[: i % len(TEXTS)], 1 + i % 3, (None, 4, 30)[i % 3])
+        for i in range(9)
+    ]
+
+    def run(job: tuple[list[str], int, int | None]) -> list[dict]:
+        texts, beam_size, max_length = job
+        return results(app.test_client(), texts, beam_size=beam_size, max_length=max_length)
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = list(pool.map(run, jobs))
+    for job, got in zip(jobs, together, strict=True):
+        alone = [run(([text], job[1], job[2]))[0] for text in job[0]]
+        assert [g["translation"] for g in got] == [a["translation"] for a in alone]
+        assert [g["score"] for g in got] == pytest.approx([a["score"] for a in alone], abs=1e-5)
