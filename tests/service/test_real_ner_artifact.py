@@ -101,7 +101,7 @@ def test_offsets_are_exact_on_unicode_text(real_ner_client: FlaskClient) -> None
     assert_offsets_exact(text, result)
 
 
-def test_models_and_readiness_list_both_committed_models(
+def test_models_and_readiness_list_every_committed_model(
     app_factory, real_ner_model_dir: Path, real_model_dir: Path
 ) -> None:
     client = app_factory(real_ner_model_dir, **DEFAULT_LIMITS).test_client()  # every folder
@@ -110,8 +110,9 @@ def test_models_and_readiness_list_both_committed_models(
     models = {m["name"]: m for m in client.get("/v1/models").get_json()["models"]}
 
     assert ready.status_code == 200, ready.get_json()
-    assert ready.get_json()["models"] == ["ner", "sentiment"]
+    assert ready.get_json()["models"] == ["ner", "sentiment", "translation"]
     assert models["ner"]["task"] == "ner"
     assert models["ner"]["labels"][0] == "O" and len(models["ner"]["labels"]) == 9
     assert "dev_f1" in models["ner"]["metrics"]
     assert models["sentiment"]["task"] == "sentiment"
+    assert models["translation"]["task"] == "translation"
