@@ -9,6 +9,7 @@ Without a context the default limits apply. Errors point at the offending item (
 
 from __future__ import annotations
 
+import functools
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -122,17 +123,23 @@ def _check_translatable(value: str) -> str:
     return value
 
 
+@functools.cache
+def _translatable_pattern() -> str:
+    # A scan of every code point (about 0.25 s): done once, when the schema is first generated
+    # (create_app documents the routes), not at import, so the training code, the CLI and
+    # tests that only validate requests never pay for it.
+    return f"[^{_char_class(_is_blank_char)}]"
+
+
+def _translatable_schema(schema: dict[str, Any]) -> None:
+    schema.update({"minLength": 1, "pattern": _translatable_pattern(), **MAX_CHARS_MARKER})
+
+
 TranslatableText = Annotated[
     StrictStr,
     AfterValidator(_check_text),
     AfterValidator(_check_translatable),
-    Field(
-        json_schema_extra={
-            "minLength": 1,
-            "pattern": f"[^{_char_class(_is_blank_char)}]",
-            **MAX_CHARS_MARKER,
-        }
-    ),
+    Field(json_schema_extra=_translatable_schema),
 ]
 
 
