@@ -4,6 +4,8 @@ every prediction endpoint starts with (:func:`model_for_task`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from flask import Blueprint
@@ -82,6 +84,15 @@ def model_info(model: LoadedModel) -> ModelInfo:
         metrics=manifest.metrics,
         providers=model.providers,
     )
+
+
+@contextmanager
+def announced(registry: ModelRegistry, task: str) -> Iterator[None]:
+    """Announce the request to the batcher of ``task``'s model (when one is loaded) for the
+    ``with`` block, in which it parses, encodes and submits its rows: batches wait for it."""
+    model = registry.for_task(task)
+    with model.predictor.scheduler.incoming() if model is not None else nullcontext():
+        yield
 
 
 def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
-from flask import Blueprint
+from flask import Blueprint, Response
 from spectree import SpecTree
 
 from service.api.body import parse_body
-from service.api.models import model_for_task
+from service.api.models import announced, model_for_task
+from service.api.responses import json_response
 from service.openapi import PREDICT_ERRORS, documented
 from service.predictors.ner import NerPrediction, NerPredictor
 from service.runtime.registry import ModelRegistry
@@ -21,21 +22,22 @@ def ner_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecTree) -
 
     @blueprint.post("/ner")
     @documented(spec, body=NerRequest, ok=NerResponse, errors=PREDICT_ERRORS, tags=["v1"])
-    def tag() -> dict[str, Any]:
+    def tag() -> Response:
         """Find the named entities (PER, ORG, LOC, MISC) in texts or pre-tokenized sentences.
 
         One result per input, in request order: the entities and every token with its tag and
         exact character offsets.
         """
-        body = parse_body(NerRequest, context={"limits": limits})
-        model = model_for_task(registry, "ner")
-        # The registry builds every "ner" model with NerPredictor (PREDICTOR_FACTORIES).
-        predictions = predict(cast(NerPredictor, model.predictor), body)
+        with announced(registry, "ner"):
+            body = parse_body(NerRequest, context={"limits": limits})
+            model = model_for_task(registry, "ner")
+            # The registry builds every "ner" model with NerPredictor (PREDICTOR_FACTORIES).
+            predictions = predict(cast(NerPredictor, model.predictor), body)
         response = NerResponse(
             model=ModelRef(name=model.name, version=model.manifest.version),
             results=[NerResult.model_validate(p) for p in predictions],
         )
-        return response.model_dump(mode="json")
+        return json_response(response)
 
     return blueprint
 

@@ -4,13 +4,14 @@ batches), serialize."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
-from flask import Blueprint
+from flask import Blueprint, Response
 from spectree import SpecTree
 
 from service.api.body import parse_body
-from service.api.models import model_for_task
+from service.api.models import announced, model_for_task
+from service.api.responses import json_response
 from service.errors import ValidationFailed
 from service.openapi import PREDICT_ERRORS, documented
 from service.predictors.translator import Translator
@@ -34,29 +35,30 @@ def translate_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecT
     @documented(
         spec, body=TranslationRequest, ok=TranslationResponse, errors=PREDICT_ERRORS, tags=["v1"]
     )
-    def translate() -> dict[str, Any]:
+    def translate() -> Response:
         """Translate texts with the loaded translation model.
 
         One result per text, in request order: the translation, its average log-probability,
         whether the source was truncated and, when asked, the attention weights. The texts of
         a request are decoded together (beam search, or greedy with `beam_size` 1).
         """
-        body = parse_body(TranslationRequest, context={"limits": limits})
-        model = model_for_task(registry, "translation")
-        # The registry builds every "translation" model with Translator (PREDICTOR_FACTORIES).
-        translator = cast(Translator, model.predictor)
-        reject_untranslatable(translator, body.texts)
-        predictions = translator.predict_batch(
-            body.texts,
-            beam_size=body.beam_size,
-            max_length=body.max_length,
-            return_attention=body.return_attention,
-        )
+        with announced(registry, "translation"):
+            body = parse_body(TranslationRequest, context={"limits": limits})
+            model = model_for_task(registry, "translation")
+            # The registry builds every "translation" model with Translator (PREDICTOR_FACTORIES).
+            translator = cast(Translator, model.predictor)
+            reject_untranslatable(translator, body.texts)
+            predictions = translator.predict_batch(
+                body.texts,
+                beam_size=body.beam_size,
+                max_length=body.max_length,
+                return_attention=body.return_attention,
+            )
         response = TranslationResponse(
             model=ModelRef(name=model.name, version=model.manifest.version),
             results=[TranslationResult.model_validate(p) for p in predictions],
         )
-        return response.model_dump(mode="json", exclude_none=True)
+        return json_response(response, exclude_none=True)
 
     return blueprint
 

@@ -72,7 +72,8 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
                 "task": model.manifest.task,
                 "labels": model.manifest.labels,
                 "execution_providers": model.providers,
-                "metrics": model.manifest.metrics,
+                "metrics": model.metrics,
+                "precision": model.precision,
             },
         ).model_dump()
 
@@ -86,14 +87,14 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
     @blueprint.post("/models/<name>/versions/<version>/infer")
     def infer(name: str, version: str | None = None) -> Response:
         model, adapter = _find(registry, name, version)
-        body, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
-        infer_request = _parse_header(body)
-        texts = _texts(infer_request, binary, limits)
-        wanted = _wanted_outputs(infer_request, adapter.outputs(model))
-        outputs = [
-            o for o in adapter.infer(model, texts, infer_request.parameters) if o.name in wanted
-        ]
-        return _response(model, infer_request.id, outputs, wanted)
+        with model.predictor.scheduler.incoming():  # batches wait for this request's rows
+            raw = request.get_data(cache=False)
+            body, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
+            infer_request = _parse_header(body)
+            texts = _texts(infer_request, binary, limits)
+            wanted = _wanted_outputs(infer_request, adapter.outputs(model))
+            outputs = adapter.infer(model, texts, infer_request.parameters)
+        return _response(model, infer_request.id, [o for o in outputs if o.name in wanted], wanted)
 
     return blueprint
 

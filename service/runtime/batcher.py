@@ -2,11 +2,19 @@
 
 It works like Triton's dynamic batcher. A request thread hands its *rows* (encoded texts, or
 NER sentence pieces) to :meth:`DynamicBatcher.submit` and waits. One thread per model takes
-queued rows, waits at most ``max_queue_delay_s`` after the oldest one arrived for
-``max_batch_size`` rows to gather, picks rows of similar length (to limit padding, always
-including the oldest row, so nothing starves), runs them in one ``run_rows`` call and hands each
-request its results in order. A request can be split over several batches and a batch can hold
-rows of many requests; since the models are batch-invariant, results do not depend on either.
+queued rows, picks rows of similar length (to limit padding, always including the oldest row,
+so nothing starves), runs them in one ``run_rows`` call and hands each request its results in
+order. Rows that arrive while a batch runs make up the next one.
+
+Waiting for a batch to fill only pays when more rows are on their way, so the batcher waits
+only for requests it knows of: a request handler announces itself with
+:meth:`DynamicBatcher.incoming` before it parses and encodes its body, and while announced
+requests have not submitted yet, the batch thread waits for them, at most
+``max_queue_delay_s`` after the oldest queued row arrived and until ``max_batch_size`` rows are
+queued. A lone request never waits, so batching costs no latency at low load.
+
+A request can be split over several batches and a batch can hold rows of many requests; since
+the models are batch-invariant, results do not depend on either.
 
 Back-pressure and deadlines: when ``max_queue_size`` requests already wait, :meth:`submit`
 raises :class:`QueueFull` at once (the API answers 503 with ``Retry-After``); a request not
@@ -23,7 +31,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -83,6 +92,10 @@ class RowScheduler(Protocol):
         """One output per row, in order."""
         ...
 
+    def incoming(self) -> AbstractContextManager[None]:
+        """Announce, for the ``with`` block, a request that will :meth:`submit` rows soon."""
+        ...
+
     def close(self) -> None:
         """Finish what is queued, then stop (new rows still get an answer)."""
         ...
@@ -119,6 +132,10 @@ class InlineBatches:
             for index, output in zip(batch, outputs, strict=True):
                 results[index] = output
         return results
+
+    def incoming(self) -> AbstractContextManager[None]:
+        """Nothing waits for the request: its rows run in its own thread."""
+        return nullcontext()
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -163,11 +180,33 @@ class DynamicBatcher:
         self._rows: list[_Row] = []  # rows not taken yet, in arrival order
         self._waiting: set[_Request] = set()  # requests with rows not taken yet
         self._closed = False
+        self._on_the_way = 0  # announced requests (see incoming) that have not submitted yet
+        self._announced = threading.local()  # .pending: this thread's request has not submitted
         self._mean_run_s = 0.0
         self._thread = threading.Thread(target=self._serve, name=f"batcher-{model}", daemon=True)
         self._thread.start()
 
     # --- request threads -------------------------------------------------------------------
+
+    @contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Announce the calling thread's request until it submits its rows (or the block ends,
+        e.g. on a validation error): batches wait for it, up to ``max_queue_delay_s``."""
+        with self._cond:
+            self._on_the_way += 1
+        self._announced.pending = True
+        try:
+            yield
+        finally:
+            if getattr(self._announced, "pending", False):
+                with self._cond:
+                    self._arrived_locked()
+
+    def _arrived_locked(self) -> None:
+        """The calling thread's announced request submitted or left (lock held)."""
+        self._announced.pending = False
+        self._on_the_way -= 1
+        self._cond.notify()
 
     def submit(self, rows: Sequence[Any]) -> list[Any]:
         """Queue ``rows``, wait for their outputs (in order); see :class:`QueueFull` and
@@ -176,6 +215,8 @@ class DynamicBatcher:
             return []
         request = _Request(len(rows), time.monotonic(), [None] * len(rows), len(rows))
         with self._cond:
+            if getattr(self._announced, "pending", False):
+                self._arrived_locked()
             closed = self._closed
             if not closed:
                 if len(self._waiting) >= self.policy.max_queue_size:
@@ -224,13 +265,18 @@ class DynamicBatcher:
             self._run(batch)
 
     def _next_batch(self) -> list[_Row] | None:
-        """Wait for rows, then for the batch to fill or the oldest row's delay to pass."""
+        """Wait for rows, then, while announced requests are still on their way, for the batch
+        to fill or the oldest row's delay to pass."""
         with self._cond:
             while not self._rows:
                 if self._closed:
                     return None
                 self._cond.wait()
-            while len(self._rows) < self.policy.max_batch_size and not self._closed:
+            while (
+                self._on_the_way > 0
+                and len(self._rows) < self.policy.max_batch_size
+                and not self._closed
+            ):
                 left = self._rows[0].request.arrived + self.policy.max_queue_delay_s
                 left -= time.monotonic()
                 if left <= 0:

@@ -70,6 +70,13 @@ def make_batcher(graph: FakeGraph):
         batcher.join(5)
 
 
+def announced(batcher: DynamicBatcher, barrier: threading.Barrier, rows: list[str]) -> list[str]:
+    """A request handler: announce, wait until every other handler has announced, submit."""
+    with batcher.incoming():
+        barrier.wait(5)
+        return batcher.submit(rows)
+
+
 def test_length_sorted_batches() -> None:
     assert length_sorted_batches([3, 1, 2, 1, 5], 2) == [[1, 3], [2, 0], [4]]
     assert length_sorted_batches([], 4) == []
@@ -87,9 +94,10 @@ def test_concurrent_requests_share_batches_and_get_their_own_results(
 ) -> None:
     batcher = make_batcher(max_batch_size=16, max_queue_delay_s=0.05)
     requests = [[f"r{i}-{j}" * (1 + j % 3) for j in range(1 + i % 4)] for i in range(24)]
+    barrier = threading.Barrier(len(requests))
 
-    with ThreadPoolExecutor(24) as pool:
-        answers = list(pool.map(batcher.submit, requests))
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = list(pool.map(lambda rows: announced(batcher, barrier, rows), requests))
 
     assert answers == [[row.upper() for row in rows] for rows in requests]
     assert max(len(batch) for batch in graph.batches) > 4  # rows of several requests
@@ -97,14 +105,85 @@ def test_concurrent_requests_share_batches_and_get_their_own_results(
     assert sum(len(b) for b in graph.batches) == sum(len(r) for r in requests)
 
 
-def test_the_batch_waits_up_to_the_queue_delay_to_fill(make_batcher, graph: FakeGraph) -> None:
-    batcher = make_batcher(max_batch_size=4, max_queue_delay_s=0.3)
+def test_the_batch_waits_for_announced_requests(make_batcher, graph: FakeGraph) -> None:
+    batcher = make_batcher(max_batch_size=4, max_queue_delay_s=2.0)
+    barrier = threading.Barrier(4)
 
+    started = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(batcher.submit, [f"t{i}"]) for i in range(4)]
+        futures = [pool.submit(announced, batcher, barrier, [f"t{i}"]) for i in range(4)]
         assert [f.result(5) for f in futures] == [["T0"], ["T1"], ["T2"], ["T3"]]
 
-    assert [len(b) for b in graph.batches] == [4]  # a full batch runs without waiting longer
+    assert [len(b) for b in graph.batches] == [4]  # one batch, run as soon as it was full
+    assert time.monotonic() - started < 1.5
+
+
+def test_the_wait_for_announced_requests_ends_at_the_queue_delay(
+    make_batcher, graph: FakeGraph
+) -> None:
+    batcher = make_batcher(max_batch_size=4, max_queue_delay_s=0.2)
+    barrier, submitted = threading.Barrier(2), threading.Event()
+
+    def slow_handler() -> list[str]:
+        with batcher.incoming():
+            barrier.wait(5)
+            assert submitted.wait(5)
+            time.sleep(1.0)  # still parsing when the delay runs out
+            return batcher.submit(["late"])
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(slow_handler)
+        with batcher.incoming():
+            barrier.wait(5)
+            submitted.set()
+            started = time.monotonic()
+            assert batcher.submit(["early"]) == ["EARLY"]
+            waited = time.monotonic() - started
+        assert slow.result(5) == ["LATE"]
+
+    assert 0.15 < waited < 0.9
+    assert graph.batches == [["early"], ["late"]]
+
+
+def test_a_lone_request_does_not_wait(make_batcher, graph: FakeGraph) -> None:
+    batcher = make_batcher(max_batch_size=8, max_queue_delay_s=2.0)
+
+    started = time.monotonic()
+    with batcher.incoming():
+        assert batcher.submit(["alone"]) == ["ALONE"]
+    assert batcher.submit(["unannounced"]) == ["UNANNOUNCED"]
+
+    assert time.monotonic() - started < 1.0
+
+
+def test_an_announced_request_that_gives_up_stops_the_wait(make_batcher, graph: FakeGraph) -> None:
+    batcher = make_batcher(max_batch_size=8, max_queue_delay_s=3.0)
+    barrier, submitted = threading.Barrier(2), threading.Event()
+
+    def failing_handler() -> None:
+        with batcher.incoming():
+            barrier.wait(5)
+            assert submitted.wait(5)
+            time.sleep(0.1)
+            raise ValueError("the body does not validate")
+
+    with ThreadPoolExecutor(1) as pool:
+        failing = pool.submit(failing_handler)
+        with batcher.incoming():
+            barrier.wait(5)
+            submitted.set()
+            started = time.monotonic()
+            assert batcher.submit(["kept"]) == ["KEPT"]
+        with pytest.raises(ValueError):
+            failing.result(5)
+
+    assert time.monotonic() - started < 1.5  # not the 3 s queue delay
+
+
+def test_inline_batches_announce_nothing(graph: FakeGraph) -> None:
+    inline = InlineBatches("m", graph, max_batch_size=4)
+    with inline.incoming():
+        assert inline.submit(["a"]) == ["A"]
 
 
 def test_rows_of_similar_length_are_batched_together(make_batcher, graph: FakeGraph) -> None:
