@@ -177,6 +177,7 @@ class TranslationConfig:
     )
     label_smoothing: float = 0.1
     max_source_tokens: int = 200  # served: longer sources are cut to this many subwords
+    init_from: str | None = None  # start from this checkpoint's weights and subword models
 
 
 CONFIGS: dict[str, type] = {

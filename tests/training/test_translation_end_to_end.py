@@ -111,6 +111,24 @@ def test_resume_continues_from_the_last_checkpoint(trained, tiny_multi30k):
     assert [json.loads(r)["epoch"] for r in records] == [1, 2, 3, 4, 5]
 
 
+def test_init_from_continues_with_the_checkpoints_weights_and_subword_models(
+    trained, tiny_multi30k, tmp_path
+):
+    import torch
+
+    # A different vocabulary size in the overrides would not fit the checkpoint's weights:
+    # the subword models must come from the checkpoint, not be trained again.
+    args = ["train", "translation", "--run-dir", str(tmp_path), "--set", "trainer.epochs=1"]
+    args += [*overrides(tiny_multi30k), "--set", "vocab.source_size=60"]
+    assert main([*args, "--set", f"init_from={trained / 'best.pt'}"]) == 0
+    start = torch.load(trained / "best.pt", weights_only=False)
+    continued = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert continued["source_spm"] == start["source_spm"]
+    assert continued["target_spm"] == start["target_spm"]
+    (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert record["dev_chrf_greedy"] > 30  # it starts from a trained model
+
+
 def test_export_writes_two_graphs_and_the_subword_models(exported):
     manifest = load_manifest(exported)
     assert manifest.task == "translation"

@@ -217,7 +217,13 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
     torch.set_num_threads(config.trainer.threads)
     corpus = load_data(config)
     log.info("training pairs: %d; dev: %d", len(corpus.train), len(corpus.dev))
-    source, target = train_tokenizers(config, corpus.train)
+    start = None
+    if config.init_from:
+        start = torch.load(config.init_from, map_location="cpu", weights_only=False)
+        source = SubwordTokenizer(start["source_spm"])
+        target = SubwordTokenizer(start["target_spm"])
+    else:
+        source, target = train_tokenizers(config, corpus.train)
     log.info("subword vocabularies: source %d, target %d", len(source), len(target))
     limit = config.data.max_train_tokens
     train_pairs = [
@@ -228,6 +234,9 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
     dev_sources = [source.encode_source(s) for s, _ in corpus.dev]
     dev_refs = [t for _, t in corpus.dev]
     model = build_model(config, len(source), len(target))
+    if start is not None:
+        model.load_state_dict(start["model"])
+        log.info("initialised from %s", config.init_from)
     log.info("parameters: %d", sum(p.numel() for p in model.parameters()))
     lengths = [max(len(s), len(t) + 1) for s, t in train_pairs]
     bos, eos = target.bos_id, target.eos_id
