@@ -1,7 +1,8 @@
 """Gunicorn settings for ``gunicorn -c gunicorn.conf.py "service:create_app()"``.
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (worker processes), GUNICORN_THREADS
-(threads per worker), GUNICORN_TIMEOUT (seconds), LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR (where
+(threads per worker), GUNICORN_TIMEOUT (seconds), GUNICORN_ACCESS_LOG (gunicorn's own access
+log: a path, or - for stdout; off by default), LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR (where
 workers keep their metrics) and RELOAD_SIGNAL_DIR (how a reload reaches every worker): fresh
 temporary folders when unset.
 """
@@ -54,7 +55,9 @@ timeout = _env_int("GUNICORN_TIMEOUT", 60)  # a worker silent this long is kille
 graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
 keepalive = 5
 
-accesslog = "-"  # stdout
+# The service logs one JSON line per request itself (method, path, status, model, duration,
+# request id: service/log.py); gunicorn's plain-text access line would say it a second time.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"  # stderr
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 

@@ -62,3 +62,11 @@ def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) 
     config["on_exit"](None)
 
     assert not created.exists()
+
+
+def test_gunicorns_access_log_is_off_unless_asked_for(env) -> None:
+    env.delenv("GUNICORN_ACCESS_LOG", raising=False)
+    assert runpy.run_path(str(CONF))["accesslog"] is None  # the service logs each request
+
+    env.setenv("GUNICORN_ACCESS_LOG", "-")
+    assert runpy.run_path(str(CONF))["accesslog"] == "-"
