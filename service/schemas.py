@@ -512,9 +512,16 @@ class ModelInfo(BaseModel):
     task: str = Field(description="What the model does: sentiment, ner or translation.")
     created_at: str = Field(description="When the model was exported.")
     labels: list[str] = Field(description="Output labels, in the model's order.")
-    metrics: dict[str, float] = Field(description="Dev-set metrics measured at export.")
+    metrics: dict[str, float] = Field(
+        description="Dev-set metrics of the graphs loaded: measured at export for fp32, at "
+        "quantization for int8."
+    )
     providers: list[str] = Field(
         description="ONNX Runtime execution providers the model's session actually uses."
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        description="Precision of the graphs loaded: MODEL_PRECISION when the model has that "
+        "variant, else fp32."
     )
 
 

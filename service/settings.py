@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ProviderChoice = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
+ModelPrecision = Literal["fp32", "int8"]
 
 MODEL_DIR_NAME = "exported_models"
 MIN_API_KEY_CHARS = 16
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
         default="auto",
         description="ONNX Runtime execution providers: auto (CUDA when available, else CPU), "
         "cpu, or cuda (readiness fails when CUDA is unavailable).",
+    )
+    model_precision: ModelPrecision = Field(
+        default="fp32",
+        description="Graph precision to serve: fp32 (the exported graphs) or int8 (each "
+        "model's verified int8 variant from `python -m training quantize`; a model without "
+        "one serves fp32, with a warning).",
     )
     ort_intra_op_threads: int = Field(
         default=1, ge=1, le=256, description="ONNX Runtime threads inside one operator."
@@ -168,6 +175,11 @@ class Settings(BaseSettings):
     @field_validator("ort_providers", mode="before")
     @classmethod
     def _lower_provider(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("model_precision", mode="before")
+    @classmethod
+    def _lower_precision(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")

@@ -36,7 +36,8 @@ def models_blueprint(
     def list_models() -> dict[str, Any]:
         """List the models this worker serves.
 
-        Name, version, task, labels, dev-set metrics and the execution providers in use.
+        Name, version, task, labels, the precision of the graphs loaded (MODEL_PRECISION),
+        their dev-set metrics and the execution providers in use.
         """
         infos = [model_info(model) for _, model in sorted(registry.models.items())]
         return ModelList(models=infos).model_dump()
@@ -81,8 +82,9 @@ def model_info(model: LoadedModel) -> ModelInfo:
         task=manifest.task,
         created_at=manifest.created_at,
         labels=manifest.labels,
-        metrics=manifest.metrics,
+        metrics=model.metrics,
         providers=model.providers,
+        precision=model.precision,
     )
 
 

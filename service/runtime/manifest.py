@@ -3,6 +3,11 @@
 Training writes a manifest next to the ONNX graph(s) and JSON vocabularies; the service reads
 it back through :func:`load_manifest`, which validates every field and checks the sha256 of
 every file, so a truncated copy or a hand-edited vocabulary is refused with the file's name.
+
+A manifest may also list *variants*: other graph files computing the same outputs at another
+precision (``int8``: ONNX Runtime dynamic quantization), each with the dev metrics and speed-up
+measured when it was verified (``python -m training quantize``). The field is optional, so
+manifests written before it existed stay valid under ``schema_version`` 1.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.text.constants import MANIFEST_FILE
 
 Task = Literal["sentiment", "ner", "translation"]
 TensorDType = Literal["int64", "int32", "float32", "bool"]
+Precision = Literal["fp32", "int8"]
+VariantName = Literal["int8"]  # every precision but the exported fp32 graphs
 
 
 class ArtifactError(Exception):
@@ -51,6 +58,26 @@ class DatasetRef(BaseModel):
     source: str = Field(description="where the data was read from, relative to the repository")
 
 
+class VariantSpec(BaseModel):
+    """Graph files at another precision, and the evidence that they may replace the fp32 ones.
+
+    ``qualified`` is false only for a variant recorded with ``quantize --force`` although it
+    missed the speed or accuracy criteria; the service still loads it, with a warning.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    graphs: dict[str, str] = Field(description="graph name (a key of graphs) -> file")
+    metrics: dict[str, float] = Field(description="dev-set metrics of the variant")
+    speedup: dict[str, float] = Field(
+        description="fp32 time / variant time per batch size, e.g. batch_1, batch_32"
+    )
+    quantization: dict[str, Any] = Field(
+        default_factory=dict, description="how it was made and measured (tool, criteria, timing)"
+    )
+    qualified: bool = Field(description="met the speed and accuracy criteria when verified")
+
+
 class Manifest(BaseModel):
     """Everything needed to serve, reproduce and audit one exported model."""
 
@@ -70,9 +97,31 @@ class Manifest(BaseModel):
     training_config: dict[str, Any]
     framework: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(description="sha256 of every file of the artifact but this one")
+    variants: dict[VariantName, VariantSpec] = Field(
+        default_factory=dict, description="verified graph files at other precisions"
+    )
 
-    def path_of(self, folder: Path, graph: str) -> Path:
-        return Path(folder) / self.graphs[graph].file
+    @model_validator(mode="after")
+    def _variants_cover_every_graph(self) -> Manifest:
+        """A variant replaces every graph or none: a half-quantized model was never verified."""
+        for name, variant in self.variants.items():
+            if set(variant.graphs) != set(self.graphs):
+                raise ValueError(
+                    f"variant {name!r} has graphs {sorted(variant.graphs)}, "
+                    f"the model has {sorted(self.graphs)}"
+                )
+        return self
+
+    def path_of(self, folder: Path, graph: str, precision: Precision = "fp32") -> Path:
+        """The file of ``graph`` at ``precision`` (which must be fp32 or a listed variant)."""
+        if precision == "fp32":
+            return Path(folder) / self.graphs[graph].file
+        return Path(folder) / self.variants[precision].graphs[graph]
+
+    def graph_files(self) -> list[str]:
+        """Every graph file the manifest names, variants included."""
+        files = [g.file for g in self.graphs.values()]
+        return files + [f for v in self.variants.values() for f in v.graphs.values()]
 
 
 def sha256_file(path: Path) -> str:
@@ -100,11 +149,9 @@ def load_manifest(folder: Path, *, verify: bool = True) -> Manifest:
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
     """Raise :class:`ArtifactError` naming the first file that is missing or altered."""
-    for graph in manifest.graphs.values():
-        if graph.file not in manifest.files:
-            raise ArtifactError(
-                f"{folder}: graph file {graph.file!r} has no sha256 in the manifest"
-            )
+    for file in manifest.graph_files():
+        if file not in manifest.files:
+            raise ArtifactError(f"{folder}: graph file {file!r} has no sha256 in the manifest")
     for name, expected in sorted(manifest.files.items()):
         file = folder / name
         if not file.is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from service.predictors import PREDICTOR_FACTORIES, Predictor
 from service.runtime.batcher import BatchObserver, BatchPolicy, make_scheduler
-from service.runtime.manifest import ArtifactError, Manifest, load_manifest
+from service.runtime.manifest import ArtifactError, Manifest, Precision, load_manifest
 from service.runtime.session import OnnxSession, ProviderError, SessionConfig, resolve_providers
 from service.settings import BatchOverride, Settings
 from service.text.constants import MANIFEST_FILE
@@ -29,13 +29,22 @@ class ReloadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A model ready to serve: its manifest, its predictor and the providers it runs on."""
+    """A model ready to serve: its manifest, its predictor, the providers it runs on and the
+    precision of the graph files it loaded (``MODEL_PRECISION``, or fp32 as a fallback)."""
 
     name: str
     folder: Path
     manifest: Manifest
     predictor: Predictor
     providers: list[str]
+    precision: Precision = "fp32"
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Dev metrics of the graphs actually loaded (the variant's own when not fp32)."""
+        if self.precision == "fp32":
+            return self.manifest.metrics
+        return self.manifest.variants[self.precision].metrics
 
 
 @dataclass(slots=True)
@@ -114,8 +123,10 @@ class ModelRegistry:
         return new, old
 
     def _load_scheduled(self, name: str, folder: Path, config: SessionConfig) -> LoadedModel:
-        """:func:`load_model`, then give the predictor its batcher."""
-        model = load_model(name, folder, config)
+        """:func:`load_model` at the configured precision, then give the predictor its
+        batcher."""
+        precision = self.settings.model_precision if self.settings else "fp32"
+        model = load_model(name, folder, config, precision)
         policy = batch_policy(self.settings, name) if self.settings else BatchPolicy()
         model.predictor.scheduler = make_scheduler(
             name, model.predictor.run_rows, policy, self.observer
@@ -167,28 +178,65 @@ def batch_policy(settings: Settings, name: str) -> BatchPolicy:
     )
 
 
-def load_model(name: str, folder: Path, config: SessionConfig) -> LoadedModel:
-    """Verify the artifact's checksums, open its graphs, build and warm up its predictor."""
+def load_model(
+    name: str, folder: Path, config: SessionConfig, precision: Precision = "fp32"
+) -> LoadedModel:
+    """Verify the artifact's checksums, open its graphs at ``precision`` (when the artifact
+    has that variant), build and warm up its predictor."""
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: model folder does not exist")
     manifest = load_manifest(folder, verify=True)
     factory = PREDICTOR_FACTORIES.get(manifest.task)
     if factory is None:
         raise ArtifactError(f"{folder}: no predictor for task {manifest.task!r} in this service")
-    sessions = open_sessions(folder, manifest, config)
+    precision = available_precision(name, manifest, precision)
+    sessions = open_sessions(folder, manifest, config, precision)
     predictor = factory(folder, manifest, sessions)
     predictor.warm_up()
     providers = _providers_in_use(sessions.values())
-    logger.info("model %r %s ready on %s", name, manifest.version, providers)
-    return LoadedModel(name, folder, manifest, predictor, providers)
+    logger.info("model %r %s (%s) ready on %s", name, manifest.version, precision, providers)
+    return LoadedModel(name, folder, manifest, predictor, providers, precision)
+
+
+def available_precision(name: str, manifest: Manifest, wanted: Precision) -> Precision:
+    """``wanted`` if the artifact has it, else fp32 with a warning.
+
+    A missing variant is not an error: MODEL_PRECISION applies to every model, and only the
+    models whose int8 graphs passed verification have one, so the others keep serving fp32.
+    """
+    if wanted == "fp32":
+        return wanted
+    variant = manifest.variants.get(wanted)
+    if variant is None:
+        logger.warning(
+            "model %r has no %s variant in its manifest (python -m training quantize makes "
+            "one); serving its fp32 graphs",
+            name,
+            wanted,
+        )
+        return "fp32"
+    if not variant.qualified:
+        logger.warning(
+            "model %r: its %s variant was recorded with --force although it missed the "
+            "criteria (speed-up %s, dev metrics %s); serving it as configured",
+            name,
+            wanted,
+            variant.speedup,
+            variant.metrics,
+        )
+    return wanted
 
 
 def open_sessions(
-    folder: Path, manifest: Manifest, config: SessionConfig
+    folder: Path, manifest: Manifest, config: SessionConfig, precision: Precision = "fp32"
 ) -> dict[str, OnnxSession]:
-    """One session per graph named in the manifest."""
+    """One session per graph named in the manifest, from the files of ``precision``.
+
+    A variant's graphs take and return the tensors that ``manifest.graphs`` declares, so the
+    same specs check them.
+    """
     return {
-        graph: OnnxSession(manifest.path_of(folder, graph), spec, config)
+        graph: OnnxSession(manifest.path_of(folder, graph, precision), spec, config)
         for graph, spec in manifest.graphs.items()
     }
 

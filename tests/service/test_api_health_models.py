@@ -128,7 +128,7 @@ def test_cuda_requested_but_unavailable_fails_readiness(
     assert "onnxruntime-gpu" in message
 
 
-def test_models_lists_manifest_facts_and_providers(client: FlaskClient) -> None:
+def test_models_lists_manifest_facts_providers_and_precision(client: FlaskClient) -> None:
     response = client.get("/v1/models")
 
     assert response.status_code == 200
@@ -142,6 +142,7 @@ def test_models_lists_manifest_facts_and_providers(client: FlaskClient) -> None:
                 "labels": ["negative", "positive"],
                 "metrics": {"dev_accuracy": 0.5},
                 "providers": ["CPUExecutionProvider"],
+                "precision": "fp32",
             }
         ]
     }
