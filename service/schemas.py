@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from service.runtime.manifest import Precision
+
 
 @dataclass(frozen=True, slots=True)
 class TextLimits:
@@ -519,7 +521,7 @@ class ModelInfo(BaseModel):
     providers: list[str] = Field(
         description="ONNX Runtime execution providers the model's session actually uses."
     )
-    precision: Literal["fp32", "int8"] = Field(
+    precision: Precision = Field(
         description="Precision of the graphs loaded: MODEL_PRECISION when the model has that "
         "variant, else fp32."
     )

@@ -13,10 +13,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.runtime.manifest import Precision
+
 ProviderChoice = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
-ModelPrecision = Literal["fp32", "int8"]
 
 MODEL_DIR_NAME = "exported_models"
 MIN_API_KEY_CHARS = 16
@@ -62,7 +63,7 @@ class Settings(BaseSettings):
         description="ONNX Runtime execution providers: auto (CUDA when available, else CPU), "
         "cpu, or cuda (readiness fails when CUDA is unavailable).",
     )
-    model_precision: ModelPrecision = Field(
+    model_precision: Precision = Field(
         default="fp32",
         description="Graph precision to serve: fp32 (the exported graphs) or int8 (each "
         "model's verified int8 variant from `python -m training quantize`; a model without "
