@@ -1,4 +1,5 @@
-"""Command line: ``python -m training {train,export,evaluate} TASK ...``, ``plot-attention``."""
+"""Command line: ``python -m training {train,export,quantize,evaluate} TASK ...``,
+``plot-attention``, ``model-card``."""
 
 from __future__ import annotations
 
@@ -66,6 +67,28 @@ def cmd_export(args: argparse.Namespace) -> int:
         Path(args.checkpoint), Path(args.out), version=args.version
     )
     print(manifest.read_text("utf-8"))
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """Exit 0 when the int8 variant was recorded, 1 (with the numbers) when it was rejected."""
+    from training.quantize import QuantizationRejected, Timing, quantize_model
+
+    _setup_logging()
+    model_dir = Path(args.model_dir or f"exported_models/{args.task}")
+    try:
+        report = quantize_model(
+            model_dir,
+            task=args.task,
+            datasets_dir=Path(args.datasets_dir) if args.datasets_dir else None,
+            force=args.force,
+            timing=Timing(texts=args.speed_texts, repeats=args.repeats),
+        )
+    except QuantizationRejected as exc:
+        print(f"rejected: {exc}", file=sys.stderr)
+        return 1
+    verdict = "qualifies" if report.qualified else "DOES NOT QUALIFY (recorded with --force)"
+    print(f"int8 variant of {model_dir} {verdict}; recorded in the manifest:\n{report.summary()}")
     return 0
 
 
@@ -146,6 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
     export.set_defaults(func=cmd_export)
+
+    quantize = commands.add_parser(
+        "quantize",
+        help="write int8 graphs (ONNX Runtime dynamic quantization) and record them in the "
+        "manifest if they are >= 1.3x faster and lose <= 0.5 dev points",
+    )
+    quantize.add_argument("task", choices=sorted(CONFIGS))
+    quantize.add_argument("--model-dir", help="artifact folder (default exported_models/<task>)")
+    quantize.add_argument(
+        "--datasets-dir", help="where the dev sets are (default: the manifest's training config)"
+    )
+    quantize.add_argument(
+        "--force",
+        action="store_true",
+        help="record the variant even if it misses the criteria (marked qualified: false)",
+    )
+    quantize.add_argument(
+        "--speed-texts", type=int, default=512, help="dev texts timed per batch size"
+    )
+    quantize.add_argument("--repeats", type=int, default=7, help="interleaved timing repeats")
+    quantize.set_defaults(func=cmd_quantize)
 
     evaluate = commands.add_parser(
         "evaluate", help="score an exported model on a labelled file, through the service's code"

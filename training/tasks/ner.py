@@ -12,7 +12,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from training.embeddings import embedding_matrix, glove_words
 from training.export import OPSET, export_onnx
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
+from training.quantize import DevEvaluation
 from training.trainer import Trainer, TrainingTask
 from training.verify import VerificationError, assert_close
 
@@ -431,15 +432,36 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
         files={},
     )
-    # The recorded dev metrics come from the served path: NerPredictor over ONNX Runtime.
-    predicted = NerPredictor(manifest, out_dir, session).predict_tokens(
-        [[w for w, _ in s] for s in corpus.dev]
-    )
-    metrics = entity_metrics(
-        [[t for _, t in s] for s in corpus.dev], [[t.tag for t in p.tokens] for p in predicted]
-    )
+    metrics = predictor_dev_metrics(NerPredictor(manifest, out_dir, session), corpus.dev)
     log.info("dev metrics (ONNX Runtime + numpy Viterbi): %s", metrics)
     return write_manifest(out_dir, manifest.model_copy(update={"metrics": metrics}))
+
+
+def predictor_dev_metrics(
+    predictor: NerPredictor, sentences: Sequence[data.TaggedSentence]
+) -> dict[str, float]:
+    """The manifest's dev metrics: they come from the served path, NerPredictor (numpy CRF)
+    over ONNX Runtime emissions (export and quantize)."""
+    predicted = predictor.predict_tokens([[w for w, _ in s] for s in sentences])
+    return entity_metrics(
+        [[t for _, t in s] for s in sentences], [[t.tag for t in p.tokens] for p in predicted]
+    )
+
+
+def dev_evaluation(folder: Path, manifest: Manifest, config: NerConfig) -> DevEvaluation:
+    """Dev metrics of any graph file of the artifact in ``folder`` (its int8 variant, say),
+    computed as at export; the dev sentences, joined by spaces, are the speed texts."""
+    sentences = load_data(config).dev
+
+    def metrics(graphs: Mapping[str, Path], threads: int) -> dict[str, float]:
+        sessions = {
+            name: OnnxSession(graphs[name], spec, SessionConfig(intra_op_threads=threads))
+            for name, spec in manifest.graphs.items()
+        }
+        predictor = NerPredictor.from_artifact(folder, manifest, sessions)
+        return predictor_dev_metrics(predictor, sentences)
+
+    return DevEvaluation(metrics=metrics, texts=[" ".join(w for w, _ in s) for s in sentences])
 
 
 # --- evaluation of an exported model ------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from training.config import SentimentConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_words
 from training.export import OPSET, export_onnx
 from training.models.sentiment import ProbabilityHead, SentimentClassifier
+from training.quantize import DevEvaluation, cpu_session
 from training.trainer import Trainer, TrainingTask
 from training.verify import assert_close
 
@@ -251,6 +252,33 @@ def ort_probabilities(
     return out
 
 
+def encode_dev(
+    config: SentimentConfig, vocab: Vocab, corpus: SentimentData
+) -> dict[str, list[tuple[list[int], int]]]:
+    """The dev sets encoded as served (no training-time truncation)."""
+    dev_encoder = WordEncoder(vocab, encoder_config(config, training=False))
+    return {name: encode(dev_encoder, records) for name, records in corpus.dev.items()}
+
+
+def ort_dev_metrics(session, dev: dict[str, Sequence[tuple[list[int], int]]]) -> dict[str, float]:
+    """The manifest's dev metrics of a graph run by ONNX Runtime (export and quantize)."""
+    return accuracy_metrics(lambda examples: ort_probabilities(session, examples), dev)
+
+
+def dev_evaluation(folder: Path, manifest: Manifest, config: SentimentConfig) -> DevEvaluation:
+    """Dev metrics of any graph file of the artifact in ``folder`` (its int8 variant, say),
+    computed as at export; SST-2 dev sentences (else IMDB reviews) are the speed texts."""
+    vocab = Vocab.from_json(Path(folder) / VOCAB_FILE)
+    corpus = load_data(config)
+    dev = encode_dev(config, vocab, corpus)
+
+    def metrics(graphs: Mapping[str, Path], threads: int) -> dict[str, float]:
+        return ort_dev_metrics(cpu_session(graphs["model"], threads), dev)
+
+    texts = [r.text for r in corpus.dev.get("sst2") or next(iter(corpus.dev.values()))]
+    return DevEvaluation(metrics=metrics, texts=texts)
+
+
 def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
     """Export a checkpoint to ``out_dir`` (ONNX + vocab/labels JSON + manifest), verified."""
     model, state = load_checkpoint(checkpoint)
@@ -282,9 +310,7 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
         str(out_dir / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
     )
 
-    corpus = load_data(config)
-    dev_encoder = WordEncoder(vocab, encoder_config(config, training=False))
-    dev_examples = {name: encode(dev_encoder, records) for name, records in corpus.dev.items()}
+    dev_examples = encode_dev(config, vocab, load_data(config))
     probe = [ex for examples in dev_examples.values() for ex in examples[:256]]
     diff = assert_close(
         predict_probabilities(model, probe),
@@ -295,7 +321,7 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
     log.info("parity: max abs difference %.2e over %d dev texts", diff, len(probe))
     invariance = check_batch_invariance(session, probe)
     log.info("batch invariance: max abs difference %.2e", invariance)
-    metrics = accuracy_metrics(lambda ex: ort_probabilities(session, ex), dev_examples)
+    metrics = ort_dev_metrics(session, dev_examples)
     log.info("dev metrics (ONNX Runtime): %s", metrics)
 
     manifest = Manifest(

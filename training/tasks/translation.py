@@ -54,6 +54,7 @@ from training.batching import token_budget_batches
 from training.config import TranslationConfig, from_dict, to_dict
 from training.export import OPSET, export_onnx
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
+from training.quantize import DevEvaluation, GraphFiles
 from training.trainer import Trainer, TrainingTask
 from training.verify import VerificationError, assert_close
 
@@ -563,3 +564,36 @@ def plot_attention(
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return prediction.translation
+
+
+# --- variants (python -m training quantize) -----------------------------------------------------
+
+
+def dev_bleu(
+    translator: Translator, dev: Sequence[tuple[str, str]], beam_size: int
+) -> dict[str, float]:
+    """Greedy and beam dev scores through the service's predictor, keyed as the export records
+    them (``dev_bleu_greedy``, ``dev_chrf_beam``, ...)."""
+    sources, refs = [s for s, _ in dev], [t for _, t in dev]
+    metrics: dict[str, float] = {}
+    for name, beam in [("greedy", 1), ("beam", beam_size)]:
+        outputs = translator.predict_batch(sources, beam_size=beam)
+        for key, value in corpus_scores([p.translation for p in outputs], refs).items():
+            metrics[f"dev_{key}_{name}"] = value
+    return metrics
+
+
+def dev_evaluation(folder: Path, manifest: Manifest, config: TranslationConfig) -> DevEvaluation:
+    """Dev BLEU and chrF of any graph files of the artifact in ``folder`` (its int8 variant,
+    say); the dev source sentences are the speed texts (translated with the default beam)."""
+    dev = load_data(config).dev
+
+    def metrics(graphs: GraphFiles, threads: int) -> dict[str, float]:
+        sessions = {
+            name: OnnxSession(graphs[name], spec, SessionConfig(intra_op_threads=threads))
+            for name, spec in manifest.graphs.items()
+        }
+        translator = Translator.from_artifact(folder, manifest, sessions)
+        return dev_bleu(translator, dev, config.decoding.beam_size)
+
+    return DevEvaluation(metrics=metrics, texts=[s for s, _ in dev])
