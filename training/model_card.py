@@ -24,8 +24,16 @@ METRIC_NAMES = {
 }
 
 
-def _size_mb(folder: Path) -> str:
-    return f"{sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e6:.1f} MB"
+def _size_mb(folder: Path, manifest) -> str:
+    """The fp32 artifact's size, and apart from it each variant's graphs (served instead of
+    the fp32 graphs, never with them)."""
+    variant_files = {f for v in manifest.variants.values() for f in v.graphs.values()}
+    files = [p for p in folder.iterdir() if p.is_file() and p.name not in variant_files]
+    size = f"{sum(p.stat().st_size for p in files) / 1e6:.1f} MB"
+    for name, variant in manifest.variants.items():
+        graphs = sum((folder / f).stat().st_size for f in variant.graphs.values()) / 1e6
+        size += f"<br>{name} graphs {graphs:.1f} MB"
+    return size
 
 
 def _data(manifest) -> str:
@@ -39,6 +47,10 @@ def _metrics(manifest) -> str:
         for key, value in manifest.metrics.items()
         if key in METRIC_NAMES
     ]
+    for name, variant in manifest.variants.items():
+        values = [f"{v:.2f}" for k, v in variant.metrics.items() if k in METRIC_NAMES]
+        speed = ", ".join(f"{r:.2f}× at {b.replace('_', ' ')}" for b, r in variant.speedup.items())
+        shown.append(f"{name}: {' / '.join(values)} ({speed})")
     return "<br>".join(shown)
 
 
@@ -61,7 +73,7 @@ def model_table(models_dir: Path) -> str:
             manifest.version,
             _data(manifest),
             _metrics(manifest),
-            _size_mb(folder),
+            _size_mb(folder, manifest),
             _terms(manifest),
         ]
         rows.append("| " + " | ".join(cells) + " |")
