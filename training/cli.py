@@ -116,9 +116,17 @@ def _evaluate_translation(args: argparse.Namespace, model_dir: Path) -> int:
     if args.src is None or args.ref is None:
         raise SystemExit("evaluate translation needs --src and --ref")
     report, _ = evaluate_files(
-        model_dir, Path(args.src), Path(args.ref), beam_size=args.beam_size, threads=args.threads
+        model_dir,
+        Path(args.src),
+        Path(args.ref),
+        beam_size=args.beam_size,
+        length_penalty=args.length_penalty,
+        threads=args.threads,
     )
-    print(f"{args.src} -> {args.ref} with {model_dir} (beam size {args.beam_size or 'default'}):")
+    settings = f"beam size {args.beam_size or 'default'}"
+    if args.length_penalty is not None:
+        settings += f", length penalty {args.length_penalty:g}"
+    print(f"{args.src} -> {args.ref} with {model_dir} ({settings}):")
     print(report)
     return 0
 
@@ -200,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ref", help="translation: raw reference translations, one a line")
     evaluate.add_argument(
         "--beam-size", type=int, help="translation: 1 = greedy (default: the manifest's)"
+    )
+    evaluate.add_argument(
+        "--length-penalty",
+        type=float,
+        help="translation: rank beams by sum log p / length ** this (default: the manifest's)",
     )
     evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
     evaluate.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")

@@ -187,6 +187,17 @@ def test_evaluate_prints_bleu_equal_to_the_manifest(exported, tiny_multi30k, cap
     assert greedy == pytest.approx(load_manifest(exported).metrics["dev_bleu_greedy"], abs=0.006)
 
 
+def test_evaluate_takes_a_length_penalty_to_choose_it_on_dev_data(exported, tiny_multi30k, capsys):
+    root = tiny_multi30k / "multi30k"
+    args = ["evaluate", "translation", "--src", str(root / "val.en"), "--ref", str(root / "val.de")]
+    penalty = load_manifest(exported).preprocessing["length_penalty"]
+    assert main([*args, "--model", str(exported), "--length-penalty", str(penalty)]) == 0
+    out = capsys.readouterr().out
+    assert f"length penalty {penalty:g}" in out
+    bleu = float(re.search(r"^BLEU = ([\d.]+)", out, re.MULTILINE).group(1))
+    assert bleu == pytest.approx(load_manifest(exported).metrics["dev_bleu_beam"], abs=0.006)
+
+
 def test_plot_attention_writes_a_png(exported, tmp_path):
     out = tmp_path / "attention.png"
     args = ["plot-attention", "--text", "A woman sits on the street.", "--out", str(out)]

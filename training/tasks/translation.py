@@ -518,12 +518,22 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
 
 
 def evaluate_files(
-    model_dir: Path, src_file: Path, ref_file: Path, beam_size: int | None = None, threads: int = 1
+    model_dir: Path,
+    src_file: Path,
+    ref_file: Path,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
+    threads: int = 1,
 ) -> tuple[str, dict[str, float]]:
     """Translate ``src_file`` with the exported model through the service's code and score it
     against the raw ``ref_file``: sacreBLEU (cased, 13a) and chrF. Returns the sacreBLEU
-    signature line and the scores."""
+    signature line and the scores. ``length_penalty`` replaces the manifest's (to choose it on
+    dev data)."""
     translator = load_translator(model_dir, threads=threads)
+    if length_penalty is not None:
+        translator.preprocessing = translator.preprocessing.model_copy(
+            update={"length_penalty": length_penalty}
+        )
     pairs = read_parallel(src_file, ref_file)
     outputs = translator.predict_batch([s for s, _ in pairs], beam_size=beam_size)
     hypotheses, refs = [p.translation for p in outputs], [[t for _, t in pairs]]
