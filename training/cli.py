@@ -1,5 +1,5 @@
 """Command line: ``python -m training {train,export,quantize,evaluate} TASK ...``,
-``plot-attention``, ``model-card``."""
+``average``, ``plot-attention``, ``model-card``."""
 
 from __future__ import annotations
 
@@ -131,6 +131,15 @@ def _evaluate_translation(args: argparse.Namespace, model_dir: Path) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from training.averaging import write_average
+
+    _setup_logging()
+    out = write_average([Path(p) for p in args.checkpoints], Path(args.out))
+    print(f"mean of {len(args.checkpoints)} checkpoints written to {out}")
+    return 0
+
+
 def cmd_plot_attention(args: argparse.Namespace) -> int:
     from training.tasks.translation import plot_attention
 
@@ -217,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
     evaluate.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    average = commands.add_parser(
+        "average", help="average the weights of checkpoints of one run (e.g. its last epochs)"
+    )
+    average.add_argument("checkpoints", nargs="+", help="checkpoint files of one run")
+    average.add_argument("--out", required=True, help="where the averaged checkpoint goes")
+    average.set_defaults(func=cmd_average)
 
     plot = commands.add_parser(
         "plot-attention", help="translate a text and draw its attention matrix as a heatmap"

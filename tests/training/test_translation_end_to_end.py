@@ -129,6 +129,21 @@ def test_init_from_continues_with_the_checkpoints_weights_and_subword_models(
     assert record["dev_chrf_greedy"] > 30  # it starts from a trained model
 
 
+def test_averaged_epochs_have_the_mean_weights_and_export(trained, tmp_path):
+    import torch
+
+    checkpoints = [str(trained / "best.pt"), str(trained / "last.pt")]
+    averaged = tmp_path / "avg.pt"
+    assert main(["average", *checkpoints, "--out", str(averaged)]) == 0
+    best, last, avg = (torch.load(p, weights_only=False) for p in [*checkpoints, averaged])
+    for name, value in avg["model"].items():
+        assert torch.allclose(value, (best["model"][name] + last["model"][name]) / 2), name
+    assert "optimizer" not in avg and avg["source_spm"] == last["source_spm"]
+    out = tmp_path / "translation"
+    assert main(["export", "translation", "--checkpoint", str(averaged), "--out", str(out)]) == 0
+    assert load_manifest(out).metrics["dev_bleu_greedy"] >= 0
+
+
 def test_export_writes_two_graphs_and_the_subword_models(exported):
     manifest = load_manifest(exported)
     assert manifest.task == "translation"

@@ -1,0 +1,39 @@
+"""Checkpoint averaging on hand-made checkpoints."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.averaging import average_checkpoints
+
+
+def save(path: Path, weight: float, config: dict | None = None) -> Path:
+    state = {
+        "model": {"w": torch.full((2, 2), weight), "steps": torch.tensor(int(weight))},
+        "task": "translation",
+        "config": config or {"model": {"hidden": 2}},
+        "optimizer": {"state": {}},
+        "epoch": int(weight),
+    }
+    torch.save(state, path)
+    return path
+
+
+def test_the_mean_of_the_weights_and_the_last_checkpoints_rest(tmp_path):
+    paths = [save(tmp_path / f"epoch-{i}.pt", float(i)) for i in (1, 2, 6)]
+
+    averaged = average_checkpoints(paths)
+
+    assert torch.equal(averaged["model"]["w"], torch.full((2, 2), 3.0))
+    assert averaged["model"]["steps"].item() == 6  # integer buffers are not averaged
+    assert "optimizer" not in averaged and "epoch" not in averaged
+    assert averaged["averaged_from"] == [str(p) for p in paths]
+
+
+def test_checkpoints_of_another_config_are_refused(tmp_path):
+    one = save(tmp_path / "a.pt", 1.0)
+    other = save(tmp_path / "b.pt", 2.0, config={"model": {"hidden": 3}})
+
+    with pytest.raises(ValueError, match="another model config"):
+        average_checkpoints([one, other])
