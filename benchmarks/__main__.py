@@ -2,10 +2,11 @@
 
 Sections (all by default):
   inprocess     ONNX Runtime vs PyTorch eager, per model, batch sizes 1/8/32/128
+                (translation: the same numpy greedy and beam-5 search over either backend)
   quantization  dynamic int8 ONNX graphs: speed ratio and change of the dev metrics
   http          real gunicorn servers (service with/without batching, naive Flask + PyTorch):
-                load test at several concurrencies, 64 texts in one request vs 64 requests,
-                start-up time and memory per worker
+                sentiment load test at several concurrencies, 64 texts in one request vs
+                64 requests (every model), start-up time and memory per worker
   footprint     size of the serving install vs the training install
 
 The full run takes under 20 minutes, --quick under 3. Every ratio compares measurements of the

@@ -25,6 +25,9 @@ class Mode:
     threads: tuple[int, ...] = (1,)
     repeats: int = 5
     repeat_s: float = 0.5  # time one repeat of one cell lasts (about)
+    # repeats of a cell of a model with a search loop (translation): fewer, as one call can last
+    # seconds (beam 5 over 128 sentences) and a repeat holds at least one call
+    search_repeats: int = 3
     text_limit: int | None = None  # dev texts used for timing
     metric_limit: int | None = None  # dev examples per set for the quantization metrics
     concurrency: tuple[int, ...] = (1, 8, 32, 64)
@@ -42,6 +45,7 @@ MODES = {
         "quick",
         repeats=3,
         repeat_s=0.2,
+        search_repeats=1,
         metric_limit=300,
         level_s=3.5,
         warmup_s=1.0,
@@ -52,6 +56,7 @@ MODES = {
         batch_sizes=(1, 8),
         repeats=2,
         repeat_s=0.01,
+        search_repeats=1,
         text_limit=64,
         metric_limit=16,
         concurrency=(1, 4),
@@ -80,13 +85,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def calls_for(fn: Callable[[], object], seconds: float) -> int:
-    """How many calls of ``fn`` (after one warm-up call) fill about ``seconds``."""
+@dataclass(frozen=True)
+class Calibration:
+    calls: int  # calls per repeat
+    long_call_s: float | None  # the warm-up call's seconds, when it alone filled a repeat
+
+
+def calibrate(fn: Callable[[], object], seconds: float) -> Calibration:
+    """How many calls of ``fn`` (after one warm-up call) fill about ``seconds``.
+
+    A warm-up call that alone lasts ``seconds`` or more settles it (one call per repeat) and is
+    not run again to be timed: a beam search over 128 sentences takes seconds.
+    """
+    started = time.perf_counter()
     fn()
+    first = time.perf_counter() - started
+    if first >= seconds:
+        return Calibration(1, first)
     started = time.perf_counter()
     fn()
     once = max(time.perf_counter() - started, 1e-6)
-    return max(1, round(seconds / once))
+    return Calibration(max(1, round(seconds / once)), None)
 
 
 def time_calls(fn: Callable[[], object], calls: int) -> float:

@@ -11,12 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Mode, calls_for, median, time_calls
-from benchmarks.models import ModelBench, make_session
+from benchmarks.common import Mode, calibrate, median, time_calls
+from benchmarks.models import Backend, ModelBench, Runner
 
 log = logging.getLogger(__name__)
-
-Runner = Callable[[int], object]  # runs batch number i
 
 
 def batches_of(rows: Sequence[Any], size: int) -> list[list[Any]]:
@@ -26,15 +24,25 @@ def batches_of(rows: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(rows[i : i + size]) for i in range(0, len(rows) - size + 1, size)]
 
 
-def side_by_side(runners: dict[str, Runner], count: int, mode: Mode) -> dict[str, float]:
+def side_by_side(
+    runners: dict[str, Runner], count: int, repeats: int, repeat_s: float
+) -> dict[str, float]:
     """Median seconds per call of each runner, the runners interleaved repeat by repeat.
 
     Every runner runs the same batch sequence; the number of calls per repeat is chosen so that
-    the fastest runner's repeat lasts about ``mode.repeat_s``.
+    the fastest runner's repeat lasts about ``repeat_s`` (at least one call). Each runner's
+    first call is a warm-up, unless every runner's lasted ``repeat_s`` or more: then what a
+    first call costs extra (growing buffers) is small beside the call, and the warm-up calls
+    are the first repeat (a beam search over 128 sentences, seconds a call, is not run once more
+    only to warm up).
     """
-    calls = max(calls_for(lambda fn=fn: fn(0), mode.repeat_s) for fn in runners.values())
+    warm = {name: calibrate(lambda fn=fn: fn(0), repeat_s) for name, fn in runners.items()}
+    calls = max(c.calls for c in warm.values())
     times: dict[str, list[float]] = defaultdict(list)
-    for repeat in range(mode.repeats):
+    if all(c.long_call_s is not None for c in warm.values()):
+        for name, c in warm.items():
+            times[name].append(c.long_call_s)
+    for repeat in range(1 if times else 0, repeats):
         order = list(runners) if repeat % 2 == 0 else list(reversed(runners))
         for name in order:
             fn = runners[name]
@@ -54,77 +62,88 @@ def _cycle(fn: Runner, count: int) -> Callable[[], object]:
     return call
 
 
-def ort_runner(session, feeds: list[dict]) -> Runner:
-    names = {i.name for i in session.get_inputs()}
-    inputs = [{k: v for k, v in f.items() if k in names} for f in feeds]
-    return lambda i: session.run(None, inputs[i])
-
-
-def torch_runner(module, model: ModelBench, feeds: list[dict]) -> Runner:
-    import torch
-
-    inputs = [tuple(torch.from_numpy(f[n]) for n in model.input_names) for f in feeds]
-
-    def run(i: int) -> object:
-        with torch.inference_mode():
-            return module(*inputs[i])
-
-    return run
+def compare(
+    model: ModelBench,
+    backends: dict[str, Backend],
+    rows: Sequence[Any],
+    sizes: Sequence[int],
+    mode: Mode,
+    context: str = "",
+) -> list[dict]:
+    """Seconds per batch of each backend, for each of the model's variants and batch sizes
+    (``context`` goes into the log lines)."""
+    cells = []
+    for variant in model.variants:
+        for size in sizes:
+            batches = batches_of(rows, size)
+            seconds = side_by_side(
+                {name: prepare(batches, variant) for name, prepare in backends.items()},
+                len(batches),
+                model.repeats(mode),
+                mode.repeat_s,
+            )
+            cells.append(dict(variant=variant, batch=size, seconds=seconds))
+            log.info(
+                "%s %s %s batch=%d: %s",
+                model.name,
+                context,
+                variant,
+                size,
+                ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in seconds.items()),
+            )
+    return cells
 
 
 def onnx_vs_torch(models: Sequence[ModelBench], mode: Mode) -> list[dict]:
-    """Sentences/s and ms per batch of both backends, per model, thread count and batch size."""
+    """Sentences/s and ms per batch of both backends, per model, thread count, variant (the
+    translation search) and batch size."""
     import torch
 
     results = []
     for model in models:
         rows = model.dev_rows(mode.text_limit)
-        module = model.torch_module()
+        pytorch = model.torch_backend()
         for threads in mode.threads:
             torch.set_num_threads(threads)
-            session = make_session(model.graph, threads)
-            for size in mode.batch_sizes:
-                feeds = [model.feeds(b) for b in batches_of(rows, size)]
-                seconds = side_by_side(
-                    {
-                        "onnxruntime": ort_runner(session, feeds),
-                        "pytorch": torch_runner(module, model, feeds),
-                    },
-                    len(feeds),
-                    mode,
-                )
-                for backend, per_call in seconds.items():
+            backends = {
+                "onnxruntime": model.ort_backend(model.sessions(model.graphs, threads)),
+                "pytorch": pytorch,
+            }
+            cells = compare(model, backends, rows, mode.batch_sizes, mode, f"threads={threads}")
+            for cell in cells:
+                for backend, per_call in cell["seconds"].items():
                     results.append(
                         dict(
                             model=model.name,
+                            variant=cell["variant"],
                             threads=threads,
-                            batch=size,
+                            batch=cell["batch"],
                             backend=backend,
                             ms_per_batch=per_call * 1000,
-                            sentences_per_s=size / per_call,
+                            sentences_per_s=cell["batch"] / per_call,
                         )
                     )
-                log.info(
-                    "%s threads=%d batch=%d: ort %.2f ms, torch %.2f ms",
-                    model.name,
-                    threads,
-                    size,
-                    seconds["onnxruntime"] * 1000,
-                    seconds["pytorch"] * 1000,
-                )
     return results
 
 
-def quantize(model: ModelBench, folder: Path) -> Path:
+def quantize(model: ModelBench, folder: Path) -> dict[str, Path]:
+    """Every graph of the model, dynamically quantized to int8, by graph name."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    target = folder / f"{model.name}.int8.onnx"
-    quantize_dynamic(model.graph, target, weight_type=QuantType.QInt8)
-    return target
+    targets = {}
+    for name, graph in model.graphs.items():
+        targets[name] = folder / f"{model.name}.{name}.int8.onnx"
+        quantize_dynamic(graph, targets[name], weight_type=QuantType.QInt8)
+    return targets
+
+
+def megabytes(graphs: dict[str, Path]) -> float:
+    return sum(path.stat().st_size for path in graphs.values()) / 2**20
 
 
 def quantization(models: Sequence[ModelBench], mode: Mode) -> list[dict]:
-    """Speed of the int8 graph vs fp32 (batch 1 and 32) and the dev metrics of both."""
+    """Speed of the int8 graphs vs fp32 (batch 1 and 32, every variant) and the dev metrics of
+    both."""
     results = []
     sizes = [s for s in (1, 32) if s in mode.batch_sizes] or [mode.batch_sizes[0]]
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
@@ -132,35 +151,30 @@ def quantization(models: Sequence[ModelBench], mode: Mode) -> list[dict]:
             started = time.perf_counter()
             int8 = quantize(model, Path(tmp))
             quantize_s = time.perf_counter() - started
+            backends = {
+                "fp32": model.ort_backend(model.sessions(model.graphs, 1)),
+                "int8": model.ort_backend(model.sessions(int8, 1)),
+            }
             rows = model.dev_rows(mode.text_limit)
-            fp32_session, int8_session = make_session(model.graph, 1), make_session(int8, 1)
-            speed = {}
-            for size in sizes:
-                feeds = [model.feeds(b) for b in batches_of(rows, size)]
-                seconds = side_by_side(
-                    {
-                        "fp32": ort_runner(fp32_session, feeds),
-                        "int8": ort_runner(int8_session, feeds),
-                    },
-                    len(feeds),
-                    mode,
+            speed = [
+                dict(
+                    variant=cell["variant"],
+                    batch=cell["batch"],
+                    fp32_ms=cell["seconds"]["fp32"] * 1000,
+                    int8_ms=cell["seconds"]["int8"] * 1000,
+                    speedup=cell["seconds"]["fp32"] / cell["seconds"]["int8"],
                 )
-                speed[size] = dict(
-                    fp32_ms=seconds["fp32"] * 1000,
-                    int8_ms=seconds["int8"] * 1000,
-                    speedup=seconds["fp32"] / seconds["int8"],
-                )
-            fp32_metrics = model.metrics(model.graph, 1, mode.metric_limit)
-            int8_metrics = model.metrics(int8, 1, mode.metric_limit)
+                for cell in compare(model, backends, rows, sizes, mode, "int8 vs fp32")
+            ]
             results.append(
                 dict(
                     model=model.name,
-                    fp32_mb=model.graph.stat().st_size / 2**20,
-                    int8_mb=int8.stat().st_size / 2**20,
+                    fp32_mb=megabytes(model.graphs),
+                    int8_mb=megabytes(int8),
                     quantize_s=quantize_s,
                     speed=speed,
-                    fp32=fp32_metrics,
-                    int8=int8_metrics,
+                    fp32=model.metrics(model.graphs, 1, mode.metric_limit),
+                    int8=model.metrics(int8, 1, mode.metric_limit),
                     headline=model.headline_metric,
                     metric_sizes=model.metric_sizes(mode.metric_limit),
                 )
@@ -170,30 +184,31 @@ def quantization(models: Sequence[ModelBench], mode: Mode) -> list[dict]:
 
 
 def ort_profile(model: ModelBench, batch: int = 1, calls: int = 50) -> list[tuple[str, float]]:
-    """Share of ONNX Runtime's node time by operator type at ``batch`` (ORT profiler)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.enable_profiling = True
+    """Share of ONNX Runtime's node time by operator type (all the model's graphs together) in
+    the wall time of the headline variant at ``batch``, 1 thread (ORT profiler)."""
     with tempfile.TemporaryDirectory(prefix="bench-prof-") as tmp:
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(
-            str(model.graph), options, providers=["CPUExecutionProvider"]
-        )
-        feeds = [model.feeds(b) for b in batches_of(model.dev_rows(200), batch)]
-        run = ort_runner(session, feeds)
+        sessions = model.sessions(model.graphs, 1, profile_prefix=str(Path(tmp) / "ort"))
+        batches = batches_of(model.dev_rows(200), batch)
+        run = model.ort_backend(sessions)(batches, model.variants[0])
         started = time.perf_counter()
         for i in range(calls):
-            run(i % len(feeds))
+            run(i % len(batches))
         wall = time.perf_counter() - started
-        events = json.loads(Path(session.end_profiling()).read_text())
+        events = [
+            event
+            for session in sessions.values()
+            for event in json.loads(Path(session.end_profiling()).read_text())
+        ]
     by_op: dict[str, float] = defaultdict(float)
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             by_op[event["args"]["op_name"]] += event["dur"] / 1e6
     total_ops = sum(by_op.values())
     shares = sorted(((op, s / wall) for op, s in by_op.items()), key=lambda x: -x[1])
-    shares.append(("(outside kernels: session.run overhead, I/O binding)", 1 - total_ops / wall))
+    shares.append(
+        (
+            "(outside kernels: session.run overhead, I/O binding, Python around the calls)",
+            1 - total_ops / wall,
+        )
+    )
     return shares

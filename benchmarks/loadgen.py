@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
@@ -123,30 +124,36 @@ def run_level(
     return asyncio.run(_level(url, texts, concurrency, seconds, warmup_s, max_requests)).summary()
 
 
-async def _post(session: aiohttp.ClientSession, url: str, texts: Sequence[str]) -> float:
+async def _post(
+    session: aiohttp.ClientSession, url: str, texts: Sequence[str], options: Mapping[str, Any]
+) -> float:
     started = time.perf_counter()
-    async with session.post(url, json={"texts": list(texts)}) as response:
+    async with session.post(url, json={"texts": list(texts), **options}) as response:
         await response.read()
         if response.status != 200:
             raise RuntimeError(f"{url} answered {response.status}")
     return time.perf_counter() - started
 
 
-async def _one_vs_many(url: str, texts: Sequence[str], repeats: int) -> dict:
+async def _one_vs_many(
+    url: str, texts: Sequence[str], repeats: int, options: Mapping[str, Any]
+) -> dict:
     require_local(url)
     one, many = [], []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-        await _post(session, url, texts[:1])  # open the connection
+        await _post(session, url, texts[:1], options)  # open the connection
         for _ in range(repeats):
-            one.append(await _post(session, url, texts))
+            one.append(await _post(session, url, texts, options))
             started = time.perf_counter()
             for text in texts:
-                await _post(session, url, [text])
+                await _post(session, url, [text], options)
             many.append(time.perf_counter() - started)
     return dict(one_request_s=one, sequential_s=many)
 
 
-def one_vs_many(url: str, texts: Sequence[str], repeats: int) -> dict:
+def one_vs_many(
+    url: str, texts: Sequence[str], repeats: int, options: Mapping[str, Any] | None = None
+) -> dict:
     """Seconds for all ``texts`` in one request vs one request per text, sent one after another
-    (each repeat does both)."""
-    return asyncio.run(_one_vs_many(url, texts, repeats))
+    (each repeat does both); ``options`` are the other fields of every body (``beam_size``)."""
+    return asyncio.run(_one_vs_many(url, texts, repeats, options or {}))

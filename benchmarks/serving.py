@@ -54,14 +54,16 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
                 log.info("%s c=%d: %s", name, concurrency, summary)
             if name == SERVICE_BATCHING:
                 for model in models:
-                    batch = model.http_texts(None)[: mode.batch_texts]
+                    batch = model.http_texts(mode.batch_texts)
+                    options = model.request_options
                     timing = loadgen.one_vs_many(
-                        server.url + model.endpoint, batch, mode.batch_repeats
+                        server.url + model.endpoint, batch, mode.batch_repeats, options
                     )
                     one, many = median(timing["one_request_s"]), median(timing["sequential_s"])
                     out["one_vs_many"].append(
                         dict(
                             model=model.name,
+                            options=options,
                             texts=len(batch),
                             one_s=one,
                             many_s=many,

@@ -1,13 +1,15 @@
 """The benchmark suite in its tiny mode, writing to a temporary folder, so that it cannot rot.
 
-The in-process sections run on the real exported models with a few dev texts; the load
-generator runs against an in-thread Flask app (starting gunicorn three times would take longer
+The in-process sections run on the real exported models (translation included: both searches,
+both graphs quantized) with a few dev texts; the load generator runs against an in-thread Flask
+app (starting gunicorn three times would take longer
 than the rest together: ``python -m benchmarks --tiny`` does that end to end).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,27 +17,28 @@ from pathlib import Path
 import pytest
 from flask import Flask, jsonify, request
 
-from benchmarks import loadgen, report
+from benchmarks import inprocess, loadgen, report
 from benchmarks.__main__ import main
 from benchmarks.common import MODES, percentile
-from benchmarks.models import available_models
+from benchmarks.models import TranslationBench, available_models
 from benchmarks.serving import NAIVE, SERVICE_BATCHING, SERVICE_NO_BATCHING, install_sizes
 
 pytestmark = pytest.mark.skipif(
-    len(available_models()) < 2, reason="needs the exported models and committed checkpoints"
+    len(available_models()) < 3, reason="needs the exported models and committed checkpoints"
 )
 
 
 @contextmanager
-def echo_server() -> Iterator[str]:
+def echo_server(bodies: list[dict] | None = None) -> Iterator[str]:
+    """A local server answering POST /v1/sentiment; request bodies are appended to ``bodies``."""
     from werkzeug.serving import make_server
 
     app = Flask(__name__)
-    seen = {"count": 0}
 
     @app.post("/v1/sentiment")
     def answer():
-        seen["count"] += 1
+        if bodies is not None:
+            bodies.append(request.get_json())
         if request.get_json()["texts"][0] == "fail":
             return jsonify({"error": "no"}), 500
         return jsonify({"results": [{"label": "positive"}]})
@@ -58,24 +61,89 @@ def test_tiny_in_process_run_writes_the_page(tmp_path: Path) -> None:
     assert "## Dynamic int8 quantization" in text
     assert "| serving (`pip install .`, no torch)" in text
     assert (tmp_path / "bench-batch-size.png").stat().st_size > 0
-    assert {r["model"] for r in results["inprocess"]} == {"sentiment", "ner"}
+    assert {r["model"] for r in results["inprocess"]} == {"sentiment", "ner", "translation"}
     assert all(r["sentences_per_s"] > 0 for r in results["inprocess"])
-    assert [t["kind"] for t in results["targets"]] == ["ort", "ort"]
+    assert [t["kind"] for t in results["targets"]] == ["ort", "ort", "ort"]
     for row in results["quantization"]:
         assert row["int8_mb"] < row["fp32_mb"]
         assert row["headline"] in row["fp32"] and row["headline"] in row["int8"]
+    # translation: both searches at every batch size, both backends; greedy is the headline
+    cells = {
+        (r["variant"], r["batch"], r["backend"])
+        for r in results["inprocess"]
+        if r["model"] == "translation"
+    }
+    assert cells == {
+        (v, b, backend)
+        for v in ("greedy", "beam 5")
+        for b in MODES["tiny"].batch_sizes
+        for backend in ("onnxruntime", "pytorch")
+    }
+    (target,) = [t for t in results["targets"] if t["model"] == "translation"]
+    assert target["target"].startswith("translation (greedy): ONNX Runtime ≥ 2× PyTorch")
+    assert "beam 5: " in target["measured"]
+    (quantized,) = [q for q in results["quantization"] if q["model"] == "translation"]
+    assert {(s["variant"], s["batch"]) for s in quantized["speed"]} == {
+        ("greedy", 1),
+        ("beam 5", 1),
+    }
+    assert set(quantized["fp32"]) >= {"dev_bleu_greedy", "dev_bleu_beam5"}
+    assert 0 < quantized["fp32"]["dev_bleu_beam5"] <= 100
+    assert quantized["metric_sizes"] == {"multi30k_val": MODES["tiny"].metric_limit}
+    assert "| translation (beam 5) | 1 | 8 |" in text
+    assert "beam 5, batch 1: " in text
 
 
 def test_load_generator_counts_requests_and_errors() -> None:
+    bodies: list[dict] = []
     with echo_server() as url:
         ok = loadgen.run_level(url, ["good", "fine"], 2, 0.3, warmup_s=0.05, max_requests=40)
         bad = loadgen.run_level(url, ["fail"], 1, 0.2, warmup_s=0.0, max_requests=5)
-        timing = loadgen.one_vs_many(url, ["a", "b", "c"], repeats=1)
+    with echo_server(bodies) as url:
+        timing = loadgen.one_vs_many(url, ["a", "b", "c"], repeats=1, options={"beam_size": 5})
     assert 0 < ok["requests"] <= 40 and ok["errors"] == 0
     assert ok["p50_ms"] <= ok["p95_ms"] <= ok["p99_ms"]
     assert bad["requests"] == 0 and 0 < bad["errors"] <= 5
     assert bad["error_samples"][0] == "HTTP 500"
     assert len(timing["one_request_s"]) == len(timing["sequential_s"]) == 1
+    # the connection-opening request, one with every text, then one per text
+    assert [b["texts"] for b in bodies] == [["a"], ["a", "b", "c"], ["a"], ["b"], ["c"]]
+    assert all(b["beam_size"] == 5 for b in bodies)
+
+
+def test_translation_request_body_is_what_the_endpoint_takes() -> None:
+    from service.schemas import TranslationRequest
+
+    model = TranslationBench()
+    body = {"texts": model.http_texts(2), **model.request_options}
+    assert TranslationRequest.model_validate(body).beam_size == 5
+    assert model.endpoint == "/v1/translate"
+
+
+def test_a_long_first_call_is_the_first_repeat() -> None:
+    """A runner whose warm-up call fills a repeat is not run once more to be timed; short
+    runners are warmed up and calibrated first."""
+    calls = {"slow": 0, "fast": 0}
+
+    def runner(name: str, seconds: float):
+        def run(i: int) -> None:
+            calls[name] += 1
+            time.sleep(seconds)
+
+        return run
+
+    slow = inprocess.side_by_side(
+        {"a": runner("slow", 0.03), "b": runner("slow", 0.03)}, 1, repeats=2, repeat_s=0.02
+    )
+    assert calls["slow"] == 2 * 2 and all(v >= 0.03 for v in slow.values())
+    inprocess.side_by_side({"a": runner("fast", 0.0)}, 1, repeats=2, repeat_s=0.001)
+    assert calls["fast"] > 2 + 2  # warm-up, calibration, then repeats of several calls
+
+
+def test_translation_profile_covers_both_graphs() -> None:
+    shares = dict(inprocess.ort_profile(TranslationBench(), batch=1, calls=2))
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert any(op in shares for op in ("GRU", "LSTM", "MatMul", "Gemm"))
 
 
 def test_load_generator_refuses_remote_hosts() -> None:
@@ -128,7 +196,17 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
                     graph_calls=10.0,
                 )
             ],
-            "one_vs_many": [dict(model="sentiment", texts=64, one_s=0.01, many_s=0.2, ratio=20.0)],
+            "one_vs_many": [
+                dict(model="sentiment", texts=64, one_s=0.01, many_s=0.2, ratio=20.0),
+                dict(
+                    model="translation",
+                    options={"beam_size": 5},
+                    texts=64,
+                    one_s=2.0,
+                    many_s=2.4,
+                    ratio=1.2,
+                ),
+            ],
             "servers": {
                 SERVICE_BATCHING: dict(
                     startup_s=2.0,
@@ -148,10 +226,17 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
     assert by_name["sentiment over HTTP, concurrency 32: batching on ≥ 2× batching off"]["met"]
     assert not by_name["zero errors (every server, every level)"]["met"]
     assert not by_name["service (batching): p99 ≤ 4× p50 at every concurrency"]["met"]
+    translation = by_name[
+        "Translation: one request with 64 texts ≥ 5× the throughput of 64 sequential requests"
+    ]
+    assert not translation["met"] and translation["measured"] == "1.20× (beam_size 5)"
+    assert not any("sentiment: one request" in name for name in by_name)
     doc = tmp_path / "b.md"
     report.write(results, doc, tmp_path)
     text = doc.read_text()
     assert "**missed**" in text and "### What limits the missed targets" in text
+    assert "| translation | 64 | `beam_size`: 5 | 2,000.0 | 2,400.0 | 1.20× |" in text
+    assert "**translation, one request vs 64 requests**: 31.2 ms per text in one request" in text
     assert (tmp_path / "b-throughput.png").exists() and (tmp_path / "b-latency.png").exists()
 
 
