@@ -7,6 +7,8 @@ These tests need ``exported_models/translation`` and its checkpoint; without the
 (on purpose, never skip) with a message saying how to produce them.
 """
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,10 @@ from training.tasks import translation
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "exported_models" / "translation"
 CHECKPOINT = ROOT / "training" / "checkpoints" / "translation" / "best.pt"
+# The first val sentences as the committed model translates them; rewrite after a re-export with
+# UPDATE_GOLDEN=1 pytest tests/parity/test_translation_parity.py -k golden
+GOLDEN = Path(__file__).resolve().parent / "golden" / "translation_val.json"
+GOLDEN_COUNT = 8
 HOW_TO = (
     "train and export the translator first: python -m training train translation "
     "--config configs/translation.toml --run-dir runs/translation; cp runs/translation/best.pt "
@@ -115,6 +121,29 @@ def test_output_is_detokenized_cased_german_with_normalized_attention(translator
     assert text[0].isupper() and text.endswith(".") and " ." not in text and "▁" not in text
     weights = np.array(prediction.attention.weights)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_val_translations_match_the_golden_file(translator, manifest, dev):
+    sources = [s for s, _ in dev[:GOLDEN_COUNT]]
+    found = {
+        "model_version": manifest.version,
+        "created_at": manifest.created_at,
+        "examples": [
+            {"source": source, "reference": reference, "greedy": greedy.translation, "beam": beam}
+            for (source, reference), greedy, beam in zip(
+                dev[:GOLDEN_COUNT],
+                translator.predict_batch(sources, beam_size=1),
+                [p.translation for p in translator.predict_batch(sources)],
+                strict=True,
+            )
+        ],
+    }
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(found, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    golden = json.loads(GOLDEN.read_text("utf-8"))
+    assert golden["created_at"] == manifest.created_at, "re-exported: rewrite with UPDATE_GOLDEN=1"
+    assert found["examples"] == golden["examples"]
 
 
 def test_artifact_stays_under_40_mb():
