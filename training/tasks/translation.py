@@ -504,12 +504,7 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
     invariance = check_batch_invariance(translator, [s for s, _ in dev], config.decoding.beam_size)
     log.info("batch invariance: equal translations, max score difference %.2e", invariance)
 
-    refs = [t for _, t in dev]
-    metrics: dict[str, float] = {}
-    for name, beam in [("greedy", 1), ("beam", config.decoding.beam_size)]:
-        outputs = translator.predict_batch([s for s, _ in dev], beam_size=beam)
-        for key, value in corpus_scores([p.translation for p in outputs], refs).items():
-            metrics[f"dev_{key}_{name}"] = value
+    metrics = dev_bleu(translator, dev, config.decoding.beam_size)
     log.info("dev metrics (ONNX Runtime + numpy search): %s", metrics)
     return write_manifest(out_dir, manifest.model_copy(update={"metrics": metrics}))
 
