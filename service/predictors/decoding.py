@@ -69,33 +69,57 @@ def greedy_search(
     """The most probable next token at every step, for all sentences at once.
 
     ``state`` has one row per sentence; ``max_lengths (batch,)`` bounds the generated tokens
-    (eos included): at the last step only eos is allowed.
+    (eos included): at the last step only eos is allowed. A sentence that has ended leaves the
+    batch, so later steps run only the sentences still decoding.
     """
     limits = np.asarray(max_lengths, dtype=np.int64)
     batch = len(limits)
-    prev = np.full(batch, bos_id, dtype=np.int64)
     tokens: list[list[int]] = [[] for _ in range(batch)]
     attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
     totals = np.zeros(batch)
-    done = np.zeros(batch, dtype=bool)
+    active = np.arange(batch)  # the sentences still decoding, in state row order
+    prev = np.full(batch, bos_id, dtype=np.int64)
     for t in range(int(limits.max(initial=0))):
         log_probs, state, attn = step(prev, state)
-        log_probs = _force_eos(np.asarray(log_probs, dtype=np.float64), t + 1 >= limits, eos_id)
+        log_probs = _force_eos(np.asarray(log_probs), t + 1 >= limits[active], eos_id)
         best = log_probs.argmax(axis=1)
-        for b in np.flatnonzero(~done):
-            totals[b] += log_probs[b, best[b]]
-            attention[b].append(np.asarray(attn[b]))
-            if best[b] == eos_id:
-                done[b] = True
-            else:
-                tokens[b].append(int(best[b]))
-        if done.all():
+        ended = best == eos_id
+        for row, b in enumerate(active):
+            totals[b] += log_probs[row, best[row]]
+            attention[b].append(np.asarray(attn[row]))
+            if not ended[row]:
+                tokens[b].append(int(best[row]))
+        if ended.all():
             break
+        if ended.any():
+            keep = np.flatnonzero(~ended)
+            active, state, best = active[keep], _select_rows(state, keep), best[keep]
         prev = best.astype(np.int64)
     return [
         Hypothesis(tokens[b], float(totals[b] / len(attention[b])), np.stack(attention[b]))
         for b in range(batch)
     ]
+
+
+def _top_candidates(scores: np.ndarray, log_probs: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` best flat candidates (``beam * vocab + token``) of each sentence, best first
+    (equal scores: the smaller flat index first), from beam ``scores (sentences, k)`` and
+    ``log_probs (sentences * k, vocab)``.
+
+    A sentence's best ``n`` extensions are among the best ``n`` tokens of each of its beams,
+    so only ``k * n`` candidates per sentence are scored and sorted, not ``k * vocab``.
+    """
+    sentences, k = scores.shape
+    vocab = log_probs.shape[1]
+    n = min(n, vocab)
+    tokens = np.argpartition(log_probs, vocab - n, axis=1)[:, vocab - n :]  # (rows, n)
+    values = scores.reshape(-1, 1) + np.take_along_axis(log_probs, tokens, axis=1)
+    flat = (np.arange(sentences * k) % k * vocab)[:, None] + tokens
+    values, flat = values.reshape(sentences, k * n), flat.reshape(sentences, k * n)
+    order = np.lexsort((flat, -values), axis=1)[:, :n]
+    return np.stack(
+        [np.take_along_axis(flat, order, axis=1), np.take_along_axis(values, order, axis=1)]
+    )
 
 
 def beam_search(
@@ -108,76 +132,76 @@ def beam_search(
     max_lengths: np.ndarray,
     length_penalty: float = 1.0,
 ) -> list[Hypothesis]:
-    """Beam search for all sentences at once (``batch * beam_size`` rows per step).
+    """Beam search for all sentences at once (``sentences * beam_size`` rows per step).
 
     Finished hypotheses are ranked by ``sum log p / length ** length_penalty`` (length counts
     eos; 0 turns normalization off, 1 ranks by the average log-probability). A sentence stops
     when ``beam_size`` hypotheses have ended, or at its maximum length, where only eos is
-    allowed; the search stops when every sentence has. ``state`` has one row per sentence.
+    allowed; it then leaves the batch, and the search stops when every sentence has. ``state``
+    has one row per sentence.
     """
     limits = np.asarray(max_lengths, dtype=np.int64)
     batch, k = len(limits), beam_size
     if k < 1:
         raise ValueError(f"beam_size must be at least 1, got {k}")
-    state = _select_rows(state, np.repeat(np.arange(batch), k))
+    active = np.arange(batch)  # sentences still decoding; sentence active[i] owns rows i*k..
+    state = _select_rows(state, np.repeat(active, k))
     prev = np.full(batch * k, bos_id, dtype=np.int64)
     scores = np.full((batch, k), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
     history = np.zeros((batch * k, 0), dtype=np.int64)
-    attn_history: np.ndarray | None = None
+    attn_steps: list[np.ndarray] = []  # per step: (rows, src_len) of that step's beams
+    parents: list[np.ndarray] = []  # per step: the row each row of the next step came from
     finished: list[list[tuple[float, float, list[int], np.ndarray]]] = [[] for _ in range(batch)]
-    done = np.zeros(batch, dtype=bool)
 
     for t in range(int(limits.max(initial=0))):
         log_probs, state, attn = step(prev, state)
         attn = np.asarray(attn)
+        attn_steps.append(attn)
         vocab = log_probs.shape[1]
-        last = np.repeat(t + 1 >= limits, k)
-        log_probs = _force_eos(np.asarray(log_probs, dtype=np.float64), last, eos_id)
-        candidates = (scores[:, :, None] + log_probs.reshape(batch, k, vocab)).reshape(batch, -1)
-        n = min(2 * k, candidates.shape[1])
-        top = np.argpartition(-candidates, n - 1, axis=1)[:, :n]
+        last = np.repeat(t + 1 >= limits[active], k)
+        log_probs = _force_eos(np.asarray(log_probs), last, eos_id)
+        top, values = _top_candidates(scores, log_probs, 2 * k)
 
-        source_rows = np.arange(batch * k)
-        next_tokens = np.full(batch * k, eos_id, dtype=np.int64)
-        next_scores = np.full((batch, k), -np.inf)
-        for b in np.flatnonzero(~done):
-            order = top[b][np.lexsort((top[b], -candidates[b, top[b]]))]
+        rows = len(active) * k
+        source_rows = np.arange(rows)
+        next_tokens = np.full(rows, eos_id, dtype=np.int64)
+        next_scores = np.full((len(active), k), -np.inf)
+        done = np.zeros(len(active), dtype=bool)
+        for i, b in enumerate(active):
             alive = 0
-            for flat in order:
-                value = candidates[b, flat]
+            for flat, value in zip(top[i], values[i], strict=True):
                 if value == -np.inf:
                     break
                 beam, token = divmod(int(flat), vocab)
-                row = b * k + beam
+                row = i * k + beam
                 if token == eos_id:
-                    rows_attn = attn[row][None]
-                    if attn_history is not None:
-                        rows_attn = np.concatenate([attn_history[row], rows_attn])
                     length = t + 1
                     finished[b].append(
-                        (value / length**length_penalty, value, history[row].tolist(), rows_attn)
+                        (
+                            value / length**length_penalty,
+                            value,
+                            history[row].tolist(),
+                            _attention_path(attn_steps, parents, row),
+                        )
                     )
                 else:
-                    source_rows[b * k + alive] = row
-                    next_tokens[b * k + alive] = token
-                    next_scores[b, alive] = value
+                    source_rows[i * k + alive] = row
+                    next_tokens[i * k + alive] = token
+                    next_scores[i, alive] = value
                     alive += 1
                     if alive == k:
                         break
-            if len(finished[b]) >= k or alive == 0:
-                done[b] = True
+            done[i] = len(finished[b]) >= k or alive == 0
         if done.all():
             break
+        keep = np.flatnonzero(~done)
+        rows_kept = (keep[:, None] * k + np.arange(k)).reshape(-1)
+        source_rows = source_rows[rows_kept]
         state = _select_rows(state, source_rows)
-        history = np.concatenate([history[source_rows], next_tokens[:, None]], axis=1)
-        step_attn = attn[source_rows][:, None, :]
-        attn_history = (
-            step_attn
-            if attn_history is None
-            else np.concatenate([attn_history[source_rows], step_attn], axis=1)
-        )
-        prev, scores = next_tokens, next_scores
+        history = np.concatenate([history[source_rows], next_tokens[rows_kept, None]], axis=1)
+        parents.append(source_rows)
+        active, prev, scores = active[keep], next_tokens[rows_kept], next_scores[keep]
 
     results = []
     for b in range(batch):
@@ -185,3 +209,14 @@ def beam_search(
         _, total, tokens, rows_attn = best
         results.append(Hypothesis(tokens, float(total / len(rows_attn)), rows_attn))
     return results
+
+
+def _attention_path(steps: list[np.ndarray], parents: list[np.ndarray], row: int) -> np.ndarray:
+    """The attention rows ``(steps, src_len)`` of the hypothesis in ``row`` of the last step,
+    followed back through ``parents`` (kept per step instead of copying every beam's whole
+    attention history at every step)."""
+    path = [steps[-1][row]]
+    for step_attn, parent in zip(reversed(steps[:-1]), reversed(parents), strict=True):
+        row = int(parent[row])
+        path.append(step_attn[row])
+    return np.stack(path[::-1])

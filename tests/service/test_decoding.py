@@ -166,3 +166,31 @@ def test_sentences_decode_the_same_alone_and_batched():
 
 def test_max_lengths_grow_with_the_source_and_respect_the_cap():
     np.testing.assert_array_equal(max_lengths(np.array([0, 4, 100]), 1.5, 10, cap=50), [10, 16, 50])
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_sentence_that_has_ended_leaves_the_batch(beam_size):
+    """Sentence 0 can only say eos; sentence 1 rarely does: after the first step only sentence
+    1's rows are run, with its own state rows."""
+    calls: list[list[int]] = []
+
+    def step(prev, state):
+        calls.append(sorted(set(state["sentence"].tolist())))
+        log_probs = np.full((len(prev), VOCAB), -np.inf)
+        ends = state["sentence"] == 0
+        log_probs[ends, EOS] = 0.0
+        log_probs[~ends, 2] = np.log(0.69)
+        log_probs[~ends, 3] = np.log(0.3)
+        log_probs[~ends, EOS] = np.log(0.01)
+        return log_probs, state, np.full((len(prev), SRC_LEN), 1 / SRC_LEN)
+
+    state = {"sentence": np.array([0, 1])}
+    common = dict(bos_id=BOS, eos_id=EOS, max_lengths=np.array([10, 6]))
+    if beam_size == 1:
+        hyps = greedy_search(step, state, **common)
+    else:
+        hyps = beam_search(step, state, beam_size=beam_size, **common)
+
+    assert hyps[0].tokens == [] and hyps[1].tokens[:2] == [2, 2]
+    assert calls[0] == [0, 1] and len(calls) > 2
+    assert all(sentences == [1] for sentences in calls[1:])
