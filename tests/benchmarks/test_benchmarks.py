@@ -239,6 +239,31 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
     assert "**translation, one request vs 64 requests**: 31.2 ms per text in one request" in text
     assert (tmp_path / "b-throughput.png").exists() and (tmp_path / "b-latency.png").exists()
 
+    # Batching barely helps: the report gives the graph's own batching gain as the ceiling.
+    results["http"]["load"][1] = level(SERVICE_NO_BATCHING, 32, 800.0)
+    results["inprocess"] = [
+        dict(
+            model="sentiment",
+            backend=backend,
+            threads=1,
+            batch=b,
+            sentences_per_s=v / slower,
+            ms_per_batch=1000 * b * slower / v,
+        )
+        for b, v in [(1, 2000.0), (8, 3000.0), (32, 4000.0)]
+        for backend, slower in [("onnxruntime", 1), ("pytorch", 3)]
+    ]
+    results["targets"] = report.targets(results)
+    on_off = {t["target"]: t for t in results["targets"]}[
+        "sentiment over HTTP, concurrency 32: batching on ≥ 2× batching off"
+    ]
+    assert not on_off["met"] and on_off["measured"] == "1.12×"
+    report.write(results, doc, tmp_path)
+    assert (
+        "**sentiment, batching on vs off**: in process, ONNX Runtime runs (1 thread) one call: "
+        "2,000 sentences/s at batch 1, at best 4,000 (batch 32, 2.00×)"
+    ) in doc.read_text()
+
 
 def test_percentile() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
