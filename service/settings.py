@@ -107,8 +107,8 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0,
         le=1000,
-        description="How long the oldest waiting row may wait for a batch to fill up before "
-        "the batch runs anyway.",
+        description="How long the oldest waiting row may wait for requests that are already "
+        "being parsed in the same worker to join its batch (a lone request never waits).",
     )
     batch_max_queue_size: int = Field(
         default=64,
