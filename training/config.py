@@ -27,6 +27,7 @@ class TrainerConfig:
     threads: int = 2
     max_batches: int | None = None  # cap batches per epoch (dry runs)
     lr_decay: float = 0.5  # multiply the learning rate when dev stops improving
+    keep_epochs: bool = False  # also save each epoch's weights (epoch-N.pt), e.g. to average them
 
 
 @dataclass

@@ -71,6 +71,8 @@ class Trainer:
             self.history.append(record)
             self._write_history()
             self._save(LAST_CHECKPOINT)
+            if self.config.keep_epochs:
+                self._save(f"epoch-{self.epoch}.pt", model_only=True)
             log.info("epoch %d %s", self.epoch, json.dumps(record))
         return max(self.history, key=lambda r: r[self.task.select])
 

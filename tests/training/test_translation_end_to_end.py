@@ -72,6 +72,7 @@ def overrides(root: Path) -> list[str]:
 def trained(tiny_multi30k, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("mt-run")
     args = ["train", "translation", "--run-dir", str(run_dir), "--set", "trainer.epochs=4"]
+    args += ["--set", "trainer.keep_epochs=true"]
     assert main(args + overrides(tiny_multi30k)) == 0
     return run_dir
 
@@ -132,12 +133,12 @@ def test_init_from_continues_with_the_checkpoints_weights_and_subword_models(
 def test_averaged_epochs_have_the_mean_weights_and_export(trained, tmp_path):
     import torch
 
-    checkpoints = [str(trained / "best.pt"), str(trained / "last.pt")]
+    checkpoints = [str(trained / "epoch-1.pt"), str(trained / "epoch-4.pt")]
     averaged = tmp_path / "avg.pt"
     assert main(["average", *checkpoints, "--out", str(averaged)]) == 0
-    best, last, avg = (torch.load(p, weights_only=False) for p in [*checkpoints, averaged])
+    first, last, avg = (torch.load(p, weights_only=False) for p in [*checkpoints, averaged])
     for name, value in avg["model"].items():
-        assert torch.allclose(value, (best["model"][name] + last["model"][name]) / 2), name
+        assert torch.allclose(value, (first["model"][name] + last["model"][name]) / 2), name
     assert "optimizer" not in avg and avg["source_spm"] == last["source_spm"]
     out = tmp_path / "translation"
     assert main(["export", "translation", "--checkpoint", str(averaged), "--out", str(out)]) == 0
