@@ -6,9 +6,10 @@ PORT ?= 8000
 RUN ?= runs/sentiment
 NER_RUN ?= runs/ner
 MT_RUN ?= runs/translation
+MT_CHECKPOINT ?= $(MT_RUN)/best.pt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint format train-sentiment export-sentiment quantize-sentiment train-ner export-ner evaluate-ner train-translation export-translation evaluate-translation clean
+.PHONY: serve test lint format train-sentiment export-sentiment quantize-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +65,21 @@ evaluate-ner: $(VENV)/.dev-installed
 train-translation: $(VENV)/.dev-installed
 	$(BIN)/python -m training train translation --config configs/translation.toml --run-dir $(MT_RUN) $(RESUME)
 
+# Stage 2, as the committed translator was made: continue from stage 1's best at half the
+# learning rate, one thread, keeping every epoch's weights; then average the best epochs
+# (MT_AVERAGE, e.g. "4 6 7 8") into $(MT_RUN)-cont/averaged.pt and export that.
+continue-translation: $(VENV)/.dev-installed
+	$(BIN)/python -m training train translation --config configs/translation.toml \
+		--run-dir $(MT_RUN)-cont --set init_from=$(MT_RUN)/best.pt --set trainer.lr=0.0005 \
+		--set trainer.epochs=10 --set trainer.patience=4 --set trainer.threads=1 \
+		--set trainer.keep_epochs=true $(RESUME)
+
+average-translation: $(VENV)/.dev-installed
+	$(BIN)/python -m training average $(foreach e,$(MT_AVERAGE),$(MT_RUN)-cont/epoch-$(e).pt) \
+		--out $(MT_RUN)-cont/averaged.pt
+
 export-translation: $(VENV)/.dev-installed
-	$(BIN)/python -m training export translation --checkpoint $(MT_RUN)/best.pt --out exported_models/translation
+	$(BIN)/python -m training export translation --checkpoint $(MT_CHECKPOINT) --out exported_models/translation
 
 evaluate-translation: $(VENV)/.dev-installed
 	$(BIN)/python -m training evaluate translation --src ../shared/datasets/multi30k/val.en \
