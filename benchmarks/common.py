@@ -31,7 +31,8 @@ class Mode:
     text_limit: int | None = None  # dev texts used for timing
     metric_limit: int | None = None  # dev examples per set for the quantization metrics
     concurrency: tuple[int, ...] = (1, 8, 32, 64)
-    level_s: float = 10.0  # measured seconds per concurrency level
+    level_s: float = 10.0  # measured seconds per concurrency level and repeat
+    http_repeats: int = 3  # each (server, concurrency) level, interleaved across the servers
     warmup_s: float = 2.0  # unmeasured seconds before each level
     max_requests: int = 200_000  # per level, whatever the duration
     batch_repeats: int = 5  # 64-in-one vs 64 sequential
@@ -40,15 +41,18 @@ class Mode:
 
 
 MODES = {
-    "full": Mode("full", threads=(1, 2), repeats=5, repeat_s=0.6, level_s=15.0, warmup_s=2.0),
+    "full": Mode(
+        "full", threads=(1, 2), repeats=5, repeat_s=0.6, level_s=5.0, warmup_s=1.0, http_repeats=3
+    ),
     "quick": Mode(
         "quick",
         repeats=3,
         repeat_s=0.2,
         search_repeats=1,
         metric_limit=300,
-        level_s=3.5,
-        warmup_s=1.0,
+        level_s=2.0,
+        warmup_s=0.5,
+        http_repeats=2,
         batch_repeats=3,
     ),
     "tiny": Mode(
@@ -62,6 +66,7 @@ MODES = {
         concurrency=(1, 4),
         level_s=0.4,
         warmup_s=0.1,
+        http_repeats=2,
         max_requests=400,
         batch_repeats=1,
         batch_texts=8,

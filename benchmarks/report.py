@@ -252,7 +252,7 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "",
         f"Written by `{results['command']}` (mode **{mode['name']}**) on {results['date']}; every "
         "number below comes from that one run. Ratios compare measurements taken side by side in "
-        "the same run (interleaved repeats in process, one server after another over HTTP), so "
+        "the same run (interleaved repeats, in process and over HTTP), so "
         "they hold better than absolute numbers on a shared machine. Regenerate with `make bench` "
         "(full, under 20 minutes) or `python -m benchmarks --quick` (under 3 minutes).",
         "",
@@ -319,14 +319,18 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "or fewer steps with int8 than with fp32). A variant qualifies at "
         f"≥ {QUANT_MIN_SPEEDUP}× faster (at every batch size and search measured) and "
         f"≤ {QUANT_MAX_LOSS} points lost on every metric.",
-        "- **HTTP**: gunicorn started by the suite on a free 127.0.0.1 port, one server at a time; "
-        "the load generator (`benchmarks/loadgen.py`, asyncio + aiohttp, closed loop) runs on the "
-        "same machine, so it takes CPU from the server (its share is the *client CPU* column). "
-        f"Each level: {_f(mode['warmup_s'])} s warm-up, then {_f(mode['level_s'])} s measured "
-        f"(at most {mode['max_requests']:,} requests); an error is any non-200 answer or failed "
+        "- **HTTP**: the suite starts the three gunicorn servers one after another on free "
+        "127.0.0.1 ports and keeps them all up; the load generator (`benchmarks/loadgen.py`, "
+        "asyncio + aiohttp, closed loop) runs on the same machine, so it takes CPU from the "
+        "server (its share is the *client CPU* column). Each level: "
+        f"{_f(mode['warmup_s'])} s warm-up, then {_f(mode['level_s'])} s measured (at most "
+        f"{mode['max_requests']:,} requests), on one server at a time; each of "
+        f"{mode.get('http_repeats', 1)} repeats runs every level on every server in turn, the "
+        "server order rotating between repeats, and the tables give the medians over repeats "
+        "(requests and errors: totals). An error is any non-200 answer or failed "
         "connection. Latency is measured by the client. Batch statistics come from the "
-        "service's `/metrics` (difference before/after the level). Request-level batching: "
-        "one client sends the texts in one request, then one request per text, one after "
+        "service's `/metrics` (difference before/after each level; medians). Request-level "
+        "batching: one client sends the texts in one request, then one request per text, one after "
         "another, with the same other fields (translation: `beam_size` 5); the ratio is of the "
         "medians over repeats.",
         "- **Servers**: "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 
@@ -24,57 +26,109 @@ SERVICE_BATCHING, SERVICE_NO_BATCHING, NAIVE = SERVERS
 
 def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dict:
     """Load test every server at every concurrency, 64-in-one vs 64 sequential requests on the
-    production service, and the footprint of each server."""
+    production service, and the footprint of each server.
+
+    The servers are started one after another (so that start-up times do not compete) and then
+    all stay up; each repeat runs every concurrency level on every server in turn, the server
+    order rotating between repeats, so that a slow patch of a shared machine hits all servers
+    alike. A level's figures are the medians over its repeats (requests and errors: totals).
+    """
     sentiment = next(m for m in models if m.name == "sentiment")
     texts = sentiment.http_texts(mode.http_texts)
     out: dict = {"load": [], "batching_stats": [], "one_vs_many": [], "servers": {}}
-    for name, (command_of, extra_env) in SERVERS.items():
-        port = servers.free_port()
-        command, env = command_of(port)
-        with servers.running(name.split()[0], command, env | extra_env, port, log_dir) as server:
+    with ExitStack() as stack:
+        running: dict[str, servers.Running] = {}
+        for name, (command_of, extra_env) in SERVERS.items():
+            port = servers.free_port()
+            command, env = command_of(port)
+            server = stack.enter_context(
+                servers.running(name.split()[0], command, env | extra_env, port, log_dir)
+            )
             servers.wait_all_ready(server, sentiment.endpoint)
+            running[name] = server
             out["servers"][name] = dict(
                 startup_s=server.started_s,
                 workers=[servers.memory_mib(pid) for pid in server.workers],
                 command=" ".join(command[1:] if command[0].endswith("python") else command),
                 env={k: v for k, v in (env | extra_env).items() if k != "PORT"},
             )
-            url = server.url + sentiment.endpoint
+        levels: dict[tuple[str, int], list[dict]] = defaultdict(list)
+        stats: dict[tuple[str, int], list[dict]] = defaultdict(list)
+        names = list(running)
+        for repeat in range(mode.http_repeats):
+            order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for concurrency in mode.concurrency:
-                before = servers.scrape(server.url) if name != NAIVE else {}
-                summary = loadgen.run_level(
-                    url, texts, concurrency, mode.level_s, mode.warmup_s, mode.max_requests
-                )
-                summary["server"] = name
-                out["load"].append(summary)
-                if name != NAIVE:
-                    after = servers.scrape(server.url)
-                    stats = servers.batching_stats(before, after, sentiment.name)
-                    out["batching_stats"].append(dict(server=name, concurrency=concurrency) | stats)
-                log.info("%s c=%d: %s", name, concurrency, summary)
-            if name == SERVICE_BATCHING:
-                for model in models:
-                    batch = model.http_texts(mode.batch_texts)
-                    options = model.request_options
-                    timing = loadgen.one_vs_many(
-                        server.url + model.endpoint, batch, mode.batch_repeats, options
+                for name in order:
+                    server = running[name]
+                    before = servers.scrape(server.url) if name != NAIVE else {}
+                    summary = loadgen.run_level(
+                        server.url + sentiment.endpoint,
+                        texts,
+                        concurrency,
+                        mode.level_s,
+                        mode.warmup_s,
+                        mode.max_requests,
                     )
-                    one, many = median(timing["one_request_s"]), median(timing["sequential_s"])
-                    out["one_vs_many"].append(
-                        dict(
-                            model=model.name,
-                            options=options,
-                            texts=len(batch),
-                            one_s=one,
-                            many_s=many,
-                            ratio=many / one,
+                    levels[name, concurrency].append(summary)
+                    if name != NAIVE:
+                        after = servers.scrape(server.url)
+                        stats[name, concurrency].append(
+                            servers.batching_stats(before, after, sentiment.name)
                         )
+                    log.info("%s c=%d repeat %d: %s", name, concurrency, repeat + 1, summary)
+        for name in names:
+            for concurrency in mode.concurrency:
+                out["load"].append(median_level(levels[name, concurrency]) | {"server": name})
+                if stats[name, concurrency]:
+                    out["batching_stats"].append(
+                        dict(server=name, concurrency=concurrency)
+                        | median_fields(stats[name, concurrency])
                     )
-            # memory after the load: what a worker holds in steady state
+        batching = running[SERVICE_BATCHING]
+        for model in models:
+            batch = model.http_texts(mode.batch_texts)
+            options = model.request_options
+            timing = loadgen.one_vs_many(
+                batching.url + model.endpoint, batch, mode.batch_repeats, options
+            )
+            one, many = median(timing["one_request_s"]), median(timing["sequential_s"])
+            out["one_vs_many"].append(
+                dict(
+                    model=model.name,
+                    options=options,
+                    texts=len(batch),
+                    one_s=one,
+                    many_s=many,
+                    ratio=many / one,
+                )
+            )
+        for name, server in running.items():  # memory after the load: a worker's steady state
             out["servers"][name]["workers_after"] = [
                 servers.memory_mib(pid) for pid in server.workers
             ]
     return out
+
+
+_TOTALS = ("requests", "errors")
+
+
+def median_level(repeats: Sequence[dict]) -> dict:
+    """One level's summary over its repeats: totals of requests and errors, medians of the
+    rest (throughput, percentiles, client CPU), and the first error samples."""
+    merged = median_fields(repeats)
+    merged |= {key: sum(r[key] for r in repeats) for key in _TOTALS}
+    merged["error_samples"] = [s for r in repeats for s in r.get("error_samples", [])][:3]
+    merged["repeats"] = len(repeats)
+    return merged
+
+
+def median_fields(records: Sequence[dict]) -> dict:
+    """The median of every numeric field of ``records`` (the fields of the first record)."""
+    return {
+        key: median([r[key] for r in records])
+        for key, value in records[0].items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 # --- install size ------------------------------------------------------------------------------

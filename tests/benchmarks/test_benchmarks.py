@@ -268,3 +268,26 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
 def test_percentile() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
     assert percentile([1.0, 2.0], 100) == 2.0
+
+
+def test_a_level_over_repeats_is_medians_with_totals_of_requests_and_errors() -> None:
+    from benchmarks.serving import median_level
+
+    def level(rps: float, requests: int, errors: int, samples: list[str]) -> dict:
+        return dict(
+            concurrency=8,
+            requests=requests,
+            errors=errors,
+            throughput=rps,
+            p50_ms=1000 / rps,
+            client_cpu=0.1,
+            error_samples=samples,
+        )
+
+    merged = median_level(
+        [level(100.0, 10, 0, []), level(300.0, 30, 1, ["503"]), level(200.0, 20, 0, [])]
+    )
+
+    assert merged["throughput"] == 200.0 and merged["p50_ms"] == 5.0
+    assert (merged["requests"], merged["errors"], merged["repeats"]) == (60, 1, 3)
+    assert merged["concurrency"] == 8 and merged["error_samples"] == ["503"]
