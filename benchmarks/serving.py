@@ -117,6 +117,7 @@ def median_level(repeats: Sequence[dict]) -> dict:
     rest (throughput, percentiles, client CPU), and the first error samples."""
     merged = median_fields(repeats)
     merged |= {key: sum(r[key] for r in repeats) for key in _TOTALS}
+    merged["concurrency"] = repeats[0]["concurrency"]
     merged["error_samples"] = [s for r in repeats for s in r.get("error_samples", [])][:3]
     merged["repeats"] = len(repeats)
     return merged

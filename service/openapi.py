@@ -115,7 +115,7 @@ def documented(
     API key."""
     responses: dict[str, Any] = {"HTTP_200": ok}
     responses |= {f"HTTP_{status}": (ErrorResponse, ERROR_STATUSES[status]) for status in errors}
-    return spec.validate(
+    describe = spec.validate(
         json=body,
         resp=SpecResponse(**responses),
         tags=list(tags),
@@ -125,6 +125,17 @@ def documented(
         # that is already documented, so that nothing the service never sends is added.
         validation_error_status=422 if body is not None else 500,
     )
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        # spectree keeps the description on the wrapper it returns and finds it from a route's
+        # view through ``__wrapped__``; the route keeps the view itself, so requests skip the
+        # wrapper, which with skip_validation would only rebuild every response.
+        described = describe(view)
+        del described.__wrapped__  # no wrapper loop (view -> described -> view)
+        view.__wrapped__ = described  # type: ignore[attr-defined]
+        return view
+
+    return decorate
 
 
 def install_openapi(app: Flask, spec: SpecTree, limits: TextLimits) -> None:

@@ -459,6 +459,7 @@ def test_models_and_readiness_list_ner(ner_client: FlaskClient) -> None:
         "labels": TINY_NER_TAGS,
         "metrics": {"dev_f1": 50.0},
         "providers": ["CPUExecutionProvider"],
+        "precision": "fp32",
     }
     assert ready.status_code == 200
     assert ready.get_json() == {"status": "ready", "models": ["ner", "sentiment"]}

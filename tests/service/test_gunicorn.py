@@ -34,7 +34,11 @@ def test_gunicorn_serves_the_committed_models_over_http(
     assert all(set(r["scores"]) == {"negative", "positive"} for r in body["results"])
     assert error_status == 422
     assert error["error"]["code"] == "validation_failed"
-    assert '"POST /v1/sentiment HTTP/1.1" 200' in server.stdout.read_text()  # access log
+    requests = [e for e in server.json_logs() if e["message"] == "request"]
+    assert {(e["method"], e["path"], e["status"]) for e in requests} >= {
+        ("POST", "/v1/sentiment", 200),
+        ("POST", "/v1/sentiment", 422),
+    }  # one JSON line per request (gunicorn's own access log is off by default)
     assert ner_status == 200, ner
     entities = ner["results"][0]["entities"]
     assert ("ORG", "EU") in [(e["type"], e["text"]) for e in entities]
