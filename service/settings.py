@@ -173,19 +173,9 @@ class Settings(BaseSettings):
         """True when requests need an API key."""
         return bool(self.api_keys or self.admin_api_keys)
 
-    @field_validator("ort_providers", mode="before")
+    @field_validator("ort_providers", "model_precision", "log_format", mode="before")
     @classmethod
-    def _lower_provider(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("model_precision", mode="before")
-    @classmethod
-    def _lower_precision(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("log_format", mode="before")
-    @classmethod
-    def _lower_log_format(cls, value: object) -> object:
+    def _lower_choice(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")

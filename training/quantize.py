@@ -131,6 +131,13 @@ def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def graph_sessions(manifest: Manifest, files: GraphFiles, threads: int) -> dict[str, OnnxSession]:
+    """The service's sessions over ``files`` (one per graph of ``manifest``, e.g. its int8
+    variant), with ``threads`` intra-op threads."""
+    config = SessionConfig(intra_op_threads=threads, inter_op_threads=1)
+    return {name: OnnxSession(files[name], spec, config) for name, spec in manifest.graphs.items()}
+
+
 def int8_file_name(file: str) -> str:
     """``model.onnx`` -> ``model.int8.onnx``: the variant lies next to its fp32 graph."""
     path = Path(file)
@@ -264,10 +271,8 @@ def measure_speed(
     service's predictor makes for each batch of dev texts are recorded once on the first
     precision, then replayed on every precision's sessions, so all run identical inputs.
     """
-    config = SessionConfig(intra_op_threads=timing.threads, inter_op_threads=1)
     sessions = {
-        name: {g: OnnxSession(files[g], spec, config) for g, spec in manifest.graphs.items()}
-        for name, files in precisions.items()
+        name: graph_sessions(manifest, files, timing.threads) for name, files in precisions.items()
     }
     first = next(iter(sessions.values()))
     texts = list(texts[: timing.texts])

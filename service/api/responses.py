@@ -1,8 +1,7 @@
 """JSON responses written straight from pydantic models.
 
-``model_dump_json`` serializes in pydantic's Rust core in one pass, and a ready
-:class:`flask.Response` passes spectree's view wrapper untouched; returning a dict instead would
-be walked once by spectree and once more by Flask's JSON provider on every request.
+``model_dump_json`` serializes in pydantic's Rust core in one pass; returning a dict instead
+would have Flask's JSON provider walk it in Python on every request.
 """
 
 from __future__ import annotations

@@ -101,10 +101,12 @@ def greedy_search(
     ]
 
 
-def _top_candidates(scores: np.ndarray, log_probs: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` best flat candidates (``beam * vocab + token``) of each sentence, best first
-    (equal scores: the smaller flat index first), from beam ``scores (sentences, k)`` and
-    ``log_probs (sentences * k, vocab)``.
+def _top_candidates(
+    scores: np.ndarray, log_probs: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best flat candidates (``beam * vocab + token``) of each sentence and their
+    scores, both ``(sentences, n)``, best first (equal scores: the smaller flat index first),
+    from beam ``scores (sentences, k)`` and ``log_probs (sentences * k, vocab)``.
 
     A sentence's best ``n`` extensions are among the best ``n`` tokens of each of its beams,
     so only ``k * n`` candidates per sentence are scored and sorted, not ``k * vocab``.
@@ -117,9 +119,7 @@ def _top_candidates(scores: np.ndarray, log_probs: np.ndarray, n: int) -> np.nda
     flat = (np.arange(sentences * k) % k * vocab)[:, None] + tokens
     values, flat = values.reshape(sentences, k * n), flat.reshape(sentences, k * n)
     order = np.lexsort((flat, -values), axis=1)[:, :n]
-    return np.stack(
-        [np.take_along_axis(flat, order, axis=1), np.take_along_axis(values, order, axis=1)]
-    )
+    return np.take_along_axis(flat, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 def beam_search(

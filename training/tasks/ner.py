@@ -45,7 +45,7 @@ from training.embeddings import embedding_matrix, glove_words
 from training.export import OPSET, export_onnx
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
-from training.quantize import DevEvaluation
+from training.quantize import DevEvaluation, graph_sessions
 from training.trainer import Trainer, TrainingTask
 from training.verify import VerificationError, assert_close
 
@@ -454,10 +454,7 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: NerConfig) -> DevEv
     sentences = load_data(config).dev
 
     def metrics(graphs: Mapping[str, Path], threads: int) -> dict[str, float]:
-        sessions = {
-            name: OnnxSession(graphs[name], spec, SessionConfig(intra_op_threads=threads))
-            for name, spec in manifest.graphs.items()
-        }
+        sessions = graph_sessions(manifest, graphs, threads)
         predictor = NerPredictor.from_artifact(folder, manifest, sessions)
         return predictor_dev_metrics(predictor, sentences)
 

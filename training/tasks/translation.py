@@ -54,7 +54,7 @@ from training.batching import token_budget_batches
 from training.config import TranslationConfig, from_dict, to_dict
 from training.export import OPSET, export_onnx
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
-from training.quantize import DevEvaluation, GraphFiles
+from training.quantize import DevEvaluation, GraphFiles, graph_sessions
 from training.trainer import Trainer, TrainingTask
 from training.verify import VerificationError, assert_close
 
@@ -460,6 +460,20 @@ def check_batch_invariance(
     return worst
 
 
+def dev_bleu(
+    translator: Translator, dev: Sequence[tuple[str, str]], beam_size: int
+) -> dict[str, float]:
+    """Greedy and beam dev scores through the service's predictor, keyed as the export records
+    them (``dev_bleu_greedy``, ``dev_chrf_beam``, ...)."""
+    sources, refs = [s for s, _ in dev], [t for _, t in dev]
+    metrics: dict[str, float] = {}
+    for name, beam in [("greedy", 1), ("beam", beam_size)]:
+        outputs = translator.predict_batch(sources, beam_size=beam)
+        for key, value in corpus_scores([p.translation for p in outputs], refs).items():
+            metrics[f"dev_{key}_{name}"] = value
+    return metrics
+
+
 def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
     """Export a checkpoint to ``out_dir`` (two ONNX graphs, subword models, manifest), verified
     on the dev set, with greedy and beam dev BLEU measured through the service's predictor."""
@@ -571,21 +585,7 @@ def plot_attention(
     return prediction.translation
 
 
-# --- variants (python -m training quantize) -----------------------------------------------------
-
-
-def dev_bleu(
-    translator: Translator, dev: Sequence[tuple[str, str]], beam_size: int
-) -> dict[str, float]:
-    """Greedy and beam dev scores through the service's predictor, keyed as the export records
-    them (``dev_bleu_greedy``, ``dev_chrf_beam``, ...)."""
-    sources, refs = [s for s, _ in dev], [t for _, t in dev]
-    metrics: dict[str, float] = {}
-    for name, beam in [("greedy", 1), ("beam", beam_size)]:
-        outputs = translator.predict_batch(sources, beam_size=beam)
-        for key, value in corpus_scores([p.translation for p in outputs], refs).items():
-            metrics[f"dev_{key}_{name}"] = value
-    return metrics
+# --- int8 variants (python -m training quantize) --------------------------------------------------
 
 
 def dev_evaluation(folder: Path, manifest: Manifest, config: TranslationConfig) -> DevEvaluation:
@@ -594,10 +594,7 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: TranslationConfig) 
     dev = load_data(config).dev
 
     def metrics(graphs: GraphFiles, threads: int) -> dict[str, float]:
-        sessions = {
-            name: OnnxSession(graphs[name], spec, SessionConfig(intra_op_threads=threads))
-            for name, spec in manifest.graphs.items()
-        }
+        sessions = graph_sessions(manifest, graphs, threads)
         translator = Translator.from_artifact(folder, manifest, sessions)
         return dev_bleu(translator, dev, config.decoding.beam_size)
 
