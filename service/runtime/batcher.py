@@ -1,15 +1,18 @@
 """Dynamic batching: rows of concurrent requests for one model, run together in one graph call.
 
 It works like Triton's dynamic batcher. A request thread hands its *rows* (encoded texts, or
-NER sentence pieces) to :meth:`DynamicBatcher.submit` and waits. One thread per model takes
-queued rows, picks rows of similar length (to limit padding, always including the oldest row,
-so nothing starves), runs them in one ``run_rows`` call and hands each request its results in
-order. Rows that arrive while a batch runs make up the next one.
+NER sentence pieces) to :meth:`DynamicBatcher.submit`. The waiting request threads take turns
+(leader/follower): when no batch is being gathered or run, the thread that finds rows queued
+leads: it picks rows of similar length (to limit padding, always including the oldest row, so
+nothing starves), runs them in one ``run_rows`` call in its own thread and hands each request
+its results in order; then the thread of the oldest row still queued leads the next batch.
+Rows that arrive while a batch runs make up the next one. No thread of its own means no
+hand-off: a request that finds the model idle runs at once, like an unbatched call.
 
 Waiting for a batch to fill only pays when more rows are on their way, so the batcher waits
 only for requests it knows of: a request handler announces itself with
 :meth:`DynamicBatcher.incoming` before it parses and encodes its body, and while announced
-requests have not submitted yet, the batch thread waits for them, at most
+requests have not submitted yet, the leader waits for them, at most
 ``max_queue_delay_s`` after the oldest queued row arrived and until ``max_batch_size`` rows are
 queued. A lone request never waits, so batching costs no latency at low load.
 
@@ -19,7 +22,7 @@ the models are batch-invariant, results do not depend on either.
 Back-pressure and deadlines: when ``max_queue_size`` requests already wait, :meth:`submit`
 raises :class:`QueueFull` at once (the API answers 503 with ``Retry-After``); a request not
 answered within ``timeout_s`` raises :class:`DeadlineExceeded` (504) and its rows that have not
-run yet are dropped.
+run yet are dropped (a leader whose own batch ran past the deadline raises it afterwards).
 
 :class:`InlineBatches` is the ``BATCHING=false`` alternative: each request's rows run in the
 request's own thread, length-sorted, ``max_batch_size`` at a time.
@@ -33,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -149,7 +152,8 @@ class _Request:
     arrived: float
     results: list[Any]
     unfinished: int
-    done: threading.Event = field(default_factory=threading.Event)
+    wakeup: threading.Condition  # on the batcher's lock: done, or the lead is free
+    done: bool = False
     error: BaseException | None = None
     started: float | None = None  # when its first row went into a batch
 
@@ -163,7 +167,8 @@ class _Row:
 
 
 class DynamicBatcher:
-    """Gathers rows of concurrent requests for one model into batches run by one thread."""
+    """Gathers rows of concurrent requests for one model into batches; the waiting request
+    threads take turns running them."""
 
     def __init__(
         self,
@@ -176,15 +181,15 @@ class DynamicBatcher:
         self.run_rows = run_rows
         self.policy = policy
         self.observer = observer
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._arrivals = threading.Condition(self._lock)  # the leader waits here for rows
         self._rows: list[_Row] = []  # rows not taken yet, in arrival order
         self._waiting: set[_Request] = set()  # requests with rows not taken yet
         self._closed = False
+        self._leading = False  # a request thread is gathering or running a batch
         self._on_the_way = 0  # announced requests (see incoming) that have not submitted yet
         self._announced = threading.local()  # .pending: this thread's request has not submitted
         self._mean_run_s = 0.0
-        self._thread = threading.Thread(target=self._serve, name=f"batcher-{model}", daemon=True)
-        self._thread.start()
 
     # --- request threads -------------------------------------------------------------------
 
@@ -192,99 +197,118 @@ class DynamicBatcher:
     def incoming(self) -> Iterator[None]:
         """Announce the calling thread's request until it submits its rows (or the block ends,
         e.g. on a validation error): batches wait for it, up to ``max_queue_delay_s``."""
-        with self._cond:
+        with self._lock:
             self._on_the_way += 1
         self._announced.pending = True
         try:
             yield
         finally:
             if getattr(self._announced, "pending", False):
-                with self._cond:
+                with self._lock:
                     self._arrived_locked()
 
     def _arrived_locked(self) -> None:
         """The calling thread's announced request submitted or left (lock held)."""
         self._announced.pending = False
         self._on_the_way -= 1
-        self._cond.notify()
+        self._arrivals.notify()
 
     def submit(self, rows: Sequence[Any]) -> list[Any]:
-        """Queue ``rows``, wait for their outputs (in order); see :class:`QueueFull` and
-        :class:`DeadlineExceeded`."""
+        """Queue ``rows``, wait for their outputs (in order), running batches while no other
+        request thread does; see :class:`QueueFull` and :class:`DeadlineExceeded`."""
         if not rows:
             return []
-        request = _Request(len(rows), time.monotonic(), [None] * len(rows), len(rows))
-        with self._cond:
+        with self._lock:
             if getattr(self._announced, "pending", False):
                 self._arrived_locked()
             closed = self._closed
             if not closed:
                 if len(self._waiting) >= self.policy.max_queue_size:
                     raise QueueFull(self.model, len(self._waiting), self._retry_after_s())
+                request = _Request(
+                    len(rows),
+                    time.monotonic(),
+                    [None] * len(rows),
+                    len(rows),
+                    threading.Condition(self._lock),
+                )
                 self._waiting.add(request)
                 self._rows += [_Row(request, i, row, len(row)) for i, row in enumerate(rows)]
-                self._cond.notify()
+                self._arrivals.notify()
+                self._serve_until_done(request)
         if closed:  # a reload replaced this model: run the old one in this thread
             size = self.policy.max_batch_size
             return InlineBatches(self.model, self.run_rows, size, self.observer).submit(rows)
-        if not request.done.wait(self.policy.timeout_s):
-            self._drop(request)
-            if not request.done.is_set():
-                raise DeadlineExceeded(self.model, self.policy.timeout_s)
         if request.error is not None:
             raise request.error
         return request.results
 
     def close(self) -> None:
-        """Run what is queued, then stop the thread; later :meth:`submit` calls run inline."""
-        with self._cond:
+        """Stop batching: rows already queued still run; later :meth:`submit` calls run their
+        rows inline (a reload has replaced this model)."""
+        with self._lock:
             self._closed = True
-            self._cond.notify()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to stop after :meth:`close`."""
-        self._thread.join(timeout)
-
-    def _drop(self, request: _Request) -> None:
-        with self._cond:
-            self._rows = [row for row in self._rows if row.request is not request]
-            self._waiting.discard(request)
+            self._arrivals.notify()
 
     def _retry_after_s(self) -> int:
         """Seconds until the queue has likely drained (at least 1)."""
         queued_batches = math.ceil(len(self._rows) / self.policy.max_batch_size)
         return max(1, math.ceil(queued_batches * self._mean_run_s))
 
-    # --- the batching thread ---------------------------------------------------------------
+    # --- taking turns (all with the lock held) ----------------------------------------------
 
-    def _serve(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._run(batch)
+    def _serve_until_done(self, request: _Request) -> None:
+        """Wait for ``request``'s outputs; whenever no thread leads and rows wait, lead: gather
+        a batch, run it in this thread, hand out its outputs."""
+        deadline = request.arrived + self.policy.timeout_s
+        while not request.done:
+            if not self._leading and self._rows:
+                self._lead()
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._rows = [row for row in self._rows if row.request is not request]
+                self._waiting.discard(request)
+                raise DeadlineExceeded(self.model, self.policy.timeout_s)
+            request.wakeup.wait(left)
+        if time.monotonic() > deadline:  # answered, but too late for the caller's deadline
+            raise DeadlineExceeded(self.model, self.policy.timeout_s)
 
-    def _next_batch(self) -> list[_Row] | None:
-        """Wait for rows, then, while announced requests are still on their way, for the batch
-        to fill or the oldest row's delay to pass."""
-        with self._cond:
-            while not self._rows:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            while (
-                self._on_the_way > 0
-                and len(self._rows) < self.policy.max_batch_size
-                and not self._closed
-            ):
-                left = self._rows[0].request.arrived + self.policy.max_queue_delay_s
-                left -= time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-                if not self._rows:  # every waiting request timed out meanwhile
-                    return []
-            return self._take_batch()
+    def _lead(self) -> None:
+        """Gather and run one batch in this thread, pass the lead on, then record the batch."""
+        self._leading = True
+        observed = None
+        try:
+            batch = self._gather()
+            if batch:
+                observed = self._run(batch)
+        finally:
+            self._leading = False
+            if self._rows:  # the thread of the oldest queued row leads next
+                self._rows[0].request.wakeup.notify()
+        if observed is not None and self.observer is not None:
+            self._lock.release()  # the next batch need not wait for the metrics
+            try:
+                self.observer.on_batch(self.model, *observed)
+            finally:
+                self._lock.acquire()
+
+    def _gather(self) -> list[_Row]:
+        """While announced requests are on their way, wait for the batch to fill or the oldest
+        row's delay to pass; then take the batch."""
+        while (
+            self._on_the_way > 0
+            and len(self._rows) < self.policy.max_batch_size
+            and not self._closed
+        ):
+            left = self._rows[0].request.arrived + self.policy.max_queue_delay_s
+            left -= time.monotonic()
+            if left <= 0:
+                break
+            self._arrivals.wait(left)
+            if not self._rows:  # every waiting request timed out meanwhile
+                return []
+        return self._take_batch()
 
     def _take_batch(self) -> list[_Row]:
         """Remove and return up to ``max_batch_size`` rows of similar length, the oldest among
@@ -307,9 +331,9 @@ class DynamicBatcher:
         self._waiting &= still_waiting
         return taken
 
-    def _run(self, batch: list[_Row]) -> None:
-        if not batch:
-            return
+    def _run(self, batch: list[_Row]) -> tuple[int, list[float], float] | None:
+        """Run ``batch`` with the lock released, then hand out its outputs (or its failure);
+        returns what the observer is told of a batch that ran."""
         started = time.monotonic()
         requests = list(dict.fromkeys(row.request for row in batch))
         waits = []
@@ -317,25 +341,33 @@ class DynamicBatcher:
             if request.started is None:
                 request.started = started
                 waits.append(started - request.arrived)
+        self._lock.release()
         try:
             outputs = self.run_rows([row.item for row in batch])
             if len(outputs) != len(batch):
                 raise RuntimeError(f"{len(outputs)} outputs for a batch of {len(batch)} rows")
         except BaseException as exc:  # hand the failure to every request in the batch
             logger.exception("%s: a batch of %d rows failed", self.model, len(batch))
+            self._lock.acquire()
+            failed = set(requests)  # their rows in later batches need not run
+            self._rows = [row for row in self._rows if row.request not in failed]
+            self._waiting -= failed
             for request in requests:
                 request.error = exc
-                request.done.set()
-            return
+                request.done = True
+                request.wakeup.notify()
+            return None
         run_s = time.monotonic() - started
+        self._lock.acquire()
         self._mean_run_s = 0.8 * self._mean_run_s + 0.2 * run_s if self._mean_run_s else run_s
         for row, output in zip(batch, outputs, strict=True):
-            row.request.results[row.index] = output
-            row.request.unfinished -= 1
-            if row.request.unfinished == 0:
-                row.request.done.set()
-        if self.observer is not None:
-            self.observer.on_batch(self.model, len(batch), waits, run_s)
+            request = row.request
+            request.results[row.index] = output
+            request.unfinished -= 1
+            if request.unfinished == 0:
+                request.done = True
+                request.wakeup.notify()
+        return len(batch), waits, run_s
 
 
 def make_scheduler(

@@ -156,11 +156,15 @@ def test_a_request_waiting_past_request_timeout_is_a_504(app_factory, tiny_model
     app = app_factory(tiny_model_dir, request_timeout_s=0.3)
     graph = record_graph(app, "sentiment", monkeypatch)
     graph.gate.clear()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(app.test_client().post, "/v1/sentiment", json={"texts": ["bad"]})
+        assert graph.entered.wait(5)  # the graph is busy; the next request waits behind it
 
-    started = time.monotonic()
-    response = app.test_client().post("/v1/sentiment", json={"texts": ["good"]})
-    waited = time.monotonic() - started
-    graph.gate.set()
+        started = time.monotonic()
+        response = app.test_client().post("/v1/sentiment", json={"texts": ["good"]})
+        waited = time.monotonic() - started
+        graph.gate.set()
+        running.result(5)
 
     assert response.status_code == 504
     assert response.get_json()["error"]["code"] == "timeout"

@@ -67,7 +67,6 @@ def make_batcher(graph: FakeGraph):
     graph.gate.set()
     for batcher in batchers:
         batcher.close()
-        batcher.join(5)
 
 
 def announced(batcher: DynamicBatcher, barrier: threading.Barrier, rows: list[str]) -> list[str]:
@@ -180,6 +179,63 @@ def test_an_announced_request_that_gives_up_stops_the_wait(make_batcher, graph: 
     assert time.monotonic() - started < 1.5  # not the 3 s queue delay
 
 
+def test_a_request_that_finds_the_model_idle_runs_in_its_own_thread(make_batcher) -> None:
+    batcher = make_batcher(max_queue_delay_s=2.0)
+    ran_in = []
+
+    def graph(rows):
+        ran_in.append(threading.current_thread())
+        return [row.upper() for row in rows]
+
+    batcher.run_rows = graph
+    with batcher.incoming():
+        assert batcher.submit(["here"]) == ["HERE"]
+
+    assert ran_in == [threading.current_thread()]  # no hand-off to another thread
+
+
+def test_queued_requests_take_over_when_the_leader_is_done(make_batcher, graph) -> None:
+    batcher = make_batcher(max_batch_size=2)
+    graph.gate.clear()
+    ran_in: list[threading.Thread] = []
+    recording = graph.__call__
+
+    def recorded(rows):
+        ran_in.append(threading.current_thread())
+        return recording(rows)
+
+    batcher.run_rows = recorded
+    with ThreadPoolExecutor(5) as pool:
+        leader = pool.submit(batcher.submit, ["first"])
+        assert graph.entered.wait(5)
+        followers = [pool.submit(batcher.submit, [f"f{i}"]) for i in range(4)]
+        deadline = time.monotonic() + 5
+        while len(batcher._rows) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        graph.gate.set()
+        assert leader.result(5) == ["FIRST"]
+        assert [f.result(5) for f in followers] == [[f"F{i}"] for i in range(4)]
+
+    assert [len(batch) for batch in graph.batches] == [1, 2, 2]
+    assert len(set(ran_in)) >= 2  # the first leader left once its own request was done
+
+
+def test_a_failed_batch_drops_the_rest_of_its_requests(make_batcher, graph) -> None:
+    batcher = make_batcher(max_batch_size=2)
+    calls = []
+
+    def failing(rows):
+        calls.append(list(rows))
+        raise RuntimeError("graph exploded")
+
+    batcher.run_rows = failing
+    with pytest.raises(RuntimeError, match="graph exploded"):
+        batcher.submit(["a", "b", "c"])
+
+    assert calls == [["a", "b"]]  # the third row never ran
+    assert batcher._rows == []
+
+
 def test_inline_batches_announce_nothing(graph: FakeGraph) -> None:
     inline = InlineBatches("m", graph, max_batch_size=4)
     with inline.incoming():
@@ -242,9 +298,9 @@ def test_a_request_past_its_deadline_fails_and_its_rows_never_run(
             batcher.submit(["late"])
         assert 0.15 < time.monotonic() - started < 2
 
-        with pytest.raises(DeadlineExceeded):
-            blocked.result(5)  # the one being run times out too
         graph.gate.set()
+        with pytest.raises(DeadlineExceeded):
+            blocked.result(5)  # its batch ran, but past its deadline
     batcher.submit(["after"])
     assert ["late"] not in graph.batches
 
@@ -274,9 +330,7 @@ def test_closing_runs_what_is_queued_and_later_rows_inline(graph: FakeGraph) -> 
         batcher.close()
         graph.gate.set()
         assert queued.result(5) == ["QUEUED"]
-    batcher.join(5)
 
-    assert not batcher._thread.is_alive()
     assert batcher.submit(["after close"]) == ["AFTER CLOSE"]
 
 
