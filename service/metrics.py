@@ -15,6 +15,7 @@ is served.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -62,15 +64,22 @@ COMPUTE_TIME = Histogram(
 )
 
 
+@functools.cache
+def _child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+    """``metric.labels(*labels)``, looked up once: label sets are few (routes, models,
+    statuses), and every request records several metrics."""
+    return metric.labels(*labels)
+
+
 class MetricsObserver:
     """Records every graph call (a :class:`service.runtime.batcher.BatchObserver`)."""
 
     def on_batch(self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float) -> None:
-        INFERENCE_ROWS.labels(model).inc(rows)
-        INFERENCE_EXECUTIONS.labels(model).inc()
-        COMPUTE_TIME.labels(model).observe(run_s)
+        _child(INFERENCE_ROWS, model).inc(rows)
+        _child(INFERENCE_EXECUTIONS, model).inc()
+        _child(COMPUTE_TIME, model).observe(run_s)
         for wait in queue_waits_s:
-            QUEUE_TIME.labels(model).observe(wait)
+            _child(QUEUE_TIME, model).observe(wait)
 
 
 def tag_model(name: str) -> None:
@@ -91,8 +100,8 @@ def install_request_metrics(app: Flask) -> None:
         if started is not None:
             rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
             labels = (rule, g.get("model_name", ""), str(response.status_code))
-            HTTP_REQUESTS.labels(*labels).inc()
-            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+            _child(HTTP_REQUESTS, *labels).inc()
+            _child(HTTP_LATENCY, *labels).observe(time.perf_counter() - started)
         return response
 
 
