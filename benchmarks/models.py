@@ -113,9 +113,10 @@ class ModelBench:
         return mode.repeats
 
     @property
-    def request_options(self) -> dict[str, Any]:
-        """Fields of a POST body besides ``texts``."""
-        return {}
+    def request_options(self) -> tuple[dict[str, Any], ...]:
+        """The request bodies' fields besides ``texts`` to measure, one dict per variant (the
+        API's defaults first)."""
+        return ({},)
 
     # --- to implement ----------------------------------------------------------------------
 
@@ -346,8 +347,8 @@ class TranslationBench(ModelBench):
         return mode.search_repeats
 
     @property
-    def request_options(self) -> dict[str, Any]:
-        return {"beam_size": BEAM_SIZE}
+    def request_options(self) -> tuple[dict[str, Any], ...]:
+        return ({"beam_size": BEAM_SIZE}, {"beam_size": 1})
 
     def translator(self, sessions: Mapping[str, ort.InferenceSession]) -> Translator:
         """The service's predictor over ``sessions`` (an ``encoder`` and a ``decoder_step``)."""

@@ -87,6 +87,7 @@ def _one_vs_many_targets(http: dict) -> list[dict]:
                 met=r["ratio"] >= least,
                 kind="http",
                 model=r["model"],
+                options=r.get("options", {}),
             )
         )
     return rows
@@ -373,7 +374,7 @@ def _limits(results: dict) -> list[str]:
             lines.append(f"- **{server}** (service /metrics): {parts}.")
     for target in missed:
         if target["kind"] == "http" and target.get("model"):
-            lines += _one_vs_many_limit(results, target["model"])
+            lines += _one_vs_many_limit(results, target["model"], target.get("options", {}))
         if target.get("batching_of"):
             model = target["batching_of"]
             gains = _batching_gains(results, model)
@@ -418,12 +419,17 @@ def _limits(results: dict) -> list[str]:
     return lines
 
 
-def _one_vs_many_limit(results: dict, model: str) -> list[str]:
+def _one_vs_many_limit(results: dict, model: str, options: dict) -> list[str]:
     """Why one request with many texts is not much faster than as many requests: per text,
     what each costs over HTTP, and what batching gains in process (ONNX Runtime)."""
-    r = next(x for x in results["http"]["one_vs_many"] if x["model"] == model)
+    r = next(
+        x
+        for x in results["http"]["one_vs_many"]
+        if x["model"] == model and x.get("options", {}) == options
+    )
+    shown = ", ".join(f"{k} {v}" for k, v in options.items())
     line = (
-        f"- **{model}, one request vs {r['texts']} requests**: "
+        f"- **{model}{f' ({shown})' if shown else ''}, one request vs {r['texts']} requests**: "
         f"{_f(1000 * r['one_s'] / r['texts'], 1)} ms per text in one request, "
         f"{_f(1000 * r['many_s'] / r['texts'], 1)} ms per text in single-text requests."
     )

@@ -87,21 +87,21 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
         batching = running[SERVICE_BATCHING]
         for model in models:
             batch = model.http_texts(mode.batch_texts)
-            options = model.request_options
-            timing = loadgen.one_vs_many(
-                batching.url + model.endpoint, batch, mode.batch_repeats, options
-            )
-            one, many = median(timing["one_request_s"]), median(timing["sequential_s"])
-            out["one_vs_many"].append(
-                dict(
-                    model=model.name,
-                    options=options,
-                    texts=len(batch),
-                    one_s=one,
-                    many_s=many,
-                    ratio=many / one,
+            for options in model.request_options:
+                timing = loadgen.one_vs_many(
+                    batching.url + model.endpoint, batch, mode.batch_repeats, options
                 )
-            )
+                one, many = median(timing["one_request_s"]), median(timing["sequential_s"])
+                out["one_vs_many"].append(
+                    dict(
+                        model=model.name,
+                        options=options,
+                        texts=len(batch),
+                        one_s=one,
+                        many_s=many,
+                        ratio=many / one,
+                    )
+                )
         for name, server in running.items():  # memory after the load: a worker's steady state
             out["servers"][name]["workers_after"] = [
                 servers.memory_mib(pid) for pid in server.workers
