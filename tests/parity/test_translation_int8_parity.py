@@ -1,5 +1,10 @@
 """The committed translation int8 variant (both graphs): it met the criteria when it was
-recorded, and its recorded dev BLEU and chrF (greedy and beam) are reproduced."""
+recorded, and its recorded dev BLEU and chrF (greedy and beam) are reproduced.
+
+ONNX Runtime's int8 matrix products are not bit-identical across CPUs (AVX2 multiplies u8 x s8
+pairs with int16 saturation, AVX-512 VNNI does not), and a search magnifies a changed logit
+into a changed word, so on another CPU the scores are reproduced within the quantization
+criteria's tolerance rather than exactly."""
 
 from pathlib import Path
 
@@ -43,4 +48,7 @@ def test_the_recorded_int8_dev_scores_are_reproduced(manifest, variant):
     graphs = {name: ARTIFACT / file for name, file in variant.graphs.items()}
     measured = evaluation.metrics(graphs, 1)
 
-    assert measured == pytest.approx(variant.metrics, abs=1e-6)
+    tolerance = Criteria().max_loss_points
+    assert measured == pytest.approx(variant.metrics, abs=tolerance)
+    for key, value in manifest.metrics.items():  # still within the criteria against fp32
+        assert value - measured[key] <= tolerance, key
