@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     batching: bool = Field(
         default=True,
         description="Dynamic batching: rows of concurrent requests for the same model run "
-        "together in one ONNX Runtime call, by one thread per model; false runs each request "
-        "on its own thread (for comparison).",
+        "together in one ONNX Runtime call, run by one of their threads at a time; false runs "
+        "each request's rows on their own (for comparison).",
     )
     batch_max_size: int = Field(
         default=32,
