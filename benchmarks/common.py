@@ -38,6 +38,7 @@ class Mode:
     batch_repeats: int = 5  # 64-in-one vs 64 sequential
     batch_texts: int = 64
     http_texts: int | None = None  # texts the load generator cycles through
+    profile_s: float = 8.0  # py-spy profile of a service worker under load (0: none)
 
 
 MODES = {
@@ -54,6 +55,7 @@ MODES = {
         warmup_s=0.5,
         http_repeats=2,
         batch_repeats=3,
+        profile_s=3.0,
     ),
     "tiny": Mode(
         "tiny",
@@ -71,6 +73,7 @@ MODES = {
         batch_repeats=1,
         batch_texts=8,
         http_texts=64,
+        profile_s=0.0,
     ),
 }
 

@@ -332,8 +332,11 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "connection. Latency is measured by the client. Batch statistics come from the "
         "service's `/metrics` (difference before/after each level; medians). Request-level "
         "batching: one client sends the texts in one request, then one request per text, one after "
-        "another, with the same other fields (translation: `beam_size` 5); the ratio is of the "
-        "medians over repeats.",
+        "another, with the same other fields (translation: `beam_size` 5, the API's default, "
+        "and 1, greedy); the ratio is of the medians over repeats. Worker profile: after the "
+        "load levels, py-spy (`py-spy record --format raw --nonblocking`) samples one worker of "
+        "a server for a few seconds while clients keep it busy; each sample is charged to the "
+        "innermost part of the request path on its stack (`benchmarks/pyspy.py`).",
         "- **Servers**: "
         + "; ".join(
             f"{name}: `{s['command']}`" + (f" with {s['env']}" if s["env"] else "")
@@ -553,6 +556,30 @@ def _quantization(results: dict) -> list[str]:
     return lines
 
 
+def _worker_profiles(profiles: dict) -> list[str]:
+    """Share of py-spy samples per part of the request path, one column per profiled server."""
+    measured = {name: dict(p["shares"]) for name, p in profiles.items() if p["shares"]}
+    if not measured:
+        notes = {p.get("note") for p in profiles.values()} - {None}
+        return ["", f"(No worker profile: {'; '.join(sorted(notes))}.)"] if notes else []
+    first = next(p for p in profiles.values() if p["shares"])
+    parts = list(dict.fromkeys(part for shares in measured.values() for part in shares))
+    lines = [
+        "",
+        f"Where one worker's Python time goes at concurrency {first['concurrency']} (py-spy "
+        f"`--gil`, {first['seconds']:g} s at 100 samples/s of the thread holding the GIL; a "
+        "sample counts for the innermost part of the request path on its stack; graph kernels "
+        "run without the GIL, so their rows show only the Python side of the call):",
+        "",
+        "| part | " + " | ".join(measured) + " |",
+        "|---|" + "---|" * len(measured),
+    ]
+    for part in parts:
+        cells = " | ".join(f"{shares.get(part, 0.0) * 100:.0f}%" for shares in measured.values())
+        lines.append(f"| {part} | {cells} |")
+    return lines
+
+
 def _speed_cell(speed: dict) -> str:
     """Where a quantization speed-up was measured: "batch 32", "beam 5, batch 32"."""
     return ", ".join(x for x in (speed.get("variant", ""), f"batch {speed['batch']}") if x)
@@ -591,6 +618,7 @@ def _http(results: dict) -> list[str]:
                 f"| {r['server']} | {r['concurrency']} | {_f(r['mean_rows'], 2)} | "
                 f"{_f(r['mean_compute_ms'], 2)} | {_f(r['mean_queue_ms'], 2)} |"
             )
+    lines += _worker_profiles(http.get("worker_profiles", {}))
     if http["one_vs_many"]:
         lines += [
             "",

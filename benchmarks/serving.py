@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import loadgen, servers
+from benchmarks import loadgen, pyspy, servers
 from benchmarks.common import Mode, median
 from benchmarks.models import ModelBench
 
@@ -85,6 +86,11 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
                         | median_fields(stats[name, concurrency])
                     )
         batching = running[SERVICE_BATCHING]
+        if mode.profile_s > 0:
+            out["worker_profiles"] = {
+                name: _profile_under_load(running[name], sentiment, texts, mode)
+                for name in (SERVICE_BATCHING, NAIVE)
+            }
         for model in models:
             batch = model.http_texts(mode.batch_texts)
             for options in model.request_options:
@@ -107,6 +113,31 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
                 servers.memory_mib(pid) for pid in server.workers
             ]
     return out
+
+
+def _profile_under_load(
+    server: servers.Running, model: ModelBench, texts: Sequence[str], mode: Mode
+) -> dict:
+    """py-spy on one worker of ``server`` while clients keep it busy at the target concurrency:
+    the share of samples per part of the request path (empty when py-spy is missing)."""
+    concurrency = max(c for c in mode.concurrency if c <= 32)
+    if not pyspy.available() or not server.workers:
+        return dict(concurrency=concurrency, shares=[], note="py-spy is not installed")
+    raw: list[str] = []
+
+    def profile() -> None:
+        path = pyspy.record(server.workers[0], mode.profile_s)
+        if path is not None:
+            raw.append(path.read_text())
+
+    spy = threading.Thread(target=profile)
+    spy.start()
+    loadgen.run_level(
+        server.url + model.endpoint, texts, concurrency, mode.profile_s + 2, 0.5, mode.max_requests
+    )
+    spy.join()
+    shares = pyspy.shares(raw[0]) if raw else []
+    return dict(concurrency=concurrency, seconds=mode.profile_s, shares=shares)
 
 
 _TOTALS = ("requests", "errors")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, jsonify, request
 
-from benchmarks import inprocess, loadgen, report
+from benchmarks import inprocess, loadgen, pyspy, report
 from benchmarks.__main__ import main
 from benchmarks.common import MODES, percentile
 from benchmarks.models import TranslationBench, available_models
@@ -123,6 +123,26 @@ def test_translation_request_body_is_what_the_endpoint_takes() -> None:
     assert model.endpoint == "/v1/translate"
 
 
+def test_worker_profile_samples_count_for_the_innermost_part_of_the_request_path() -> None:
+    raw = "\n".join(
+        [
+            "handle (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:2);"
+            "echo_and_log (service/log.py:3);emit (logging/__init__.py:4) 3",
+            "handle (gunicorn/workers/gthread.py:1);run (onnxruntime/capi/session.py:5) 1",
+            "handle (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:2) 4",
+            "run (threading.py:982) 2",
+        ]
+    )
+
+    assert pyspy.shares(raw) == [
+        ("Flask / werkzeug", 0.4),
+        ("logging", 0.3),
+        ("other", 0.2),
+        ("ONNX Runtime (graph call)", 0.1),
+    ]
+    assert pyspy.shares("") == []
+
+
 def test_a_long_first_call_is_the_first_repeat() -> None:
     """A runner whose warm-up call fills a repeat is not run once more to be timed; short
     runners are warmed up and calibrated first."""
@@ -199,6 +219,12 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
                     graph_calls=10.0,
                 )
             ],
+            "worker_profiles": {
+                SERVICE_BATCHING: dict(
+                    concurrency=32, seconds=8.0, shares=[("logging", 0.75), ("other", 0.25)]
+                ),
+                NAIVE: dict(concurrency=32, shares=[], note="py-spy is not installed"),
+            },
             "one_vs_many": [
                 dict(model="sentiment", texts=64, one_s=0.01, many_s=0.2, ratio=20.0),
                 dict(
@@ -254,6 +280,7 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
     assert "**missed**" in text and "### What limits the missed targets" in text
     assert "| translation | 64 | `beam_size`: 5 | 2,000.0 | 2,400.0 | 1.20× |" in text
     assert "| translation | 64 | `beam_size`: 1 | 200.0 | 1,200.0 | 6.00× |" in text
+    assert "| part | service (batching) |\n|---|---|\n| logging | 75% |\n| other | 25% |" in text
     assert (
         "**translation (beam_size 5), one request vs 64 requests**: 31.2 ms per text in one request"
         in text
