@@ -144,6 +144,36 @@ class InlineBatches:
         """Nothing to stop."""
 
 
+class _Signal:
+    """Wakes one thread sleeping under the batcher's lock: a plain lock held until :meth:`wake`,
+    cheaper than a :class:`threading.Condition` (whose waiter queue is Python code)."""
+
+    __slots__ = ("_held", "_woken")
+
+    def __init__(self) -> None:
+        self._held = threading.Lock()
+        self._held.acquire()
+        self._woken = False
+
+    def wake(self) -> None:
+        """Called with the batcher's lock held."""
+        if not self._woken:
+            self._woken = True
+            self._held.release()
+
+    def wait(self, lock: threading.Lock, timeout: float) -> None:
+        """Release ``lock`` (held) until woken or ``timeout`` seconds passed, then take it back.
+        A wake that came first ends the wait at once."""
+        lock.release()
+        try:
+            woken = self._held.acquire(True, timeout)
+        finally:
+            lock.acquire()
+        if not woken and self._woken:  # woken after the timeout: take the wake back
+            self._held.acquire()
+        self._woken = False
+
+
 @dataclass(eq=False, slots=True)
 class _Request:
     """One :meth:`DynamicBatcher.submit` call waiting for its rows."""
@@ -152,7 +182,7 @@ class _Request:
     arrived: float
     results: list[Any]
     unfinished: int
-    wakeup: threading.Condition  # on the batcher's lock: done, or the lead is free
+    wakeup: _Signal  # done, or the lead is free
     done: bool = False
     error: BaseException | None = None
     started: float | None = None  # when its first row went into a batch
@@ -182,7 +212,8 @@ class DynamicBatcher:
         self.policy = policy
         self.observer = observer
         self._lock = threading.Lock()
-        self._arrivals = threading.Condition(self._lock)  # the leader waits here for rows
+        self._arrivals = _Signal()  # wakes the leader waiting for announced rows
+        self._gathering = False  # the leader waits for announced rows
         self._rows: list[_Row] = []  # rows not taken yet, in arrival order
         self._waiting: set[_Request] = set()  # requests with rows not taken yet
         self._closed = False
@@ -211,7 +242,8 @@ class DynamicBatcher:
         """The calling thread's announced request submitted or left (lock held)."""
         self._announced.pending = False
         self._on_the_way -= 1
-        self._arrivals.notify()
+        if self._gathering:
+            self._arrivals.wake()
 
     def submit(self, rows: Sequence[Any]) -> list[Any]:
         """Queue ``rows``, wait for their outputs (in order), running batches while no other
@@ -230,11 +262,12 @@ class DynamicBatcher:
                     time.monotonic(),
                     [None] * len(rows),
                     len(rows),
-                    threading.Condition(self._lock),
+                    _Signal(),
                 )
                 self._waiting.add(request)
                 self._rows += [_Row(request, i, row, len(row)) for i, row in enumerate(rows)]
-                self._arrivals.notify()
+                if self._gathering:
+                    self._arrivals.wake()
                 self._serve_until_done(request)
         if closed:  # a reload replaced this model: run the old one in this thread
             size = self.policy.max_batch_size
@@ -248,7 +281,8 @@ class DynamicBatcher:
         rows inline (a reload has replaced this model)."""
         with self._lock:
             self._closed = True
-            self._arrivals.notify()
+            if self._gathering:
+                self._arrivals.wake()
 
     def _retry_after_s(self) -> int:
         """Seconds until the queue has likely drained (at least 1)."""
@@ -270,7 +304,7 @@ class DynamicBatcher:
                 self._rows = [row for row in self._rows if row.request is not request]
                 self._waiting.discard(request)
                 raise DeadlineExceeded(self.model, self.policy.timeout_s)
-            request.wakeup.wait(left)
+            request.wakeup.wait(self._lock, left)
         if time.monotonic() > deadline:  # answered, but too late for the caller's deadline
             raise DeadlineExceeded(self.model, self.policy.timeout_s)
 
@@ -285,7 +319,7 @@ class DynamicBatcher:
         finally:
             self._leading = False
             if self._rows:  # the thread of the oldest queued row leads next
-                self._rows[0].request.wakeup.notify()
+                self._rows[0].request.wakeup.wake()
         if observed is not None and self.observer is not None:
             self._lock.release()  # the next batch need not wait for the metrics
             try:
@@ -305,7 +339,9 @@ class DynamicBatcher:
             left -= time.monotonic()
             if left <= 0:
                 break
-            self._arrivals.wait(left)
+            self._gathering = True
+            self._arrivals.wait(self._lock, left)
+            self._gathering = False
             if not self._rows:  # every waiting request timed out meanwhile
                 return []
         return self._take_batch()
@@ -314,8 +350,10 @@ class DynamicBatcher:
         """Remove and return up to ``max_batch_size`` rows of similar length, the oldest among
         them. Called with the lock held and at least one row queued."""
         size = self.policy.max_batch_size
-        if len(self._rows) <= size:
-            taken = self._rows
+        if len(self._rows) <= size:  # all of them
+            taken, self._rows = self._rows, []
+            self._waiting.clear()
+            return taken
         else:
             oldest = self._rows[0]
             by_length = sorted(self._rows, key=lambda row: row.length)
@@ -355,7 +393,7 @@ class DynamicBatcher:
             for request in requests:
                 request.error = exc
                 request.done = True
-                request.wakeup.notify()
+                request.wakeup.wake()
             return None
         run_s = time.monotonic() - started
         self._lock.acquire()
@@ -366,7 +404,7 @@ class DynamicBatcher:
             request.unfinished -= 1
             if request.unfinished == 0:
                 request.done = True
-                request.wakeup.notify()
+                request.wakeup.wake()
         return len(batch), waits, run_s
 
 

@@ -15,6 +15,7 @@ from service.runtime.batcher import (
     DynamicBatcher,
     InlineBatches,
     QueueFull,
+    _Signal,
     length_sorted_batches,
     make_scheduler,
 )
@@ -74,6 +75,32 @@ def announced(batcher: DynamicBatcher, barrier: threading.Barrier, rows: list[st
     with batcher.incoming():
         barrier.wait(5)
         return batcher.submit(rows)
+
+
+def test_a_signal_wakes_its_sleeper_once_and_gives_the_lock_back() -> None:
+    lock, signal = threading.Lock(), _Signal()
+    with lock:
+        started = time.monotonic()
+        signal.wait(lock, 0.05)  # nobody wakes it: the timeout ends the wait
+        assert time.monotonic() - started >= 0.04
+
+        signal.wake()
+        signal.wake()  # a second wake before the sleeper ran is the same wake
+        started = time.monotonic()
+        signal.wait(lock, 5)
+        assert time.monotonic() - started < 1
+        assert lock.locked()
+
+        started = time.monotonic()
+        signal.wait(lock, 0.05)  # the wake was used up
+        assert time.monotonic() - started >= 0.04
+
+        waker = threading.Timer(0.05, lambda: (lock.acquire(), signal.wake(), lock.release()))
+        waker.start()
+        started = time.monotonic()
+        signal.wait(lock, 5)  # released the lock while asleep, so the waker could take it
+        assert time.monotonic() - started < 2
+        waker.join()
 
 
 def test_length_sorted_batches() -> None:
