@@ -55,6 +55,7 @@ class SentimentModelConfig:
     dropout: float = 0.5
     embedding_dropout: float = 0.3
     pooling: str = "max_mean"
+    freeze_embeddings: bool = False  # keep the GloVe vectors as initialised
 
 
 @dataclass

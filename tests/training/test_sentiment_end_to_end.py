@@ -126,3 +126,19 @@ def test_a_second_stage_starts_from_a_checkpoint(trained, tiny_datasets, tmp_pat
     assert second["vocab"] == first["vocab"]
     splits = [(d["name"], d["split"]) for d in second["training_data"]]
     assert ("imdb", "train minus held-out (seed 1234)") in splits  # the first stage's data
+
+
+def test_frozen_embeddings_keep_their_vectors_while_the_rest_learns():
+    from training.models.sentiment import SentimentClassifier
+
+    torch.manual_seed(0)
+    model = SentimentClassifier(30, hidden_size=8, embedding_dim=6, freeze_embeddings=True)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    ids, lengths = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2])
+    torch.nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1])).backward()
+    optimizer.step()
+
+    after = dict(model.named_parameters())
+    assert torch.equal(after["embedding.weight"], before["embedding.weight"])
+    assert not torch.equal(after["output.weight"], before["output.weight"])

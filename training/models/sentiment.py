@@ -29,6 +29,7 @@ class SentimentClassifier(nn.Module):
         dropout: float = 0.5,
         embedding_dropout: float = 0.3,
         pooling: str = "max_mean",
+        freeze_embeddings: bool = False,
         pad_id: int = 0,
     ):
         super().__init__()
@@ -36,6 +37,7 @@ class SentimentClassifier(nn.Module):
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
         features = hidden_size * (2 if bidirectional else 1)
