@@ -64,7 +64,11 @@ def tokenize(text: str) -> list[Token]:
     """Split ``text`` into tokens with exact character offsets."""
     tokens: list[Token] = []
     for match in _TOKEN_RE.finditer(text):
-        tokens.extend(_split_clitic(match.group(), match.start()))
+        word = match.group()
+        if "'" in word or "’" in word:  # only these can end in a clitic
+            tokens.extend(_split_clitic(word, match.start()))
+        else:
+            tokens.append(Token(word, match.start(), match.end()))
     return tokens
 
 
