@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -68,6 +68,13 @@ def make_batcher(graph: FakeGraph):
     graph.gate.set()
     for batcher in batchers:
         batcher.close()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
+    """Poll ``condition`` (e.g. that other threads' rows are queued) for up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def announced(batcher: DynamicBatcher, barrier: threading.Barrier, rows: list[str]) -> list[str]:
@@ -236,9 +243,7 @@ def test_queued_requests_take_over_when_the_leader_is_done(make_batcher, graph) 
         leader = pool.submit(batcher.submit, ["first"])
         assert graph.entered.wait(5)
         followers = [pool.submit(batcher.submit, [f"f{i}"]) for i in range(4)]
-        deadline = time.monotonic() + 5
-        while len(batcher._rows) < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(batcher._rows) == 4)
         graph.gate.set()
         assert leader.result(5) == ["FIRST"]
         assert [f.result(5) for f in followers] == [[f"F{i}"] for i in range(4)]
@@ -277,9 +282,7 @@ def test_rows_of_similar_length_are_batched_together(make_batcher, graph: FakeGr
         assert graph.entered.wait(5)
         rows = ["a" * 9, "b", "c" * 9, "d", "e" * 9, "f"]
         futures = [pool.submit(batcher.submit, [row]) for row in rows]
-        deadline = time.monotonic() + 5
-        while len(batcher._rows) < len(rows) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(batcher._rows) == len(rows))
         graph.gate.set()
         assert first.result(5) == ["X"]
         assert [f.result(5)[0] for f in futures] == [row.upper() for row in rows]
@@ -295,9 +298,7 @@ def test_a_full_queue_is_refused_at_once_with_a_retry_delay(make_batcher, graph:
         running = pool.submit(batcher.submit, ["running"])
         assert graph.entered.wait(5)
         queued = [pool.submit(batcher.submit, [f"q{i}"]) for i in range(2)]
-        deadline = time.monotonic() + 5
-        while len(batcher._waiting) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(batcher._waiting) == 2)
 
         started = time.monotonic()
         with pytest.raises(QueueFull) as refused:
