@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -76,6 +76,14 @@ MODES = {
         profile_s=0.0,
     ),
 }
+
+
+TARGET_CONCURRENCY = 32  # the HTTP targets are judged at this concurrency
+
+
+def target_concurrency(levels: Sequence[int]) -> int | None:
+    """The level the HTTP targets are judged at: the highest measured up to 32."""
+    return max((c for c in levels if c <= TARGET_CONCURRENCY), default=None)
 
 
 def median(values: list[float]) -> float:

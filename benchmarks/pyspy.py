@@ -11,15 +11,12 @@ so logging called from a Flask hook counts as logging, not as Flask.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 # (part, substrings of a frame "function (path:line)"), matched innermost frame first; py-spy
 # writes installed packages' paths from the package folder on ("flask/app.py").
@@ -44,41 +41,26 @@ def executable() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("py-spy")
 
 
-def available() -> bool:
-    return executable() is not None
-
-
-def record(pid: int, seconds: float, rate: int = 100) -> Path | None:
-    """py-spy's raw (collapsed stacks) output for ``pid`` over ``seconds``; None if it failed
-    (not installed, or not allowed to attach)."""
-    out = Path(tempfile.mkdtemp(prefix="pyspy-")) / "profile.txt"
-    command = [
-        executable() or "py-spy",
-        "record",
-        "--pid",
-        str(pid),
-        "--duration",
-        str(max(1, round(seconds))),
-    ]
-    command += [
-        "--rate",
-        str(rate),
-        "--format",
-        "raw",
-        "--output",
-        str(out),
-        "--nonblocking",
-        "--gil",
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("py-spy failed: %s", exc)
-        return None
-    if done.returncode != 0 or not out.is_file():
-        log.warning("py-spy failed (%s): %s", done.returncode, done.stderr.strip()[-500:])
-        return None
-    return out
+def record(pid: int, seconds: float, rate: int = 100) -> str:
+    """py-spy's raw output (collapsed stacks) for ``pid`` over ``seconds``; raises
+    :class:`RuntimeError` saying why when py-spy is missing or cannot attach."""
+    command = executable()
+    if command is None:
+        raise RuntimeError("py-spy is not installed")
+    with tempfile.TemporaryDirectory(prefix="pyspy-") as folder:
+        out = Path(folder) / "profile.txt"
+        options = ["--pid", str(pid), "--duration", str(max(1, round(seconds)))]
+        options += ["--rate", str(rate), "--format", "raw", "--output", str(out)]
+        options += ["--nonblocking", "--gil"]
+        try:
+            done = subprocess.run(
+                [command, "record", *options], capture_output=True, text=True, timeout=seconds + 60
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"py-spy failed: {exc}") from None
+        if done.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"py-spy failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+        return out.read_text()
 
 
 def part_of(stack: list[str]) -> str:

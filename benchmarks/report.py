@@ -6,9 +6,9 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from benchmarks.common import target_concurrency
 from benchmarks.serving import NAIVE, SERVICE_BATCHING, SERVICE_NO_BATCHING
 
-TARGET_CONCURRENCY = 32
 QUANT_MIN_SPEEDUP = 1.3
 QUANT_MAX_LOSS = 0.5
 # model -> least ratio of "N texts in one request" over "N sequential single-text requests"
@@ -98,9 +98,7 @@ def targets(results: dict) -> list[dict]:
     rows = _ort_targets(results.get("inprocess", []))
     http = results.get("http")
     if http:
-        c = max(
-            (x for x in results["mode"]["concurrency"] if x <= TARGET_CONCURRENCY), default=None
-        )
+        c = target_concurrency(results["mode"]["concurrency"])
         on, off, naive = (
             _load(results, s, c) for s in (SERVICE_BATCHING, SERVICE_NO_BATCHING, NAIVE)
         )

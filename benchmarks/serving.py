@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from benchmarks import loadgen, pyspy, servers
-from benchmarks.common import Mode, median
+from benchmarks.common import Mode, median, target_concurrency
 from benchmarks.models import ModelBench
 
 log = logging.getLogger(__name__)
@@ -119,25 +119,31 @@ def _profile_under_load(
     server: servers.Running, model: ModelBench, texts: Sequence[str], mode: Mode
 ) -> dict:
     """py-spy on one worker of ``server`` while clients keep it busy at the target concurrency:
-    the share of samples per part of the request path (empty when py-spy is missing)."""
-    concurrency = max(c for c in mode.concurrency if c <= 32)
-    if not pyspy.available() or not server.workers:
-        return dict(concurrency=concurrency, shares=[], note="py-spy is not installed")
-    raw: list[str] = []
+    the share of samples per part of the request path (empty, with a note, when py-spy could
+    not record)."""
+    concurrency = target_concurrency(mode.concurrency)
+    profile = dict(concurrency=concurrency, seconds=mode.profile_s, shares=[])
+    if not server.workers:
+        return profile | dict(note=f"no worker of {server.name} was found")
+    outcome: list[str | RuntimeError] = []
 
-    def profile() -> None:
-        path = pyspy.record(server.workers[0], mode.profile_s)
-        if path is not None:
-            raw.append(path.read_text())
+    def record() -> None:
+        try:
+            outcome.append(pyspy.record(server.workers[0], mode.profile_s))
+        except RuntimeError as exc:
+            outcome.append(exc)
 
-    spy = threading.Thread(target=profile)
+    spy = threading.Thread(target=record)
     spy.start()
     loadgen.run_level(
         server.url + model.endpoint, texts, concurrency, mode.profile_s + 2, 0.5, mode.max_requests
     )
     spy.join()
-    shares = pyspy.shares(raw[0]) if raw else []
-    return dict(concurrency=concurrency, seconds=mode.profile_s, shares=shares)
+    (raw,) = outcome
+    if isinstance(raw, RuntimeError):
+        log.warning("no worker profile of %s: %s", server.name, raw)
+        return profile | dict(note=str(raw))
+    return profile | dict(shares=pyspy.shares(raw))
 
 
 _TOTALS = ("requests", "errors")

@@ -178,7 +178,6 @@ class _Signal:
 class _Request:
     """One :meth:`DynamicBatcher.submit` call waiting for its rows."""
 
-    rows: int
     arrived: float
     results: list[Any]
     unfinished: int
@@ -257,13 +256,7 @@ class DynamicBatcher:
             if not closed:
                 if len(self._waiting) >= self.policy.max_queue_size:
                     raise QueueFull(self.model, len(self._waiting), self._retry_after_s())
-                request = _Request(
-                    len(rows),
-                    time.monotonic(),
-                    [None] * len(rows),
-                    len(rows),
-                    _Signal(),
-                )
+                request = _Request(time.monotonic(), [None] * len(rows), len(rows), _Signal())
                 self._waiting.add(request)
                 self._rows += [_Row(request, i, row, len(row)) for i, row in enumerate(rows)]
                 if self._gathering:
@@ -354,15 +347,14 @@ class DynamicBatcher:
             taken, self._rows = self._rows, []
             self._waiting.clear()
             return taken
-        else:
-            oldest = self._rows[0]
-            by_length = sorted(self._rows, key=lambda row: row.length)
-            at = by_length.index(oldest)
-            first = min(
-                range(max(0, at - size + 1), min(at, len(by_length) - size) + 1),
-                key=lambda s: by_length[s + size - 1].length - by_length[s].length,
-            )
-            taken = by_length[first : first + size]
+        oldest = self._rows[0]
+        by_length = sorted(self._rows, key=lambda row: row.length)
+        at = by_length.index(oldest)
+        first = min(
+            range(max(0, at - size + 1), min(at, len(by_length) - size) + 1),
+            key=lambda s: by_length[s + size - 1].length - by_length[s].length,
+        )
+        taken = by_length[first : first + size]
         chosen = set(map(id, taken))
         self._rows = [row for row in self._rows if id(row) not in chosen]
         still_waiting = {row.request for row in self._rows}
