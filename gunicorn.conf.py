@@ -41,9 +41,10 @@ os.environ.setdefault("ORT_INTRA_OP_THREADS", str(max(1, _usable_cores() // work
 
 # A few threads per worker let a worker parse the next request and stream responses while
 # another thread is inside ONNX Runtime (which releases the GIL). With BATCHING=true (the
-# default) request threads only encode and wait: one batching thread per model runs the graph,
-# so more threads mean bigger batches, not more inferences sharing a core. With BATCHING=false
-# each in-flight request runs the graph on its own thread, so keep this small.
+# default) the request threads waiting for a model take turns: one of them at a time runs a
+# batch holding the rows of all of them, so more threads mean bigger batches, not more
+# inferences sharing a core. With BATCHING=false each in-flight request runs the graph on its
+# own thread, so keep this small.
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
 
