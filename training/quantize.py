@@ -37,6 +37,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.predictors import PREDICTOR_FACTORIES
+from service.runtime.batcher import InlineBatches
 from service.runtime.manifest import Manifest, VariantSpec, load_manifest, write_manifest
 from service.runtime.session import OnnxSession, SessionConfig
 from training.config import from_dict
@@ -316,6 +317,8 @@ def record_graph_calls(
     calls: list[GraphCall] = []
     recorders = {g: _RecordingSession(s, g, calls) for g, s in sessions.items()}
     predictor = PREDICTOR_FACTORIES[manifest.task](folder, manifest, recorders)  # type: ignore[arg-type]
+    # A batch of texts is one graph call whatever their lengths: speeds are per batch size.
+    predictor.scheduler = InlineBatches(manifest.task, predictor.run_rows, max(map(len, batches)))
     recorded = []
     for batch in batches:
         calls.clear()

@@ -27,6 +27,7 @@ class Predictor(Protocol):
 
     task: str
     scheduler: RowScheduler
+    min_batch_fill: float  # the batching policy's default min_fill for this model's rows
 
     def run_rows(self, rows: Sequence[Any]) -> Sequence[Any]:
         """Run the graph(s) on one batch of encoded rows; one output per row, in order."""

@@ -129,6 +129,8 @@ class NerPredictor:
     """Tags texts or pre-tokenized sentences with an emission graph and a numpy CRF."""
 
     task = "ner"
+    # A padded step costs as much as a real one: see service.runtime.batcher.
+    min_batch_fill = 0.8
 
     def __init__(
         self,
@@ -159,7 +161,9 @@ class NerPredictor:
         )
         self.session = session
         self.max_batch_size = max_batch_size  # also how many pieces the CRF decodes at once
-        self.scheduler: RowScheduler = InlineBatches(self.task, self.run_rows, max_batch_size)
+        self.scheduler: RowScheduler = InlineBatches(
+            self.task, self.run_rows, max_batch_size, min_fill=self.min_batch_fill
+        )
 
     @classmethod
     def from_artifact(

@@ -88,6 +88,8 @@ class Translator:
     """Translates texts with an ``encoder`` and a ``decoder_step`` graph."""
 
     task = "translation"
+    # The search drops finished sentences from the batch, so mixed lengths cost little.
+    min_batch_fill = 0.0
 
     def __init__(
         self,
@@ -104,7 +106,9 @@ class Translator:
         self.source = source
         self.target = target
         self.preprocessing = preprocessing
-        self.scheduler: RowScheduler = InlineBatches(self.task, self.run_rows, max_batch_size)
+        self.scheduler: RowScheduler = InlineBatches(
+            self.task, self.run_rows, max_batch_size, min_fill=self.min_batch_fill
+        )
 
     @classmethod
     def from_artifact(

@@ -19,6 +19,13 @@ queued. A lone request never waits, so batching costs no latency at low load.
 A request can be split over several batches and a batch can hold rows of many requests; since
 the models are batch-invariant, results do not depend on either.
 
+Padding: a recurrent graph runs every row of a batch for as many steps as its longest row, so a
+500-word review batched with 20-word sentences makes each of them cost 500 steps. A model's
+``min_fill`` (:class:`BatchPolicy`) bounds that waste: a batch is cut where its real tokens would
+fall below that share of the padded ones (rows x longest row), and the rows left out run in the
+next batch (see :func:`fill_groups`). The translator sets none: its search drops finished
+sentences from the batch at every step.
+
 Back-pressure and deadlines: when ``max_queue_size`` requests already wait, :meth:`submit`
 raises :class:`QueueFull` at once (the API answers 503 with ``Retry-After``); a request not
 answered within ``timeout_s`` raises :class:`DeadlineExceeded` (504) and its rows that have not
@@ -78,6 +85,7 @@ class BatchPolicy:
     max_queue_delay_s: float = 0.002
     max_queue_size: int = 64
     timeout_s: float = 30.0
+    min_fill: float = 0.0  # least share of real tokens in a padded batch (0: any rows mix)
 
 
 class BatchObserver(Protocol):
@@ -104,14 +112,44 @@ class RowScheduler(Protocol):
         ...
 
 
-def length_sorted_batches(lengths: Sequence[int], max_batch_size: int) -> list[list[int]]:
-    """Row indices sorted by length (stable), cut into batches of at most ``max_batch_size``."""
+def fill_groups(lengths: Sequence[int], min_fill: float) -> list[list[int]]:
+    """Positions ``0 .. len(lengths) - 1`` of rows sorted by length (shortest first) cut into
+    consecutive groups whose padded batch is at least ``min_fill`` real tokens: each group
+    starts from its longest row and takes shorter rows while ``sum(lengths) >= min_fill * rows *
+    longest`` holds. ``min_fill`` 0 keeps all rows in one group."""
+    groups: list[list[int]] = []
+    group: list[int] = []
+    longest = total = 0
+    for position in range(len(lengths) - 1, -1, -1):
+        length = max(lengths[position], 1)
+        if group and total + length < min_fill * (len(group) + 1) * longest:
+            groups.append(group[::-1])
+            group = []
+        if not group:
+            longest, total = length, 0
+        group.append(position)
+        total += length
+    if group:
+        groups.append(group[::-1])
+    return groups[::-1]
+
+
+def length_sorted_batches(
+    lengths: Sequence[int], max_batch_size: int, min_fill: float = 0.0
+) -> list[list[int]]:
+    """Row indices sorted by length (stable), cut into batches of at most ``max_batch_size``
+    rows that each keep ``min_fill`` (see :func:`fill_groups`)."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[i : i + max_batch_size] for i in range(0, len(order), max_batch_size)]
+    batches = []
+    for group in fill_groups([lengths[i] for i in order], min_fill):
+        rows = [order[i] for i in group]
+        batches += [rows[i : i + max_batch_size] for i in range(0, len(rows), max_batch_size)]
+    return batches
 
 
 class InlineBatches:
-    """Runs a request's rows in the calling thread, length-sorted, ``max_batch_size`` at a time."""
+    """Runs a request's rows in the calling thread, length-sorted, ``max_batch_size`` at a time
+    (and cut where a batch would be less than ``min_fill`` real tokens)."""
 
     def __init__(
         self,
@@ -119,15 +157,18 @@ class InlineBatches:
         run_rows: RunRows,
         max_batch_size: int,
         observer: BatchObserver | None = None,
+        min_fill: float = 0.0,
     ):
         self.model = model
         self.run_rows = run_rows
         self.max_batch_size = max_batch_size
         self.observer = observer
+        self.min_fill = min_fill
 
     def submit(self, rows: Sequence[Any]) -> list[Any]:
         results: list[Any] = [None] * len(rows)
-        for batch in length_sorted_batches([len(r) for r in rows], self.max_batch_size):
+        lengths = [len(r) for r in rows]
+        for batch in length_sorted_batches(lengths, self.max_batch_size, self.min_fill):
             started = time.perf_counter()
             outputs = self.run_rows([rows[i] for i in batch])
             if self.observer is not None:
@@ -263,8 +304,14 @@ class DynamicBatcher:
                     self._arrivals.wake()
                 self._serve_until_done(request)
         if closed:  # a reload replaced this model: run the old one in this thread
-            size = self.policy.max_batch_size
-            return InlineBatches(self.model, self.run_rows, size, self.observer).submit(rows)
+            inline = InlineBatches(
+                self.model,
+                self.run_rows,
+                self.policy.max_batch_size,
+                self.observer,
+                self.policy.min_fill,
+            )
+            return inline.submit(rows)
         if request.error is not None:
             raise request.error
         return request.results
@@ -341,25 +388,30 @@ class DynamicBatcher:
 
     def _take_batch(self) -> list[_Row]:
         """Remove and return up to ``max_batch_size`` rows of similar length, the oldest among
-        them. Called with the lock held and at least one row queued."""
+        them, cut to the oldest row's group when they would not keep ``min_fill``. Called with
+        the lock held and at least one row queued."""
         size = self.policy.max_batch_size
-        if len(self._rows) <= size:  # all of them
-            taken, self._rows = self._rows, []
-            self._waiting.clear()
-            return taken
         oldest = self._rows[0]
         by_length = sorted(self._rows, key=lambda row: row.length)
         at = by_length.index(oldest)
-        first = min(
-            range(max(0, at - size + 1), min(at, len(by_length) - size) + 1),
-            key=lambda s: by_length[s + size - 1].length - by_length[s].length,
-        )
-        taken = by_length[first : first + size]
-        chosen = set(map(id, taken))
+        if len(by_length) > size:  # the window of `size` rows around the oldest, least spread
+            first = min(
+                range(max(0, at - size + 1), min(at, len(by_length) - size) + 1),
+                key=lambda s: by_length[s + size - 1].length - by_length[s].length,
+            )
+            by_length, at = by_length[first : first + size], at - first
+        if self.policy.min_fill > 0:
+            groups = fill_groups([row.length for row in by_length], self.policy.min_fill)
+            group = next(g for g in groups if g[0] <= at <= g[-1])
+            by_length = by_length[group[0] : group[-1] + 1]
+        if len(by_length) == len(self._rows):  # all of them
+            taken, self._rows = self._rows, []
+            self._waiting.clear()
+            return taken
+        chosen = set(map(id, by_length))
         self._rows = [row for row in self._rows if id(row) not in chosen]
-        still_waiting = {row.request for row in self._rows}
-        self._waiting &= still_waiting
-        return taken
+        self._waiting &= {row.request for row in self._rows}
+        return by_length
 
     def _run(self, batch: list[_Row]) -> tuple[int, list[float], float] | None:
         """Run ``batch`` with the lock released, then hand out its outputs (or its failure);
@@ -406,4 +458,4 @@ def make_scheduler(
     """A :class:`DynamicBatcher` when the policy enables batching, else :class:`InlineBatches`."""
     if policy.enabled:
         return DynamicBatcher(model, run_rows, policy, observer)
-    return InlineBatches(model, run_rows, policy.max_batch_size, observer)
+    return InlineBatches(model, run_rows, policy.max_batch_size, observer, policy.min_fill)

@@ -127,7 +127,12 @@ class ModelRegistry:
         batcher."""
         precision = self.settings.model_precision if self.settings else "fp32"
         model = load_model(name, folder, config, precision)
-        policy = batch_policy(self.settings, name) if self.settings else BatchPolicy()
+        min_fill = model.predictor.min_batch_fill
+        policy = (
+            batch_policy(self.settings, name, min_fill)
+            if self.settings
+            else BatchPolicy(min_fill=min_fill)
+        )
         model.predictor.scheduler = make_scheduler(
             name, model.predictor.run_rows, policy, self.observer
         )
@@ -160,13 +165,15 @@ def session_config(settings: Settings) -> SessionConfig:
     )
 
 
-def batch_policy(settings: Settings, name: str) -> BatchPolicy:
-    """The BATCH_* settings, with ``name``'s entry of BATCH_OVERRIDES applied."""
+def batch_policy(settings: Settings, name: str, min_fill: float = 0.0) -> BatchPolicy:
+    """The BATCH_* settings and the model's ``min_fill``, with ``name``'s entry of
+    BATCH_OVERRIDES applied."""
     override = settings.batch_overrides.get(name) or BatchOverride()
     values = {
         "max_batch_size": settings.batch_max_size,
         "max_queue_delay_ms": settings.batch_max_queue_delay_ms,
         "max_queue_size": settings.batch_max_queue_size,
+        "min_fill": min_fill,
     }
     values |= override.model_dump(exclude_none=True)
     return BatchPolicy(
@@ -175,6 +182,7 @@ def batch_policy(settings: Settings, name: str) -> BatchPolicy:
         max_queue_delay_s=values["max_queue_delay_ms"] / 1000,
         max_queue_size=values["max_queue_size"],
         timeout_s=settings.request_timeout_s,
+        min_fill=values["min_fill"],
     )
 
 

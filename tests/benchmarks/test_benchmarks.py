@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, jsonify, request
 
-from benchmarks import inprocess, loadgen, pyspy, report
+from benchmarks import inprocess, loadgen, padding, pyspy, report
 from benchmarks.__main__ import main
 from benchmarks.common import MODES, percentile
 from benchmarks.models import TranslationBench, available_models
@@ -312,6 +312,16 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
         "**sentiment, batching on vs off**: in process, ONNX Runtime runs (1 thread) one call: "
         "2,000 sentences/s at batch 1, at best 4,000 (batch 32, 2.00×)"
     ) in doc.read_text()
+
+
+def test_padding_comparison_runs_each_workload_with_and_without_min_fill() -> None:
+    rows = padding.measure(requests=1, texts=4, repeats=1)
+
+    assert [row["workload"] for row in rows] == list(padding.workloads(1, 4))
+    for row in rows:
+        assert row["min_fill"] == 0.8  # sentiment's and NER's default
+        assert row["ms"] > 0 and row["ms_without"] > 0
+        assert row["speedup"] == pytest.approx(row["ms_without"] / row["ms"])
 
 
 def test_percentile() -> None:

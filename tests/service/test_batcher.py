@@ -16,6 +16,7 @@ from service.runtime.batcher import (
     InlineBatches,
     QueueFull,
     _Signal,
+    fill_groups,
     length_sorted_batches,
     make_scheduler,
 )
@@ -113,6 +114,63 @@ def test_a_signal_wakes_its_sleeper_once_and_gives_the_lock_back() -> None:
 def test_length_sorted_batches() -> None:
     assert length_sorted_batches([3, 1, 2, 1, 5], 2) == [[1, 3], [2, 0], [4]]
     assert length_sorted_batches([], 4) == []
+
+
+def test_fill_groups_cut_where_padding_would_pass_the_limit() -> None:
+    # Sorted lengths; each group starts from its longest row and keeps >= min_fill real tokens.
+    assert fill_groups([2, 3, 9, 10], 0.8) == [[0, 1], [2, 3]]  # 5/6 and 19/20
+    assert fill_groups([2, 3, 9, 10], 0.0) == [[0, 1, 2, 3]]
+    assert fill_groups([1, 1, 100], 0.6) == [[0, 1], [2]]
+    assert fill_groups([1, 1, 100], 0.5) == [[0], [1, 2]]  # 101 of 200 tokens: still >= 0.5
+    assert fill_groups([4, 4, 4], 1.0) == [[0, 1, 2]]
+    assert fill_groups([], 0.8) == []
+
+
+def test_length_sorted_batches_keep_the_fill_and_the_size_limit() -> None:
+    lengths = [500, 10, 12, 11, 480, 9]
+    assert length_sorted_batches(lengths, 2, min_fill=0.8) == [[5, 1], [3, 2], [4, 0]]
+    assert length_sorted_batches(lengths, 8, min_fill=0.8) == [[5, 1, 3, 2], [4, 0]]
+    assert length_sorted_batches(lengths, 8) == [[5, 1, 3, 2, 4, 0]]
+
+
+def test_a_long_row_does_not_pad_a_batch_of_short_ones(make_batcher, graph: FakeGraph) -> None:
+    batcher = make_batcher(min_fill=0.8)
+    rows = ["a" * 3, "b" * 40, "c" * 2, "d" * 3]
+
+    assert batcher.submit(rows) == [row.upper() for row in rows]
+    # The oldest row's group first, the long row in a batch of its own right after.
+    assert graph.batches == [["cc", "aaa", "ddd"], ["b" * 40]]
+
+
+def test_the_oldest_row_always_runs_in_the_next_batch(make_batcher, graph: FakeGraph) -> None:
+    graph.gate.clear()
+    batcher = make_batcher(min_fill=0.8)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(batcher.submit, ["x"])  # occupies the graph
+        assert graph.entered.wait(5)
+        long = pool.submit(batcher.submit, ["y" * 50])  # queued first: leads the next batch
+        wait_until(lambda: len(batcher._rows) == 1)
+        short = pool.submit(batcher.submit, ["zz", "zzz"])
+        wait_until(lambda: len(batcher._rows) == 3)
+        graph.gate.set()
+        assert (first.result(5), long.result(5), short.result(5)) == (
+            ["X"],
+            ["Y" * 50],
+            ["ZZ", "ZZZ"],
+        )
+    assert graph.batches == [["x"], ["y" * 50], ["zz", "zzz"]]
+
+
+def test_inline_batches_keep_the_fill(graph: FakeGraph) -> None:
+    inline = InlineBatches("m", graph, max_batch_size=4, min_fill=0.8)
+
+    assert inline.submit(["aaaa", "bbb", "cccc" * 10, "dddd"]) == [
+        "AAAA",
+        "BBB",
+        "CCCC" * 10,
+        "DDDD",
+    ]
+    assert graph.batches == [["bbb", "aaaa", "dddd"], ["cccc" * 10]]
 
 
 def test_one_request_gets_its_results_in_order(make_batcher) -> None:

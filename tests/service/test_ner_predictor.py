@@ -194,7 +194,9 @@ def test_a_request_runs_as_padded_batches_and_answers_in_order(tmp_path):
     ner, session = stub_predictor(tmp_path, max_batch_size=3)
     texts = ["Peter visited Paris.", "", "New York", "Acme", "German Peter Blackburn visited Paris"]
     together = ner.predict_texts(texts)
-    assert len(session.calls) == 2  # 4 non-empty texts, batches of at most 3
+    # 4 non-empty texts of 4, 2, 1 and 5 words, in batches of at most 3 rows cut where fewer
+    # than 0.8 of the padded words would be real: 5 + 4 words together, 2 and 1 apart.
+    assert [(rows, words) for rows, words, _ in session.calls] == [(1, 1), (1, 2), (2, 5)]
     alone = [ner.predict_texts([text])[0] for text in texts]
     assert together == alone
     assert together[1].tokens == [] and together[1].entities == []

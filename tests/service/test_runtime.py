@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service import REGISTRY_KEY
 from service.predictors.sentiment import SentimentPredictor
 from service.runtime.batcher import InlineBatches
 from service.runtime.manifest import ArtifactError, load_manifest
@@ -165,3 +166,36 @@ def test_discovery_finds_folders_with_a_manifest(tiny_model_dir: Path, tmp_path:
     assert discover_models(tmp_path) == ("a", "b")
     assert discover_models(tmp_path / "missing") == ()
     assert discover_models(tiny_model_dir) == ("sentiment",)
+
+
+def test_a_long_text_is_not_batched_with_short_ones(
+    tiny_model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = sentiment_folder(tiny_model_dir)
+    manifest = load_manifest(folder)
+    predictor = SentimentPredictor.from_artifact(
+        folder, manifest, open_sessions(folder, manifest, SessionConfig())
+    )
+    widths: list[int] = []
+    run = predictor.session.run
+
+    def recording_run(feeds):
+        widths.append(feeds["token_ids"].shape[1])
+        return run(feeds)
+
+    monkeypatch.setattr(predictor.session, "run", recording_run)
+    texts = ["good", "great " * 8, "bad", "awful"]  # the tiny model reads at most 8 tokens
+    together = predictor.predict_batch(texts)
+
+    assert widths == [1, 8]  # the one-word texts are not padded to 8 tokens
+    for text, result in zip(texts, together, strict=True):
+        assert result.scores == pytest.approx(predictor.predict_batch([text])[0].scores, abs=1e-6)
+
+
+def test_each_model_gets_its_default_fill_unless_overridden(app_factory, tiny_model_dir) -> None:
+    def min_fill(app) -> float:
+        return app.extensions[REGISTRY_KEY].models["sentiment"].predictor.scheduler.policy.min_fill
+
+    assert min_fill(app_factory(tiny_model_dir)) == SentimentPredictor.min_batch_fill == 0.8
+    overridden = app_factory(tiny_model_dir, batch_overrides={"sentiment": {"min_fill": 0}})
+    assert min_fill(overridden) == 0.0

@@ -100,15 +100,24 @@ def test_batching_settings_and_per_model_overrides(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("BATCH_MAX_SIZE", "16")
     monkeypatch.setenv("BATCH_MAX_QUEUE_DELAY_MS", "4")
     monkeypatch.setenv("REQUEST_TIMEOUT_S", "2.5")
-    monkeypatch.setenv("BATCH_OVERRIDES", '{"ner": {"max_batch_size": 8, "max_queue_delay_ms": 0}}')
+    monkeypatch.setenv(
+        "BATCH_OVERRIDES",
+        '{"ner": {"max_batch_size": 8, "max_queue_delay_ms": 0, "min_fill": 0.5}}',
+    )
 
     settings = Settings()
 
-    assert batch_policy(settings, "sentiment") == BatchPolicy(
-        enabled=False, max_batch_size=16, max_queue_delay_s=0.004, max_queue_size=64, timeout_s=2.5
+    assert batch_policy(settings, "sentiment", min_fill=0.8) == BatchPolicy(
+        enabled=False,
+        max_batch_size=16,
+        max_queue_delay_s=0.004,
+        max_queue_size=64,
+        timeout_s=2.5,
+        min_fill=0.8,
     )
-    ner = batch_policy(settings, "ner")
+    ner = batch_policy(settings, "ner", min_fill=0.8)
     assert (ner.max_batch_size, ner.max_queue_delay_s, ner.max_queue_size) == (8, 0.0, 64)
+    assert ner.min_fill == 0.5  # the override wins over the model's default
 
 
 def test_an_unknown_batch_override_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
