@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,12 @@ def fill_groups(lengths: Sequence[int], min_fill: float) -> list[list[int]]:
     if group:
         groups.append(group[::-1])
     return groups[::-1]
+
+
+def _keeps_fill(rows: Sequence[_Row], min_fill: float) -> bool:
+    """Whether ``rows`` in one padded batch are at least ``min_fill`` real tokens."""
+    lengths = [max(row.length, 1) for row in rows]
+    return sum(lengths) >= min_fill * len(lengths) * max(lengths)
 
 
 def length_sorted_batches(
@@ -304,14 +310,8 @@ class DynamicBatcher:
                     self._arrivals.wake()
                 self._serve_until_done(request)
         if closed:  # a reload replaced this model: run the old one in this thread
-            inline = InlineBatches(
-                self.model,
-                self.run_rows,
-                self.policy.max_batch_size,
-                self.observer,
-                self.policy.min_fill,
-            )
-            return inline.submit(rows)
+            inline = replace(self.policy, enabled=False)
+            return make_scheduler(self.model, self.run_rows, inline, self.observer).submit(rows)
         if request.error is not None:
             raise request.error
         return request.results
@@ -391,6 +391,10 @@ class DynamicBatcher:
         them, cut to the oldest row's group when they would not keep ``min_fill``. Called with
         the lock held and at least one row queued."""
         size = self.policy.max_batch_size
+        if len(self._rows) <= size and _keeps_fill(self._rows, self.policy.min_fill):
+            taken, self._rows = self._rows, []  # all of them, no sorting (the common case)
+            self._waiting.clear()
+            return taken
         oldest = self._rows[0]
         by_length = sorted(self._rows, key=lambda row: row.length)
         at = by_length.index(oldest)
@@ -404,10 +408,6 @@ class DynamicBatcher:
             groups = fill_groups([row.length for row in by_length], self.policy.min_fill)
             group = next(g for g in groups if g[0] <= at <= g[-1])
             by_length = by_length[group[0] : group[-1] + 1]
-        if len(by_length) == len(self._rows):  # all of them
-            taken, self._rows = self._rows, []
-            self._waiting.clear()
-            return taken
         chosen = set(map(id, by_length))
         self._rows = [row for row in self._rows if id(row) not in chosen]
         self._waiting &= {row.request for row in self._rows}
