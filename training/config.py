@@ -67,11 +67,26 @@ class SentimentVocabConfig:
 
 
 @dataclass
+class SentimentLanguageModelConfig:
+    """Pre-training of the classifier's embedding and RNN as a bidirectional language model on
+    unlabelled text: the training reviews and sentences, never the dev texts. ``init_from``
+    then starts a classifier from the pre-trained checkpoint."""
+
+    enabled: bool = False  # true: this run pre-trains instead of training the classifier
+    cutoffs: list[int] = field(default_factory=lambda: [2000, 10000])  # adaptive softmax bands
+    div_value: float = 4.0  # each band's projection is this much smaller than the previous
+    window: int = 100  # texts are cut into pieces of at most this many tokens (faster steps)
+
+
+@dataclass
 class SentimentConfig:
     task: str = "sentiment"
     data: SentimentDataConfig = field(default_factory=SentimentDataConfig)
     vocab: SentimentVocabConfig = field(default_factory=SentimentVocabConfig)
     model: SentimentModelConfig = field(default_factory=SentimentModelConfig)
+    language_model: SentimentLanguageModelConfig = field(
+        default_factory=SentimentLanguageModelConfig
+    )
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     max_tokens: int = 800  # served: longer texts are truncated and flagged
     init_from: str | None = None  # start from this checkpoint's weights and vocabulary

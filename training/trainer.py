@@ -35,8 +35,13 @@ class TrainingTask:
     batches: Callable[[int], Iterable[Any]]  # epoch -> batches
     loss: Callable[[nn.Module, Any], torch.Tensor]  # (model, batch) -> scalar loss
     evaluate: Callable[[nn.Module], dict[str, float]]  # model -> dev metrics
-    select: str  # dev metric to maximise for model selection
+    select: str  # dev metric for model selection
     checkpoint_extra: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint
+    lower_is_better: bool = False  # true for a loss or perplexity
+
+    def score(self, record: dict[str, float]) -> float:
+        """``select``'s value, signed so that higher is better."""
+        return -record[self.select] if self.lower_is_better else record[self.select]
 
 
 class Trainer:
@@ -60,9 +65,9 @@ class Trainer:
         while self.epoch < self.config.epochs and self.stale < self.config.patience:
             self.epoch += 1
             record = self._run_epoch()
-            improved = record[self.task.select] > self.best
+            improved = self.task.score(record) > self.best
             if improved:
-                self.best, self.stale = record[self.task.select], 0
+                self.best, self.stale = self.task.score(record), 0
                 self._save(BEST_CHECKPOINT, model_only=True)
             else:
                 self.stale += 1
@@ -74,7 +79,7 @@ class Trainer:
             if self.config.keep_epochs:
                 self._save(f"epoch-{self.epoch}.pt", model_only=True)
             log.info("epoch %d %s", self.epoch, json.dumps(record))
-        return max(self.history, key=lambda r: r[self.task.select])
+        return max(self.history, key=self.task.score)
 
     def _run_epoch(self) -> dict[str, float]:
         self.model.train()

@@ -29,6 +29,13 @@ def write_tiny_datasets(root: Path, seed: int = 0) -> Path:
                 f"{_sentence(rng, POSITIVE if label else NEGATIVE, rng.randint(2, 8))} \t{label}"
             )
         (root / f"sst/sst2_glue/{split}.tsv").write_text("\n".join(lines) + "\n", "utf-8")
+        trees = []  # the same sentences as PTB trees (label 0 or 4 at the root)
+        for line in lines[1:]:
+            sentence, _, label = line.rpartition("\t")
+            leaves = " ".join(f"(2 {word})" for word in sentence.split())
+            trees.append(f"({int(label) * 4} {leaves})")
+        (root / "sst/trees").mkdir(parents=True, exist_ok=True)
+        (root / f"sst/trees/{split}.txt").write_text("\n".join(trees) + "\n", "utf-8")
     reviews = []
     for i in range(120):
         label = ["neg", "pos"][i % 2]

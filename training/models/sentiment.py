@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -69,3 +71,43 @@ class ProbabilityHead(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.classifier(token_ids, lengths), dim=-1)
+
+
+class BidirectionalLanguageModel(nn.Module):
+    """Pre-trains a classifier's embedding and bidirectional RNN on unlabelled text.
+
+    The forward direction's state at each token predicts the next token and the backward
+    direction's state the previous one (a biLM as in ELMo), each through its own adaptive
+    softmax. ``forward(token_ids, lengths) -> mean negative log-likelihood per predicted token``.
+    The classifier's output layer is not used; ``classifier.state_dict()`` is what a
+    classification run starts from.
+    """
+
+    def __init__(
+        self,
+        classifier: SentimentClassifier,
+        vocab_size: int,
+        cutoffs: Sequence[int] = (2000, 10000),
+        div_value: float = 4.0,
+    ):
+        super().__init__()
+        if not classifier.rnn.bidirectional:
+            raise ValueError("language-model pre-training needs a bidirectional RNN")
+        self.classifier = classifier
+        hidden = classifier.rnn.hidden_size
+        # Bands must lie inside the vocabulary; a small one (a dry run) gets a single split.
+        bands = sorted(c for c in set(cutoffs) if 0 < c < vocab_size - 1) or [vocab_size // 2]
+        self.next_token = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, bands, div_value)
+        self.previous_token = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, bands, div_value)
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        encoder = self.classifier
+        embedded = encoder.embedding_dropout(encoder.embedding(token_ids))
+        states = encoder.dropout(run_packed(encoder.rnn, embedded, lengths))
+        hidden = encoder.rnn.hidden_size
+        # Pairs (t, t + 1) inside a text: forward state at t -> token t + 1, backward state at
+        # t + 1 -> token t.
+        pairs = length_mask(lengths - 1, token_ids.shape[1] - 1)
+        forward = self.next_token(states[:, :-1, :hidden][pairs], token_ids[:, 1:][pairs])
+        backward = self.previous_token(states[:, 1:, hidden:][pairs], token_ids[:, :-1][pairs])
+        return (forward.loss + backward.loss) / 2

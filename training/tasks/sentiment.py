@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +26,11 @@ from training.batching import token_budget_batches
 from training.config import SentimentConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_words
 from training.export import OPSET, export_onnx
-from training.models.sentiment import ProbabilityHead, SentimentClassifier
+from training.models.sentiment import (
+    BidirectionalLanguageModel,
+    ProbabilityHead,
+    SentimentClassifier,
+)
 from training.quantize import DevEvaluation, cpu_session
 from training.trainer import Trainer, TrainingTask
 from training.verify import assert_close
@@ -159,6 +164,8 @@ def build_model(config: SentimentConfig, vocab_size: int) -> SentimentClassifier
 
 
 def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    if config.language_model.enabled:
+        return pretrain(config, run_dir, resume)
     torch.manual_seed(config.trainer.seed)
     torch.set_num_threads(config.trainer.threads)
     corpus = load_data(config)
@@ -183,11 +190,10 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
 
     model = build_model(config, len(vocab))
     if start is not None:
-        model.load_state_dict(start["model"])
+        model.load_state_dict(classifier_weights(start))
         log.info("initialised from %s", config.init_from)
     else:
-        weights = embedding_matrix(vocab, Path(config.vocab.glove_path), config.model.embedding_dim)
-        model.embedding.weight.data.copy_(torch.from_numpy(weights))
+        init_embeddings(model, vocab, config)
     lengths = [len(ids) for ids, _ in train_examples]
     loss_fn = nn.CrossEntropyLoss()
 
@@ -216,6 +222,141 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
             "vocab": vocab.tokens,
             "labels": data.SENTIMENT_LABELS,
             "training_data": corpus.sources,
+        },
+    )
+    return Trainer(model, task, config.trainer, run_dir).fit(resume=resume)
+
+
+def init_embeddings(model: SentimentClassifier, vocab: Vocab, config: SentimentConfig) -> None:
+    weights = embedding_matrix(vocab, Path(config.vocab.glove_path), config.model.embedding_dim)
+    model.embedding.weight.data.copy_(torch.from_numpy(weights))
+
+
+def classifier_weights(checkpoint: Mapping) -> dict[str, torch.Tensor]:
+    """A classifier's weights from a sentiment checkpoint or a language-model pre-training one
+    (whose classifier layer is untrained)."""
+    if checkpoint.get("objective") != LANGUAGE_MODEL:
+        return checkpoint["model"]
+    prefix = "classifier."
+    weights = checkpoint["model"].items()
+    return {k.removeprefix(prefix): v for k, v in weights if k.startswith(prefix)}
+
+
+# --- language-model pre-training ----------------------------------------------------------------
+
+LANGUAGE_MODEL = "language_model"
+
+
+def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
+    """Pre-training text: SST training sentences and IMDB training reviews minus the held-out
+    ones (labels unused), with their manifest entries."""
+    root = Path(config.data.datasets_dir)
+    texts: list[str] = []
+    sources = []
+    if config.data.use_sst:
+        sentences = [r.text for r in data.read_sst_trees_binary(root / "sst/trees/train.txt")]
+        texts += sentences
+        sources.append(
+            dict(
+                name="sst_trees",
+                split="train sentences, unlabelled (language-model pre-training)",
+                examples=len(sentences),
+                source="sst/trees/train.txt",
+            )
+        )
+    if config.data.use_imdb:
+        reviews, _ = data.split_holdout(
+            data.read_imdb_tsv(root / "imdb/train.tsv"),
+            config.data.imdb_holdout,
+            config.data.holdout_seed,
+        )
+        texts += [r.text for r in reviews]
+        sources.append(
+            dict(
+                name="imdb",
+                split=f"train minus held-out (seed {config.data.holdout_seed}), unlabelled "
+                "(language-model pre-training)",
+                examples=len(reviews),
+                source="imdb/train.tsv",
+            )
+        )
+    random.Random(config.trainer.seed).shuffle(texts)
+    if config.data.limit_train is not None:
+        texts = texts[: config.data.limit_train]
+    return texts, sources
+
+
+def pretrain(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    """Train the classifier's embedding and RNN as a bidirectional language model; select on
+    the perplexity of the dev texts (SST-2 dev sentences, IMDB held-out reviews)."""
+    torch.manual_seed(config.trainer.seed)
+    torch.set_num_threads(config.trainer.threads)
+    texts, sources = unlabelled_texts(config)
+    dev_texts = {name: [r.text for r in records] for name, records in load_data(config).dev.items()}
+    vocab = build_vocab(config, texts)
+    log.info("pre-training texts: %d; vocabulary: %d entries", len(texts), len(vocab))
+    encoder = WordEncoder(vocab, encoder_config(config, training=True))
+
+    window = config.language_model.window
+
+    def encode_texts(batch: Sequence[str]) -> list[list[int]]:
+        """Token ids in pieces of at most ``window``; a piece needs two tokens to predict one."""
+        pieces = []
+        for text in batch:
+            ids = encoder.encode(text).ids
+            pieces += [ids[i : i + window] for i in range(0, len(ids), window)]
+        return [piece for piece in pieces if len(piece) > 1]
+
+    train_ids = encode_texts(texts)
+    dev_ids = {name: encode_texts(batch) for name, batch in dev_texts.items()}
+    classifier = build_model(config, len(vocab))
+    init_embeddings(classifier, vocab, config)
+    model = BidirectionalLanguageModel(
+        classifier, len(vocab), config.language_model.cutoffs, config.language_model.div_value
+    )
+
+    def tensors(examples: Sequence[list[int]], indices: Sequence[int]):
+        ids, lengths = pad_batch([examples[i] for i in indices])
+        return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+    def batches(epoch: int) -> Iterator:
+        rng = random.Random(config.trainer.seed * 1000 + epoch)
+        lengths = [len(ids) for ids in train_ids]
+        for indices in token_budget_batches(
+            lengths, config.data.batch_tokens, config.data.max_batch_size, rng
+        ):
+            yield tensors(train_ids, indices)
+
+    def loss(model: nn.Module, batch) -> torch.Tensor:
+        return model(*batch)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        metrics, total, pairs = {}, 0.0, 0
+        for name, examples in dev_ids.items():
+            name_total, name_pairs = 0.0, 0
+            lengths = [len(ids) for ids in examples]
+            for indices in token_budget_batches(lengths, 20000, 256, rng=None):
+                count = sum(lengths[i] - 1 for i in indices)
+                name_total += model(*tensors(examples, indices)).item() * count
+                name_pairs += count
+            metrics[f"dev_{name}_perplexity"] = math.exp(name_total / name_pairs)
+            total, pairs = total + name_total, pairs + name_pairs
+        metrics["dev_perplexity"] = math.exp(total / pairs)
+        return metrics
+
+    task = TrainingTask(
+        batches=batches,
+        loss=loss,
+        evaluate=evaluate,
+        select="dev_perplexity",
+        lower_is_better=True,
+        checkpoint_extra={
+            "task": "sentiment",
+            "objective": LANGUAGE_MODEL,
+            "config": to_dict(config),
+            "vocab": vocab.tokens,
+            "labels": data.SENTIMENT_LABELS,
+            "training_data": sources,
         },
     )
     return Trainer(model, task, config.trainer, run_dir).fit(resume=resume)
