@@ -7,6 +7,7 @@ Sections (all by default):
   http          real gunicorn servers (service with/without batching, naive Flask + PyTorch):
                 sentiment load test at several concurrencies, 64 texts in one request vs
                 64 requests (every model), start-up time and memory per worker
+  padding       multi-text requests of mixed length, with the batcher's min_fill and without
   footprint     size of the serving install vs the training install
 
 The full run takes under 20 minutes, --quick under 3. Every ratio compares measurements of the
@@ -26,11 +27,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import inprocess, report, serving
+from benchmarks import inprocess, padding, report, serving
 from benchmarks.common import MODES, REPO_ROOT, machine_info
 from benchmarks.models import available_models
 
-SECTIONS = ("inprocess", "quantization", "http", "footprint")
+SECTIONS = ("inprocess", "quantization", "http", "padding", "footprint")
 log = logging.getLogger("benchmarks")
 
 
@@ -88,6 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "http" in sections and any(m.name == "sentiment" for m in models):
         with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
             results["http"] = serving.http_section(models, mode, Path(logs))
+    if "padding" in sections:
+        results["padding"] = padding.measure(
+            mode.padding_requests, mode.padding_texts, mode.padding_repeats
+        )
     if "footprint" in sections:
         results["install"] = serving.install_sizes()
     results["targets"] = report.targets(results)

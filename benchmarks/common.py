@@ -39,6 +39,9 @@ class Mode:
     batch_texts: int = 64
     http_texts: int | None = None  # texts the load generator cycles through
     profile_s: float = 8.0  # py-spy profile of a service worker under load (0: none)
+    padding_requests: int = 8  # multi-text requests per workload (padding section)
+    padding_texts: int = 32  # texts per request
+    padding_repeats: int = 3
 
 
 MODES = {
@@ -56,6 +59,8 @@ MODES = {
         http_repeats=2,
         batch_repeats=3,
         profile_s=3.0,
+        padding_requests=4,
+        padding_repeats=2,
     ),
     "tiny": Mode(
         "tiny",
@@ -74,6 +79,9 @@ MODES = {
         batch_texts=8,
         http_texts=64,
         profile_s=0.0,
+        padding_requests=1,
+        padding_texts=4,
+        padding_repeats=1,
     ),
 }
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 
 from benchmarks.common import median
+from benchmarks.report import padding_table
 from service import REGISTRY_KEY, create_app
 from service.settings import Settings
 from training import data
@@ -83,16 +84,8 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=32, help="texts per request")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each setting")
     args = parser.parse_args()
-    lines = [
-        "| workload | texts per request | min_fill | ms per request | with min_fill 0 | speed-up |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in measure(args.requests, args.texts, args.repeats):
-        lines.append(
-            f"| {row['workload']} | {row['texts']} | {row['min_fill']:g} | {row['ms']:.1f} "
-            f"| {row['ms_without']:.1f} | {row['speedup']:.2f}× |"
-        )
-    sys.stdout.write("\n".join(lines) + "\n")
+    rows = measure(args.requests, args.texts, args.repeats)
+    sys.stdout.write("\n".join(padding_table(rows)) + "\n")
 
 
 if __name__ == "__main__":

@@ -280,6 +280,7 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
     lines += _inprocess(results)
     lines += _quantization(results)
     lines += _http(results)
+    lines += _padding(results)
     lines += _footprint(results)
     if plot_files:
         lines += ["## Plots", ""]
@@ -634,6 +635,42 @@ def _http(results: dict) -> list[str]:
                 f"{r['ratio']:.2f}× |"
             )
     return [*lines, ""]
+
+
+def padding_table(rows: list[dict]) -> list[str]:
+    """Markdown table of ``benchmarks.padding.measure`` rows."""
+    lines = [
+        "| workload | texts per request | min_fill | ms per request | with min_fill 0 | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['workload']} | {row['texts']} | {row['min_fill']:g} | {_f(row['ms'])} "
+            f"| {_f(row['ms_without'])} | {row['speedup']:.2f}× |"
+        )
+    return lines
+
+
+def _padding(results: dict) -> list[str]:
+    rows = results.get("padding")
+    if not rows:
+        return []
+    mode = results["mode"]
+    return [
+        "## Padding-aware batching: multi-text requests of mixed length",
+        "",
+        "A recurrent graph runs every row of a batch for as many steps as its longest row. The "
+        "batcher cuts a batch where fewer than `min_fill` of its padded tokens would be real "
+        "(the model's default, `BATCH_OVERRIDES` changes it); with `min_fill` 0 every text of a "
+        "request runs in one padded batch. In process, through the service's predictors (one "
+        f"ONNX Runtime thread), {mode['padding_requests']} requests of "
+        f"{mode['padding_texts']} random dev texts each (fixed seed), the two settings "
+        f"interleaved over {mode['padding_repeats']} repeat(s), medians "
+        "(`python -m benchmarks.padding`).",
+        "",
+        *padding_table(rows),
+        "",
+    ]
 
 
 def _footprint(results: dict) -> list[str]:

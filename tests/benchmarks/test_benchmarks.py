@@ -55,8 +55,12 @@ def echo_server(bodies: list[dict] | None = None) -> Iterator[str]:
 
 def test_tiny_in_process_run_writes_the_page(tmp_path: Path) -> None:
     doc = tmp_path / "bench.md"
-    results = main(["--tiny", "--sections", "inprocess,quantization,footprint", "--doc", str(doc)])
+    sections = "inprocess,quantization,padding,footprint"
+    results = main(["--tiny", "--sections", sections, "--doc", str(doc)])
     text = doc.read_text()
+    assert "## Padding-aware batching" in text
+    assert "| sentiment, IMDB reviews | 4 | 0.8 |" in text
+    assert len(results["padding"]) == 3
     assert "## In process: ONNX Runtime vs PyTorch eager" in text
     assert "## Dynamic int8 quantization" in text
     assert "| serving (`pip install .`, no torch)" in text

@@ -87,7 +87,7 @@ class BidirectionalLanguageModel(nn.Module):
         self,
         classifier: SentimentClassifier,
         vocab_size: int,
-        cutoffs: Sequence[int] = (2000, 10000),
+        cutoffs: Sequence[int] = (500, 5000),
         div_value: float = 4.0,
     ):
         super().__init__()
