@@ -75,7 +75,7 @@ class SentimentLanguageModelConfig:
     enabled: bool = False  # true: this run pre-trains instead of training the classifier
     cutoffs: list[int] = field(default_factory=lambda: [500, 5000])  # adaptive softmax bands
     div_value: float = 4.0  # each band's projection is this much smaller than the previous
-    window: int = 100  # texts are cut into pieces of at most this many tokens (faster steps)
+    window: int = 100  # texts are cut into pieces of at most this many tokens (shorter loops)
 
 
 @dataclass
