@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
             results["http"] = serving.http_section(models, mode, Path(logs))
     if "padding" in sections:
         results["padding"] = padding.measure(
-            mode.padding_requests, mode.padding_texts, mode.padding_repeats
+            mode.padding_requests,
+            mode.padding_texts,
+            mode.padding_repeats,
+            tasks={m.name for m in models},
         )
     if "footprint" in sections:
         results["install"] = serving.install_sizes()

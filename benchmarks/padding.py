@@ -16,7 +16,7 @@ import argparse
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from benchmarks.common import median
 from benchmarks.report import padding_table
@@ -43,12 +43,17 @@ def workloads(requests: int, texts: int) -> dict[str, tuple[str, list[list[str]]
     }
 
 
-def measure(requests: int = 8, texts: int = 32, repeats: int = 3) -> list[dict]:
-    """Per workload: ms per request with the model's ``min_fill`` and with 0."""
+def measure(
+    requests: int = 8, texts: int = 32, repeats: int = 3, tasks: Collection[str] | None = None
+) -> list[dict]:
+    """Per workload (of ``tasks``, default all): ms per request with the model's ``min_fill``
+    and with 0."""
     settings = Settings(batching=False, ort_providers="cpu", ort_intra_op_threads=1)
     registry = create_app(settings).extensions[REGISTRY_KEY]
     rows = []
     for name, (task, batch) in workloads(requests, texts).items():
+        if tasks is not None and task not in tasks:
+            continue
         predictor = registry.for_task(task).predictor
         default = predictor.scheduler.min_fill
         timings: dict[float, list[float]] = {default: [], 0.0: []}

@@ -326,6 +326,8 @@ def test_padding_comparison_runs_each_workload_with_and_without_min_fill() -> No
         assert row["min_fill"] == 0.8  # sentiment's and NER's default
         assert row["ms"] > 0 and row["ms_without"] > 0
         assert row["speedup"] == pytest.approx(row["ms_without"] / row["ms"])
+    (ner,) = padding.measure(requests=1, texts=2, repeats=1, tasks={"ner"})
+    assert ner["workload"].startswith("NER")
 
 
 def test_percentile() -> None:
