@@ -319,11 +319,12 @@ def pretrain(config: SentimentConfig, run_dir: Path, resume: bool = False) -> di
         ids, lengths = pad_batch([examples[i] for i in indices])
         return torch.from_numpy(ids), torch.from_numpy(lengths)
 
+    train_lengths = [len(ids) for ids in train_ids]
+
     def batches(epoch: int) -> Iterator:
         rng = random.Random(config.trainer.seed * 1000 + epoch)
-        lengths = [len(ids) for ids in train_ids]
         for indices in token_budget_batches(
-            lengths, config.data.batch_tokens, config.data.max_batch_size, rng
+            train_lengths, config.data.batch_tokens, config.data.max_batch_size, rng
         ):
             yield tensors(train_ids, indices)
 
