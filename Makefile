@@ -9,7 +9,7 @@ MT_RUN ?= runs/translation
 MT_CHECKPOINT ?= $(MT_RUN)/best.pt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint format train-sentiment export-sentiment quantize-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
+.PHONY: serve install-gpu test lint format train-sentiment export-sentiment quantize-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 
 serve: $(VENV)/.serve-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "service:create_app()"
+
+# GPU serving: the serving install with onnxruntime-gpu in place of the CPU wheel. Both wheels
+# install the same `onnxruntime` module, so they must never be installed side by side: both are
+# removed first, then the GPU wheel goes in alone. Run it again after reinstalling the project.
+ORT_GPU ?= onnxruntime-gpu>=1.18,<2
+install-gpu: $(VENV)/.serve-installed
+	$(BIN)/pip uninstall -q -y onnxruntime onnxruntime-gpu
+	$(BIN)/pip install -q "$(ORT_GPU)"
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
