@@ -10,6 +10,7 @@ Without a context the default limits apply. Errors point at the offending item (
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -44,9 +45,21 @@ def _limits(info: ValidationInfo) -> TextLimits:
     return (info.context or {}).get("limits", TextLimits())
 
 
+# JSON's "\ud800" escapes decode to lone surrogates, which are not Unicode: no model reads them and
+# no response echoing them could be encoded as UTF-8.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+UNPAIRED_SURROGATE = "{what} contains an unpaired UTF-16 surrogate (not valid Unicode)"
+
+
+def _check_unicode(value: str, what: str) -> None:
+    if _LONE_SURROGATE.search(value):
+        raise PydanticCustomError("invalid_unicode", UNPAIRED_SURROGATE, {"what": what})
+
+
 def _check_text(value: str, info: ValidationInfo) -> str:
     if not value.strip():
         raise PydanticCustomError("empty_text", "text is empty after stripping whitespace")
+    _check_unicode(value, "text")
     limit = _limits(info).max_text_chars
     if len(value) > limit:
         raise PydanticCustomError(
@@ -111,8 +124,8 @@ def _char_class(predicate: Any) -> str:
 
 def translatable_problem(text: str) -> str | None:
     """Why ``text`` cannot be translated whatever the model (None when it can)."""
-    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
-        return "text contains an unpaired UTF-16 surrogate (not valid Unicode)"
+    if _LONE_SURROGATE.search(text):
+        return UNPAIRED_SURROGATE.format(what="text")
     if all(map(_is_blank_char, text)):
         return NOTHING_TO_TRANSLATE
     return None
@@ -232,6 +245,7 @@ class SentimentResponse(BaseModel):
 def _check_token(value: str) -> str:
     if not value:
         raise PydanticCustomError("empty_token", "a token must not be empty")
+    _check_unicode(value, "token")
     if any(char.isspace() for char in value):
         raise PydanticCustomError(
             "whitespace_in_token",

@@ -302,6 +302,8 @@ def test_a_body_that_is_not_a_json_object_is_a_400(
         ({"texts": ["x" * 501]}, "texts[0]", "text has 501 characters, at most 500 are allowed"),
         ({"texts": ["EU", 3]}, "texts[1]", "input should be a valid string, got a number"),
         ({"texts": [["EU"]]}, "texts[0]", "input should be a valid string, got an array"),
+        # "\ud800" in JSON: echoed back in entities and tokens, it could not be encoded
+        ({"texts": ["EU", "Paris \ud800"]}, "texts[1]", "text contains an unpaired UTF-16"),
         # tokens
         ({"tokens": "EU"}, "tokens", "input should be a valid list, got a string"),
         ({"tokens": None}, "tokens", "input should be a valid list, got null"),
@@ -315,6 +317,7 @@ def test_a_body_that_is_not_a_json_object_is_a_400(
         ({"tokens": [["EU", " "]]}, "tokens[0][1]", "must not contain whitespace"),
         ({"tokens": [["EU", 3]]}, "tokens[0][1]", "input should be a valid string, got a number"),
         ({"tokens": [["EU", None]]}, "tokens[0][1]", "input should be a valid string, got null"),
+        ({"tokens": [["EU", "\udfff"]]}, "tokens[0][1]", "token contains an unpaired UTF-16"),
         (
             {"tokens": [["x" * 250, "y" * 250]]},
             "tokens[0]",

@@ -107,6 +107,7 @@ def test_a_body_that_is_not_a_json_object_is_a_400(
         ({"texts": ["x" * 501]}, "texts[0]", "text has 501 characters, at most 500 are allowed"),
         ({"texts": ["good", 3]}, "texts[1]", "input should be a valid string, got a number"),
         ({"texts": [["good"]]}, "texts[0]", "got an array"),
+        ({"texts": ["good", "bad \ud83d"]}, "texts[1]", "text contains an unpaired UTF-16"),
         ({"texts": ["good"], "model": "x"}, "model", "unknown field"),
     ],
 )
