@@ -53,7 +53,8 @@ def models_blueprint(
         the other workers of the server follow within about a second (RELOAD_SIGNAL_DIR).
         """
         require_admin(settings)
-        tag_model(name)
+        if name in registry.models or name in registry.errors:
+            tag_model(name)  # only configured names: a metric label per URL would grow unbounded
         try:
             new, old = registry.reload(name)
         except KeyError:

@@ -57,3 +57,13 @@ def test_an_unknown_route_is_one_label_not_one_per_path(client: FlaskClient) -> 
         - value(before, "http_requests_total", **labels)
         == 2
     )
+
+
+def test_a_reload_of_an_unknown_name_adds_no_model_label(client: FlaskClient) -> None:
+    for name in ("nosuch1", "nosuch2"):
+        assert client.post(f"/v1/models/{name}/reload").status_code == 404
+    after = scrape(client)
+
+    endpoint = "/v1/models/<name>/reload"
+    assert value(after, "http_requests_total", endpoint=endpoint, model="", status="404") == 2
+    assert all("nosuch" not in str(key) for key in after), "a model label per unknown name"
