@@ -174,11 +174,13 @@ class InlineBatches:
     def submit(self, rows: Sequence[Any]) -> list[Any]:
         results: list[Any] = [None] * len(rows)
         lengths = [len(r) for r in rows]
-        for batch in length_sorted_batches(lengths, self.max_batch_size, self.min_fill):
+        batches = length_sorted_batches(lengths, self.max_batch_size, self.min_fill)
+        for number, batch in enumerate(batches):
             started = time.perf_counter()
             outputs = self.run_rows([rows[i] for i in batch])
             if self.observer is not None:
-                self.observer.on_batch(self.model, len(batch), [0.0], time.perf_counter() - started)
+                waits = [0.0] if number == 0 else []  # one wait per request: none, at its first
+                self.observer.on_batch(self.model, len(batch), waits, time.perf_counter() - started)
             for index, output in zip(batch, outputs, strict=True):
                 results[index] = output
         return results

@@ -173,6 +173,24 @@ def test_inline_batches_keep_the_fill(graph: FakeGraph) -> None:
     assert graph.batches == [["bbb", "aaaa", "dddd"], ["cccc" * 10]]
 
 
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, list[float]]] = []
+
+    def on_batch(self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float) -> None:
+        self.batches.append((rows, list(queue_waits_s)))
+
+
+def test_inline_batches_report_one_queue_wait_per_request(graph: FakeGraph) -> None:
+    observer = RecordingObserver()
+    inline = InlineBatches("m", graph, max_batch_size=4, observer=observer)
+
+    inline.submit(["a"] * 10)  # 3 batches, one request
+    inline.submit(["b"])
+
+    assert observer.batches == [(4, [0.0]), (4, []), (2, []), (1, [0.0])]
+
+
 def test_one_request_gets_its_results_in_order(make_batcher) -> None:
     batcher = make_batcher()
 
