@@ -14,26 +14,34 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# GPU serving (make install-gpu): onnxruntime-gpu, with the CUDA and cuDNN runtime wheels, in
+# place of the CPU wheel. Both wheels install the same `onnxruntime` module, so they must never be
+# installed side by side: both are removed, then the GPU wheel goes in alone. The .gpu stamp makes
+# every later (re)install of the project redo the swap.
+ORT_GPU ?= onnxruntime-gpu[cuda,cudnn]>=1.18,<2
+USE_GPU_WHEEL = $(BIN)/pip uninstall -q -y onnxruntime onnxruntime-gpu && $(BIN)/pip install -q "$(ORT_GPU)"
+KEEP_GPU_WHEEL = if [ -f $(VENV)/.gpu ]; then $(USE_GPU_WHEEL); fi
+
 # Serving install: the base package only (flask, gunicorn, onnxruntime, numpy, pydantic). No torch.
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	$(KEEP_GPU_WHEEL)
 	touch $@
 
-# Development install: training (torch==2.13.0, CPU build) and test/lint tools.
+# Development install: training and test/lint tools. torch is pinned to 2.13.0; on Linux, PyPI's
+# wheel of it is the CUDA build (several GB): to get the CPU build, let pip see PyTorch's CPU index,
+# e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make test
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[train,dev]"
+	$(KEEP_GPU_WHEEL)
 	touch $@ $(VENV)/.serve-installed
 
 serve: $(VENV)/.serve-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "service:create_app()"
 
-# GPU serving: the serving install with onnxruntime-gpu in place of the CPU wheel. Both wheels
-# install the same `onnxruntime` module, so they must never be installed side by side: both are
-# removed first, then the GPU wheel goes in alone. Run it again after reinstalling the project.
-ORT_GPU ?= onnxruntime-gpu>=1.18,<2
 install-gpu: $(VENV)/.serve-installed
-	$(BIN)/pip uninstall -q -y onnxruntime onnxruntime-gpu
-	$(BIN)/pip install -q "$(ORT_GPU)"
+	$(USE_GPU_WHEEL)
+	touch $(VENV)/.gpu
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
