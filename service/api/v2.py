@@ -18,6 +18,8 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
 from service.api.v2_binary import (
+    BINARY_DATA,
+    BINARY_DATA_OUTPUT,
     BINARY_DATA_SIZE,
     HEADER_LENGTH,
     BinaryFormatError,
@@ -37,7 +39,14 @@ from service.api.v2_schemas import (
     ServerMetadata,
 )
 from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, OutputTensor, TaskAdapter
-from service.errors import BadRequest, NotFound, NotReady, ValidationFailed, as_api_error
+from service.errors import (
+    BadRequest,
+    NotFound,
+    NotReady,
+    ValidationFailed,
+    as_api_error,
+    json_type_name,
+)
 from service.metrics import tag_model
 from service.runtime.registry import LoadedModel, ModelRegistry
 from service.schemas import TextBatch, TextLimits
@@ -178,16 +187,28 @@ def _json_strings(tensor: RequestInput) -> list[Any]:
 
 def _wanted_outputs(infer_request: InferRequest, available: list[Any]) -> dict[str, bool]:
     """Requested output names -> whether each is wanted as binary data."""
-    default_binary = bool(infer_request.parameters.get("binary_data_output", False))
+    default_binary = _flag(infer_request.parameters, BINARY_DATA_OUTPUT, False, "parameters")
     names = [o.name for o in available]
     if infer_request.outputs is None:
         return dict.fromkeys(names, default_binary)
     wanted: dict[str, bool] = {}
-    for output in infer_request.outputs:
+    for index, output in enumerate(infer_request.outputs):
         if output.name not in names:
             raise BadRequest(f"unknown output {output.name!r}; this model has {names}")
-        wanted[output.name] = bool(output.parameters.get("binary_data", default_binary))
+        where = f"outputs[{index}].parameters"
+        wanted[output.name] = _flag(output.parameters, BINARY_DATA, default_binary, where)
     return wanted
+
+
+def _flag(parameters: dict[str, Any], name: str, default: bool, where: str) -> bool:
+    """The boolean parameter ``name``; the binary tensor data extension makes it a JSON
+    boolean, so ``"false"`` (a non-empty string) must not read as true."""
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise BadRequest(
+            f"{where}.{name} must be a boolean (true or false), got {json_type_name(value)}"
+        )
+    return value
 
 
 def _response(

@@ -18,6 +18,9 @@ import numpy as np
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_DATA_SIZE = "binary_data_size"
+# Booleans that ask for outputs in binary: the request's default, and one output's own choice.
+BINARY_DATA_OUTPUT = "binary_data_output"
+BINARY_DATA = "binary_data"
 
 _LENGTH = struct.Struct("<I")
 # V2 datatype -> little-endian numpy dtype (BYTES is handled apart).

@@ -192,6 +192,58 @@ def test_bad_requests_are_a_400_with_an_error_string(ner_client, body: dict, mes
     assert message in answer["error"]
 
 
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None, [False]])
+@pytest.mark.parametrize(
+    ("where", "parameter"),
+    [(None, "parameters.binary_data_output"), (0, "outputs[0].parameters.binary_data")],
+)
+def test_binary_data_flags_must_be_json_booleans(ner_client, where, parameter, value) -> None:
+    body: dict = {"inputs": [text_input(["good"])]}
+    if where is None:
+        body["parameters"] = {"binary_data_output": value}
+    else:
+        body["outputs"] = [{"name": "label", "parameters": {"binary_data": value}}]
+
+    status, answer = infer(ner_client, "sentiment", body)
+
+    assert status == 400
+    assert set(answer) == {"error"}
+    assert f"{parameter} must be a boolean" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("default", "label_binary", "binary_outputs"),
+    [
+        (False, None, set()),
+        (True, None, {"label", "score"}),
+        (True, False, {"score"}),
+        (False, True, {"label"}),
+    ],
+)
+def test_binary_data_flags_choose_binary_or_json_per_output(
+    ner_client, default: bool, label_binary: bool | None, binary_outputs: set[str]
+) -> None:
+    label: dict = {"name": "label"}
+    if label_binary is not None:
+        label["parameters"] = {"binary_data": label_binary}
+    body = {
+        "inputs": [text_input(["good"])],
+        "parameters": {"binary_data_output": default},
+        "outputs": [label, {"name": "score"}],
+    }
+
+    response = ner_client.post("/v2/models/sentiment/infer", json=body)
+
+    assert response.status_code == 200
+    length = response.headers.get("Inference-Header-Content-Length")
+    header = json.loads(response.data[: int(length)] if length else response.data)
+    outputs = outputs_by_name(header)
+    assert {name for name, o in outputs.items() if "data" not in o} == binary_outputs
+    assert {
+        name for name, o in outputs.items() if "binary_data_size" in o.get("parameters", {})
+    } == (binary_outputs)
+
+
 @pytest.mark.parametrize("data", [b"", b"{not json", b"[1, 2]"])
 def test_a_body_that_is_not_an_inference_request_is_a_400(ner_client, data: bytes) -> None:
     response = ner_client.post("/v2/models/sentiment/infer", data=data)
