@@ -6,7 +6,8 @@ PORT ?= 8000
 RUN ?= runs/sentiment
 NER_RUN ?= runs/ner
 MT_RUN ?= runs/translation
-MT_CHECKPOINT ?= $(MT_RUN)/best.pt
+# The translator export-translation ships: stage 2's best (see continue-translation).
+MT_CHECKPOINT ?= $(MT_RUN)-cont/best.pt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: serve install-gpu test lint format train-sentiment export-sentiment quantize-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
@@ -82,8 +83,10 @@ train-translation: $(VENV)/.dev-installed
 	$(BIN)/python -m training train translation --config configs/translation.toml --run-dir $(MT_RUN) $(RESUME)
 
 # Stage 2, as the committed translator was made: continue from stage 1's best at half the
-# learning rate, one thread, keeping every epoch's weights; then average the best epochs
-# (MT_AVERAGE, e.g. "4 6 7 8") into $(MT_RUN)-cont/averaged.pt and export that.
+# learning rate, one thread, keeping every epoch's weights; its best.pt (selected on greedy dev
+# BLEU) is what export-translation ships. Averaging epochs (average-translation, MT_AVERAGE, e.g.
+# "7 8 9") was tried and did not beat best.pt on dev; to export an average anyway:
+# make export-translation MT_CHECKPOINT=$(MT_RUN)-cont/averaged.pt
 continue-translation: $(VENV)/.dev-installed
 	$(BIN)/python -m training train translation --config configs/translation.toml \
 		--run-dir $(MT_RUN)-cont --set init_from=$(MT_RUN)/best.pt --set trainer.lr=0.0005 \

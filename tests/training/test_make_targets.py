@@ -1,0 +1,37 @@
+"""The Makefile's training targets, read with ``make -n`` (print the commands, run nothing)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def training_command(target: str, *variables: str) -> str:
+    """The ``python -m training`` command that ``make -n target VAR=value ...`` would run."""
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", target, *variables],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (command,) = [c for c in result.stdout.splitlines() if "-m training " in c]
+    return command
+
+
+def test_export_translation_ships_stage_two_s_best_checkpoint():
+    # The committed translator is stage 2's best (make continue-translation), not stage 1's.
+    command = training_command("export-translation")
+
+    assert "--checkpoint runs/translation-cont/best.pt " in command
+
+
+def test_export_translation_takes_another_checkpoint_when_named():
+    command = training_command("export-translation", "MT_CHECKPOINT=runs/x/averaged.pt")
+
+    assert "--checkpoint runs/x/averaged.pt " in command
