@@ -74,7 +74,11 @@ class Settings(BaseSettings):
         default=1, ge=1, le=256, description="ONNX Runtime threads inside one operator."
     )
     ort_inter_op_threads: int = Field(
-        default=1, ge=1, le=256, description="ONNX Runtime threads across operators."
+        default=1,
+        ge=1,
+        le=256,
+        description="ONNX Runtime threads across operators; above 1, independent operators run "
+        "in parallel (ONNX Runtime's parallel execution mode).",
     )
     max_texts_per_request: int = Field(
         default=256, ge=1, le=100_000, description="Most texts accepted in one request."

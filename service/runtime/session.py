@@ -7,6 +7,7 @@ the machine). Both are made explicit here and the providers actually in use are 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -84,11 +85,33 @@ class OnnxSession:
         return dict(zip(self.output_names, values, strict=True))
 
 
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries that onnxruntime-gpu's ``[cuda,cudnn]`` extras install
+    as wheels (``make install-gpu``), which the CUDA provider would not find on its own; system
+    libraries are found either way. Once per process; only ONNX Runtime 1.21+ can do it."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # the provider then reports what it cannot find
+        logger.warning("could not preload the CUDA libraries: %s", exc)
+
+
 def _open_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
+    if CUDA_PROVIDER in config.providers:
+        _preload_cuda_libraries()
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.intra_op_threads
     options.inter_op_num_threads = config.inter_op_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Sequential execution ignores the inter-op pool: more than one inter-op thread asks for
+    # independent operators to run in parallel.
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL
+        if config.inter_op_threads > 1
+        else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         return ort.InferenceSession(

@@ -6,10 +6,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from service import REGISTRY_KEY
 from service.predictors.sentiment import SentimentPredictor
+from service.runtime import session as session_module
 from service.runtime.batcher import InlineBatches
 from service.runtime.manifest import ArtifactError, load_manifest
 from service.runtime.registry import discover_models, open_sessions
@@ -64,6 +66,39 @@ def test_session_runs_named_inputs_and_reports_its_providers(tiny_model_dir: Pat
     assert session.providers == [CPU_PROVIDER]
     assert list(outputs) == ["probabilities"]
     assert outputs["probabilities"].shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("inter_op", "mode"),
+    [(1, ort.ExecutionMode.ORT_SEQUENTIAL), (2, ort.ExecutionMode.ORT_PARALLEL)],
+)
+def test_inter_op_threads_take_effect(tiny_model_dir: Path, inter_op: int, mode) -> None:
+    # ONNX Runtime ignores the inter-op pool under sequential execution.
+    config = SessionConfig(inter_op_threads=inter_op)
+    session = OnnxSession(
+        sentiment_folder(tiny_model_dir) / "model.onnx", graph_spec(tiny_model_dir), config
+    )
+
+    options = session._session.get_session_options()
+    assert (options.inter_op_num_threads, options.execution_mode) == (inter_op, mode)
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")
+def test_the_cuda_libraries_are_preloaded_only_for_the_cuda_provider(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    monkeypatch.setattr(ort, "preload_dlls", lambda: calls.append(1), raising=False)
+    session_module._preload_cuda_libraries.cache_clear()
+    path, spec = sentiment_folder(tiny_model_dir) / "model.onnx", graph_spec(tiny_model_dir)
+
+    OnnxSession(path, spec, SessionConfig(providers=(CPU_PROVIDER,)))
+    assert calls == []
+    # On a CPU build the CUDA provider falls back to the CPU (a warning under auto).
+    OnnxSession(path, spec, SessionConfig(providers=(CUDA_PROVIDER, CPU_PROVIDER)))
+    OnnxSession(path, spec, SessionConfig(providers=(CUDA_PROVIDER, CPU_PROVIDER)))
+    assert calls == [1]  # once per process
+    session_module._preload_cuda_libraries.cache_clear()
 
 
 # A provider name no onnxruntime build has, so the fallback happens on any machine.
