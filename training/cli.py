@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="score an exported model on a labelled file, through the service's code"
     )
     evaluate.add_argument("task", choices=["ner", "translation"])
-    evaluate.add_argument("--data", help="ner: a CoNLL-format file (token ... tag per line)")
+    evaluate.add_argument("--data", help="ner: a CoNLL file (token ... tag per line; IOB2 tags)")
     evaluate.add_argument("--src", help="translation: source sentences, one a line")
     evaluate.add_argument("--ref", help="translation: raw reference translations, one a line")
     evaluate.add_argument(

@@ -68,7 +68,13 @@ def read_imdb_tsv(path: Path) -> list[LabeledText]:
 
 def read_conll(path: Path) -> list[TaggedSentence]:
     """CoNLL column files: ``token ... tag`` per line (first and last column), blank lines
-    between sentences; ``-DOCSTART-`` lines are document boundaries, not sentences."""
+    between sentences; ``-DOCSTART-`` lines are document boundaries, not sentences.
+
+    Tags must be IOB2 (every entity starts with ``B-``), the scheme the model and the strict
+    seqeval scores use: an IOB1 file (the original CoNLL-2003 release) is refused at its first
+    entity that starts with ``I-``, since reading it as IOB2 would silently split and miscount
+    entities.
+    """
     sentences: list[TaggedSentence] = []
     current: TaggedSentence = []
     with open(path, encoding="utf-8") as handle:
@@ -77,6 +83,8 @@ def read_conll(path: Path) -> list[TaggedSentence]:
             if columns and columns[0] != DOCSTART:
                 if len(columns) < 2:
                     raise ValueError(f"{path}:{number}: expected 'token ... tag', got {line!r}")
+                previous = current[-1][1] if current else "O"
+                _require_iob2(columns[-1], previous, f"{path}:{number}")
                 current.append((columns[0], columns[-1]))
             elif current:
                 sentences.append(current)
@@ -84,6 +92,16 @@ def read_conll(path: Path) -> list[TaggedSentence]:
     if current:
         sentences.append(current)
     return sentences
+
+
+def _require_iob2(tag: str, previous: str, where: str) -> None:
+    """Raise if ``tag`` is an ``I-X`` that starts an entity (``previous`` is not B-X or I-X)."""
+    if tag.startswith("I-") and previous[2:] != tag[2:]:
+        raise ValueError(
+            f"{where}: tag {tag!r} after {previous!r} starts an entity with I-: the file looks "
+            "like IOB1, and NER needs IOB2 tags (every entity starts with B-); convert it to "
+            "IOB2 first"
+        )
 
 
 def split_holdout(records: list[LabeledText], size: int, seed: int) -> tuple[list, list]:

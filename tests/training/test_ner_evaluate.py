@@ -130,3 +130,13 @@ def test_evaluate_refuses_a_tampered_artifact(tmp_path):
     data.write_text(GOLD, "utf-8")
     with pytest.raises(Exception, match="sha256"):
         main(["evaluate", "ner", "--data", str(data), "--model", str(model)])
+
+
+def test_evaluate_refuses_iob1_gold_tags_instead_of_misscoring_them(tmp_path):
+    # The same gold in IOB1 (entities start with I-; the original CoNLL-2003 release): strict
+    # IOB2 would drop its entities and report made-up scores.
+    model = build_lookup_artifact(tmp_path / "ner")
+    data = tmp_path / "gold.iob1"
+    data.write_text(re.sub(r" B-(PER|LOC|ORG|MISC)$", r" I-\1", GOLD, flags=re.M), "utf-8")
+    with pytest.raises(ValueError, match=r"gold.iob1:3: .*looks like IOB1"):
+        main(["evaluate", "ner", "--data", str(data), "--model", str(model)])

@@ -165,6 +165,33 @@ def test_read_conll_skips_docstart_and_blank_lines(tmp_path):
         read_conll(path)
 
 
+@pytest.mark.parametrize(
+    ("tags", "first_bad"),
+    [
+        (["I-PER", "I-PER"], 0),  # IOB1: an entity starts with I- (B- only between two of a type)
+        (["B-LOC", "O", "I-LOC"], 2),
+        (["B-ORG", "I-ORG", "I-LOC"], 2),  # an I- of another type starts an entity too
+    ],
+)
+def test_read_conll_refuses_an_entity_that_starts_with_i(tmp_path, tags, first_bad):
+    path = tmp_path / "iob1.txt"
+    lines = ["-DOCSTART- -X- -X- O", "", "EU NNP B-NP B-ORG", ""]
+    lines += [f"w{i} NNP I-NP {tag}" for i, tag in enumerate(tags)]
+    path.write_text("\n".join(lines), "utf-8")
+    line, tag = 5 + first_bad, tags[first_bad]
+
+    with pytest.raises(ValueError, match=rf"iob1.txt:{line}: .*'{tag}'.*looks like IOB1.*IOB2"):
+        read_conll(path)
+
+
+def test_read_conll_accepts_iob2_entities_of_one_or_more_tokens(tmp_path):
+    path = tmp_path / "iob2.txt"
+    tags = ["B-PER", "I-PER", "B-PER", "O", "B-LOC", "B-MISC", "I-MISC", "I-MISC"]
+    path.write_text("\n".join(f"w{i} X X {t}" for i, t in enumerate(tags)), "utf-8")
+
+    assert [t for _, t in read_conll(path)[0]] == tags
+
+
 def test_torch_crf_scores_match_numpy_probabilities():
     crf = random_crf(3, 4)
     emissions, lengths, mask = random_batch(3, 4)
