@@ -6,8 +6,10 @@ unexpected) into one, and :func:`register_error_handlers` renders it as::
 
     {"error": {"code": "validation_failed", "message": "texts[3]: ...", "details": [...]}}
 
-(The ``/v2`` blueprint renders the same errors in the Open Inference Protocol's shape,
-``{"error": "message"}``.)
+On the Open Inference Protocol's paths (everything under ``/v2`` but the health probes, see
+:func:`speaks_inference_protocol`) the same errors take that protocol's shape,
+``{"error": "message"}``: routing errors (404, 405) and body-size errors too, which no blueprint
+handler would see.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from service.runtime.batcher import DeadlineExceeded, QueueFull
 from service.schemas import ErrorBody, ErrorResponse
 
 logger = logging.getLogger(__name__)
+
+V2_PREFIX = "/v2"
+V2_HEALTH_PREFIX = "/v2/health/"
 
 
 class ApiError(Exception):
@@ -234,10 +239,22 @@ def as_api_error(exc: Exception) -> ApiError:
     return error
 
 
+def speaks_inference_protocol(path: str) -> bool:
+    """Whether errors on ``path`` take the Open Inference Protocol's shape: every path under
+    ``/v2`` but the health probes under ``/v2/health/``, which are this service's own (documented
+    with ``ErrorResponse`` in its OpenAPI document, their 503 naming the models that failed;
+    protocol clients read only their status)."""
+    under_v2 = path == V2_PREFIX or path.startswith(f"{V2_PREFIX}/")
+    return under_v2 and not path.startswith(V2_HEALTH_PREFIX)
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Make every failure a JSON error body (``ErrorResponse``) with the right status."""
+    """Make every failure a JSON error body with the right status: ``ErrorResponse``, or
+    ``{"error": "message"}`` where :func:`speaks_inference_protocol`."""
 
     @app.errorhandler(Exception)
     def handle_any(exc: Exception) -> tuple[Response, int, dict[str, str]]:
         error = as_api_error(exc)
+        if speaks_inference_protocol(request.path):
+            return jsonify({"error": error.message}), error.status, error.headers
         return jsonify(error.to_dict()), error.status, error.headers

@@ -27,7 +27,8 @@ _TITLE = "RNN inference service"
 _DESCRIPTION = (
     "Sentiment classification, named-entity recognition and translation with recurrent models "
     "on ONNX Runtime. Every error has the body `ErrorResponse`. The Open Inference Protocol "
-    "(KServe V2) endpoints under /v2/models are described by that protocol, not here."
+    "(KServe V2) endpoints, /v2 and /v2/models/..., are described by that protocol, not here; "
+    'their errors, as it has them, are `{"error": "message"}`.'
 )
 
 # What each error status means on the endpoints that can answer it.

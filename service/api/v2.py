@@ -6,7 +6,9 @@
 :mod:`service.api.health`.) A request carries one input, ``text`` (BYTES, shape ``[N]``); the
 outputs per task are in :mod:`service.api.v2_tasks`. Both the JSON form and the binary tensor
 data extension (:mod:`service.api.v2_binary`) are understood, so ``tritonclient.http`` works with
-its defaults. Errors are ``{"error": "message"}``, as the protocol has it.
+its defaults. Errors are ``{"error": "message"}``, as the protocol has it (rendered by
+:func:`service.errors.register_error_handlers` for every path under ``/v2`` but the health
+probes).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
 from service.api.v2_binary import (
@@ -22,7 +24,6 @@ from service.api.v2_binary import (
     BINARY_DATA_OUTPUT,
     BINARY_DATA_SIZE,
     HEADER_LENGTH,
-    BinaryFormatError,
     decode_bytes_elements,
     encode_tensor,
     join_body,
@@ -40,11 +41,11 @@ from service.api.v2_schemas import (
 )
 from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, OutputTensor, TaskAdapter
 from service.errors import (
+    V2_PREFIX,
     BadRequest,
     NotFound,
     NotReady,
     ValidationFailed,
-    as_api_error,
     json_type_name,
 )
 from service.metrics import tag_model
@@ -58,8 +59,7 @@ PLATFORM = "onnxruntime_onnx"
 
 def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
     """Server and model metadata, model readiness and inference, the V2 way."""
-    blueprint = Blueprint("v2", __name__, url_prefix="/v2")
-    blueprint.register_error_handler(Exception, _render_error)
+    blueprint = Blueprint("v2", __name__, url_prefix=V2_PREFIX)
 
     @blueprint.get("")
     def server_metadata() -> dict[str, Any]:
@@ -251,13 +251,6 @@ def _first_problem(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     where = ".".join(str(part) for part in error["loc"])
     return f"{where}: {error['msg']}" if where else error["msg"]
-
-
-def _render_error(exc: Exception) -> tuple[Response, int, dict[str, str]]:
-    if isinstance(exc, BinaryFormatError):
-        exc = BadRequest(str(exc))
-    error = as_api_error(exc)
-    return jsonify({"error": error.message}), error.status, error.headers
 
 
 def _server_version() -> str:

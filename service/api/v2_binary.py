@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import BadRequest
+
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_DATA_SIZE = "binary_data_size"
 # Booleans that ask for outputs in binary: the request's default, and one output's own choice.
@@ -33,8 +35,8 @@ NUMPY_DTYPES = {
 }
 
 
-class BinaryFormatError(ValueError):
-    """A body that does not follow the binary tensor data extension."""
+class BinaryFormatError(BadRequest):
+    """A body that does not follow the binary tensor data extension (a 400)."""
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:

@@ -261,6 +261,61 @@ def test_infer_on_an_unknown_model_or_version_is_a_404(ner_client: FlaskClient) 
     assert "no version '2'" in response.get_json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/v2/models/sentiment/infer", 405),
+        ("delete", "/v2", 405),
+        ("put", "/v2/models/sentiment/ready", 405),
+        ("get", "/v2/models/sentiment/nosuch", 404),
+        ("get", "/v2/nosuch", 404),
+        ("get", "/v2/", 404),
+    ],
+)
+def test_routing_errors_under_v2_have_the_protocol_error_shape(
+    ner_client, method: str, path: str, status: int
+) -> None:
+    response = getattr(ner_client, method)(path)
+
+    assert response.status_code == status
+    assert response.get_json() == {"error": response.get_json()["error"]}
+    assert isinstance(response.get_json()["error"], str)
+    assert path in response.get_json()["error"]
+    if status == 405:
+        assert response.headers["Allow"]
+
+
+def test_a_v2_body_over_the_size_limit_has_the_protocol_error_shape(
+    app_factory, tiny_model_dir: Path
+) -> None:
+    client = app_factory(tiny_model_dir, max_body_bytes=1024).test_client()
+
+    status, answer = infer(client, "sentiment", {"inputs": [text_input(["good " * 400])]})
+
+    assert status == 413
+    assert set(answer) == {"error"}
+    assert "larger than 1024 bytes" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/v1/sentiment", 405),
+        ("get", "/v1/nosuch", 404),
+        ("get", "/nosuch", 404),
+        ("get", "/v2health", 404),
+        ("post", "/v2/health/ready", 405),  # the service's own probe, documented in /openapi.json
+    ],
+)
+def test_routing_errors_elsewhere_keep_the_service_error_shape(
+    ner_client, method: str, path: str, status: int
+) -> None:
+    response = getattr(ner_client, method)(path)
+
+    assert response.status_code == status
+    assert set(response.get_json()["error"]) == {"code", "message", "details"}
+
+
 # --- the stock tritonclient over real HTTP --------------------------------------------------
 
 
