@@ -17,12 +17,43 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+# Where the cgroup's CPU quota is (tests point it elsewhere through runpy's init_globals).
+CGROUP_ROOT = globals().get("CGROUP_ROOT", "/sys/fs/cgroup")
+
+
+def _cpu_quota(root: str) -> float | None:
+    """CPUs allowed by a cgroup CPU quota (docker run --cpus, a Kubernetes CPU limit), if any."""
+    for quota_file, period_file in (
+        ("cpu.max", None),  # cgroup v2: "<quota> <period>" or "max <period>"
+        ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"),  # cgroup v1: -1 means no quota
+    ):
+        try:
+            with open(os.path.join(root, quota_file)) as handle:
+                fields = handle.read().split()
+            if period_file is not None:
+                with open(os.path.join(root, period_file)) as handle:
+                    fields.append(handle.read().strip())
+            quota, period = fields[0], fields[1]
+            if quota != "max" and int(quota) > 0:
+                return int(quota) / int(period)
+            return None
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return None
+
+
 def _usable_cores() -> int:
-    # The cores this process may run on (honours taskset/cpusets), not the host's total.
+    # The cores this process may run on (honours taskset/cpusets), not the host's total, and no
+    # more than a CPU quota allows: in a container limited to 2 CPUs on a 32-core host, the
+    # affinity mask still lists 32.
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cpu_quota(CGROUP_ROOT)
+    if quota is not None:
+        cores = min(cores, max(1, int(quota)))
+    return cores
 
 
 bind = f"0.0.0.0:{_env_int('PORT', 8000)}"

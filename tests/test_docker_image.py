@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from service.settings import Settings
 from tests.service.live_server import free_port, http_json, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
+CONF = REPO_ROOT / "gunicorn.conf.py"
 TORCH_ABSENT = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 
 
@@ -43,6 +45,18 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, **kwargs)
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def test_compose_lets_gunicorn_finish_requests_in_flight_and_keeps_the_image_healthcheck():
+    service = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text("utf-8"))["services"]
+    (inference,) = service.values()
+    graceful = re.search(r"^graceful_timeout = (\d+)", CONF.read_text("utf-8"), re.MULTILINE)
+
+    assert graceful, "gunicorn.conf.py sets no graceful_timeout"
+    grace = re.fullmatch(r"(\d+)s", str(inference.get("stop_grace_period", "10s")))
+    assert grace and int(grace[1]) > int(graceful[1]), "Docker would SIGKILL before gunicorn ends"
+    # The image's HEALTHCHECK follows $PORT; a compose copy would not.
+    assert "healthcheck" not in inference
 
 
 def test_the_dockerfile_installs_the_base_package_only() -> None:

@@ -11,6 +11,12 @@ import pytest
 CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 
 
+def run_conf(cgroup_root: Path | None = None) -> dict:
+    """Execute gunicorn.conf.py; its cgroup files come from ``cgroup_root`` (default: none)."""
+    root = cgroup_root if cgroup_root is not None else Path(os.devnull) / "no-cgroup"
+    return runpy.run_path(str(CONF), init_globals={"CGROUP_ROOT": str(root)})
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in ("WEB_CONCURRENCY", "ORT_INTRA_OP_THREADS"):
@@ -25,7 +31,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
 def test_intra_op_threads_share_the_cores_between_workers(env, workers, threads) -> None:
     env.setenv("WEB_CONCURRENCY", workers)
 
-    config = runpy.run_path(str(CONF))
+    config = run_conf()
 
     assert config["workers"] == int(workers)
     assert os.environ["ORT_INTRA_OP_THREADS"] == threads
@@ -34,13 +40,13 @@ def test_intra_op_threads_share_the_cores_between_workers(env, workers, threads)
 def test_an_explicit_intra_op_thread_count_wins(env) -> None:
     env.setenv("ORT_INTRA_OP_THREADS", "3")
 
-    runpy.run_path(str(CONF))
+    run_conf()
 
     assert os.environ["ORT_INTRA_OP_THREADS"] == "3"
 
 
 def test_a_given_metrics_folder_is_emptied_at_start(env, tmp_path) -> None:
-    config = runpy.run_path(str(CONF))
+    config = run_conf()
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "counter_1.db").write_bytes(b"old")
 
@@ -56,7 +62,7 @@ def test_a_given_metrics_folder_is_emptied_at_start(env, tmp_path) -> None:
 def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) -> None:
     env.delenv(name)
 
-    config = runpy.run_path(str(CONF))
+    config = run_conf()
     created = Path(os.environ[name])
     assert created.is_dir()
     config["on_exit"](None)
@@ -66,7 +72,31 @@ def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) 
 
 def test_gunicorns_access_log_is_off_unless_asked_for(env) -> None:
     env.delenv("GUNICORN_ACCESS_LOG", raising=False)
-    assert runpy.run_path(str(CONF))["accesslog"] is None  # the service logs each request
+    assert run_conf()["accesslog"] is None  # the service logs each request
 
     env.setenv("GUNICORN_ACCESS_LOG", "-")
-    assert runpy.run_path(str(CONF))["accesslog"] == "-"
+    assert run_conf()["accesslog"] == "-"
+
+
+@pytest.mark.parametrize(
+    ("files", "workers"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2, docker run --cpus 2
+        ({"cpu.max": "150000 100000\n"}, 1),  # 1.5 CPUs: one worker, not two throttled ones
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu.max": "max 100000\n"}, 4),  # no quota: the 4 cores of the affinity mask
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+        ({"cpu.max": "800000 100000\n"}, 4),  # a quota above the cores changes nothing
+    ],
+)
+def test_workers_follow_a_container_cpu_quota(env, tmp_path, files, workers) -> None:
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+    config = run_conf(root)
+
+    assert config["workers"] == workers
+    assert os.environ["ORT_INTRA_OP_THREADS"] == "1"  # one worker per CPU it may use
