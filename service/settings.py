@@ -120,7 +120,9 @@ class Settings(BaseSettings):
         ge=1,
         le=100_000,
         description="Most requests waiting for one model in one worker; more are answered 503 "
-        "with Retry-After.",
+        "with Retry-After. Under gunicorn a worker handles at most GUNICORN_THREADS requests at "
+        "once (the others wait in gunicorn's connection queue), so the limit only applies with "
+        "more threads than it.",
     )
     batch_overrides: dict[str, BatchOverride] = Field(
         default_factory=dict,
@@ -153,7 +155,7 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="A request waiting longer than this for its model's batcher gets 504 "
-        "(keep it below GUNICORN_TIMEOUT).",
+        "(keep it below GUNICORN_TIMEOUT); counted from when a worker thread takes the request.",
     )
 
     @field_validator("model_dir", mode="after")
