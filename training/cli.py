@@ -9,10 +9,14 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from training.config import CONFIGS, load_config, to_dict
+from training.config import CONFIGS, config_differences, load_config, to_dict
 
 log = logging.getLogger("training")
+
+RUN_CONFIG = "config.json"  # the run folder's resolved configuration
+RESUMABLE_CHANGES = ("trainer.epochs", "trainer.patience")  # may differ from it on --resume
 
 DRY_RUN_OVERRIDES = [
     "trainer.epochs=1",
@@ -50,15 +54,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         overrides = DRY_RUN_OVERRIDES + DRY_RUN_VOCAB[args.task] + overrides
     config = load_config(args.task, args.config, overrides)
+    if args.resume:
+        _check_resumable(args.run_dir, config)
     run_dir = Path(args.run_dir or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     _setup_logging(run_dir / "train.log")
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n", "utf-8")
+    (run_dir / RUN_CONFIG).write_text(json.dumps(to_dict(config), indent=2) + "\n", "utf-8")
     log.info("run folder %s", run_dir)
     best = _task_module(args.task).train(config, run_dir, resume=args.resume)
     log.info("best epoch: %s", json.dumps(best))
     print(json.dumps({"run_dir": str(run_dir), "best": best}, indent=2))
     return 0
+
+
+def _check_resumable(run_dir: str | None, config: Any) -> None:
+    """Exit with the reason unless ``run_dir`` holds a run to continue, trained with ``config``
+    (but for the settings that only say how long to go on)."""
+    from training.trainer import LAST_CHECKPOINT
+
+    if run_dir is None:
+        raise SystemExit("--resume needs --run-dir: the folder of the run to continue")
+    last, saved = Path(run_dir) / LAST_CHECKPOINT, Path(run_dir) / RUN_CONFIG
+    for path in (last, saved):
+        if not path.is_file():
+            raise SystemExit(
+                f"--resume: {path} does not exist, so there is no run to continue "
+                "(leave out --resume to start a new one)"
+            )
+    current = json.loads(json.dumps(to_dict(config)))  # as config.json holds it
+    differing = {
+        key: values
+        for key, values in config_differences(json.loads(saved.read_text("utf-8")), current).items()
+        if key not in RESUMABLE_CHANGES
+    }
+    if differing:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differing.items())
+        raise SystemExit(
+            f"--resume: the configuration given differs from the run's {saved} in {listed}. "
+            f"Only {' and '.join(RESUMABLE_CHANGES)} may change on resume: give the run's "
+            "settings again, or start a new run folder."
+        )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -174,7 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one setting, e.g. --set model.hidden_size=200 (repeatable)",
     )
     train.add_argument("--run-dir", help="run folder (default runs/<task>-<timestamp>)")
-    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN_DIR from its last.pt, with its settings (only "
+        "trainer.epochs and trainer.patience may change)",
+    )
     train.add_argument("--dry-run", action="store_true", help="a few batches on a small subset")
     train.set_defaults(func=cmd_train)
 

@@ -260,3 +260,18 @@ def from_dict(task: str, values: dict[str, Any]) -> Any:
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any], prefix: str = ""
+) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two configurations in :func:`to_dict` form (a
+    key missing on one side counts, as ``None``), mapped to ``(saved, current)``."""
+    differences: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(saved.keys() | current.keys()):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences |= config_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences[f"{prefix}{key}"] = (old, new)
+    return differences

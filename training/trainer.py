@@ -59,8 +59,9 @@ class Trainer:
         self.stale = 0
 
     def fit(self, resume: bool = False) -> dict[str, float]:
-        """Train until ``epochs`` or early stopping; return the best epoch's record."""
-        if resume and (self.run_dir / LAST_CHECKPOINT).exists():
+        """Train until ``epochs`` or early stopping; return the best epoch's record. ``resume``
+        continues from the run folder's ``last.pt``, which must exist."""
+        if resume:
             self._load_last()
         while self.epoch < self.config.epochs and self.stale < self.config.patience:
             self.epoch += 1
@@ -130,7 +131,10 @@ class Trainer:
         tmp.replace(self.run_dir / name)  # atomic: a killed run never leaves half a checkpoint
 
     def _load_last(self) -> None:
-        state = torch.load(self.run_dir / LAST_CHECKPOINT, weights_only=False)
+        path = self.run_dir / LAST_CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(f"cannot resume: {path} does not exist")
+        state = torch.load(path, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best, self.stale = state["epoch"], state["best"], state["stale"]

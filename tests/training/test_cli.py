@@ -1,0 +1,91 @@
+"""``python -m training train --resume``: it continues the run in --run-dir with the run's own
+settings, or refuses with the reason; it never silently starts over."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import training.tasks.sentiment as sentiment
+from training.cli import main
+from training.config import load_config, to_dict
+
+SETTINGS = ["trainer.lr=0.01", "model.hidden_size=16", "trainer.epochs=2"]
+
+
+def sets(settings: list[str]) -> list[str]:
+    return [a for s in settings for a in ("--set", s)]
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Stand in for the sentiment training (no data, no model); records each call."""
+    calls: list[dict] = []
+
+    def train(config, run_dir: Path, resume: bool = False) -> dict[str, float]:
+        calls.append({"config": to_dict(config), "run_dir": run_dir, "resume": resume})
+        return {"epoch": 1}
+
+    monkeypatch.setattr(sentiment, "train", train)
+    return calls
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A run folder as an interrupted run leaves it: its config.json and a last.pt."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = to_dict(load_config("sentiment", None, SETTINGS))
+    (folder / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
+    (folder / "last.pt").write_bytes(b"a checkpoint")
+    return folder
+
+
+def resume(run_dir: Path | None, settings: list[str]) -> int:
+    folder = ["--run-dir", str(run_dir)] if run_dir is not None else []
+    return main(["train", "sentiment", *folder, "--resume", *sets(settings)])
+
+
+def test_resume_continues_with_more_epochs_and_patience(run_dir, runs):
+    more = [*SETTINGS, "trainer.epochs=5", "trainer.patience=9"]
+
+    assert resume(run_dir, more) == 0
+
+    (call,) = runs
+    assert call["resume"] and call["run_dir"] == run_dir
+    assert call["config"]["trainer"]["epochs"] == 5 and call["config"]["trainer"]["patience"] == 9
+
+
+def test_resume_refuses_other_settings_naming_them(run_dir, runs):
+    before = (run_dir / "config.json").read_text("utf-8")
+
+    with pytest.raises(SystemExit, match=r"differs .* in model\.hidden_size: 16 -> 32; trainer"):
+        resume(run_dir, [*SETTINGS, "model.hidden_size=32", "trainer.lr=0.5"])
+
+    assert runs == []
+    assert (run_dir / "config.json").read_text("utf-8") == before  # the run's record is kept
+
+
+def test_resume_without_the_settings_of_the_run_is_refused(run_dir, runs):
+    # The command line alone rebuilds the configuration: leaving out --set changes it.
+    with pytest.raises(SystemExit, match=r"model\.hidden_size: 16 -> 150"):
+        resume(run_dir, [])
+    assert runs == []
+
+
+def test_resume_needs_a_run_dir(tmp_path, monkeypatch, runs):
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(SystemExit, match="--resume needs --run-dir"):
+        resume(None, SETTINGS)
+
+    assert runs == [] and not (tmp_path / "runs").exists()
+
+
+def test_resume_needs_the_run_s_last_checkpoint(run_dir, runs):
+    (run_dir / "last.pt").unlink()
+
+    with pytest.raises(SystemExit, match=r"last\.pt does not exist, so there is no run"):
+        resume(run_dir, SETTINGS)
+
+    assert runs == []
