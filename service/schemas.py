@@ -364,6 +364,15 @@ class NerToken(BaseModel):
         "type X) or 'I-X' (a following token of it).",
         examples=["B-ORG"],
     )
+    score: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="The CRF's marginal probability that this token carries `tag`, given the "
+        "sentence (or window) it is in, P(y_token = tag | sentence), from forward-backward "
+        "over the CRF. An entity's `score` is never above the `score` of any of its tokens. A "
+        "model probability, not a calibrated accuracy.",
+        examples=[0.998],
+    )
 
 
 class NerEntity(BaseModel):
@@ -387,8 +396,8 @@ class NerEntity(BaseModel):
         description="The CRF's probability that the entity's tokens carry exactly these tags "
         "(B-X, I-X, ...) given the sentence (or window) they are in, P(y_first..y_last = "
         "B-X, I-X, ... | sentence), from forward-backward over the CRF. It is never more than "
-        "the marginal probability of any one of its tokens' tags. A model probability, not a "
-        "calibrated accuracy.",
+        "the `score` (the marginal probability of the tag) of any one of its tokens. A model "
+        "probability, not a calibrated accuracy.",
     )
 
 
@@ -401,7 +410,10 @@ class NerResult(BaseModel):
         description="Entities in text order. An entity never spans two sentences (or two "
         "windows of a sentence longer than the model's max_tokens)."
     )
-    tokens: list[NerToken] = Field(description="Every token of the input, in text order.")
+    tokens: list[NerToken] = Field(
+        description="Every token of the input, in text order, with its tag and that tag's "
+        "probability."
+    )
 
 
 class NerResponse(BaseModel):

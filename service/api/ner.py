@@ -25,8 +25,8 @@ def ner_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecTree) -
     def tag() -> Response:
         """Find the named entities (PER, ORG, LOC, MISC) in texts or pre-tokenized sentences.
 
-        One result per input, in request order: the entities and every token with its tag and
-        exact character offsets.
+        One result per input, in request order: the entities, each with its probability, and
+        every token with its tag, that tag's probability and exact character offsets.
         """
         with announced(registry, "ner"):
             body = parse_body(NerRequest, context={"limits": limits})

@@ -19,8 +19,9 @@ Conventions (the API documents the same):
   default reading rather than seqeval's strict mode, which would drop it). The exported CRF
   forbids such transitions, so this only matters for CRFs trained without constraints. An
   entity never crosses a sentence or window boundary.
-* ``NerToken.score`` is the CRF marginal ``P(y_t = tag | sentence)``; ``NerEntity.score`` is the
-  CRF probability that the entity's tokens carry exactly the predicted tags
+* ``NerToken.score`` (a token's ``score`` in ``POST /v1/ner``) is the CRF marginal
+  ``P(y_t = tag | sentence)`` of the predicted tag; ``NerEntity.score`` is the CRF probability
+  that the entity's tokens carry exactly the predicted tags
   (``P(y_s..y_e = B-X, I-X, ... | sentence)``), never more than its tokens' lowest score.
 """
 
@@ -261,14 +262,18 @@ class NerPredictor:
         for index, (piece, path) in enumerate(zip(batch, paths, strict=True)):
             piece_tokens = tokens[piece.row][piece.start : piece.end]
             tags = [self.tags[k] for k in path]
+            # exp of a log-probability can round to just above 1; a probability cannot.
+            scores = [min(float(marginals[index, t, k]), 1.0) for t, k in enumerate(path)]
             tagged[piece.row] += [
-                NerToken(tok.text, tok.start, tok.end, tag, float(marginals[index, t, k]))
-                for t, (tok, tag, k) in enumerate(zip(piece_tokens, tags, path, strict=True))
+                NerToken(tok.text, tok.start, tok.end, tag, score)
+                for tok, tag, score in zip(piece_tokens, tags, scores, strict=True)
             ]
             text = texts[piece.row]
             for kind, first, last in iob2_entities(tags):
                 start, end = piece_tokens[first].start, piece_tokens[last - 1].end
-                score = posterior.span_probability(index, first, last, path[first:last].tolist())
+                span = posterior.span_probability(index, first, last, path[first:last].tolist())
+                # True in exact arithmetic; the min keeps it true after rounding, as documented.
+                score = min(span, *scores[first:last])
                 entities[piece.row].append(NerEntity(kind, text[start:end], start, end, score))
 
     def _emissions(self, feeds: dict[str, np.ndarray]) -> np.ndarray:

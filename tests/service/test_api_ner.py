@@ -41,7 +41,7 @@ def tag(client: FlaskClient, body: dict) -> list[dict]:
     for result in payload["results"]:
         assert set(result) == {"entities", "tokens"}
         assert all(set(e) == {"type", "text", "start", "end", "score"} for e in result["entities"])
-        assert all(set(t) == {"text", "start", "end", "tag"} for t in result["tokens"])
+        assert all(set(t) == {"text", "start", "end", "tag", "score"} for t in result["tokens"])
     return payload["results"]
 
 
@@ -81,7 +81,8 @@ def test_a_text_is_tagged_with_entities_tokens_and_offsets(ner_client: FlaskClie
         "O",
         "O",
     ]
-    assert result["tokens"][0] == {"text": "EU", "start": 0, "end": 2, "tag": "B-ORG"}
+    first = result["tokens"][0]
+    assert (first["text"], first["start"], first["end"], first["tag"]) == ("EU", 0, 2, "B-ORG")
     assert_offsets_exact(SENTENCE, result)
 
 
@@ -127,6 +128,38 @@ def test_score_is_a_probability_lower_for_a_less_certain_entity(ner_client: Flas
     scores = {e["text"]: e["score"] for e in result["entities"]}
     assert set(scores) == {"EU", "NATO"}
     assert all(0.0 < score <= 1.0 for score in scores.values())
+    assert scores["NATO"] < scores["EU"]
+
+
+def tokens_of(entity: dict, result: dict) -> list[dict]:
+    return [t for t in result["tokens"] if entity["start"] <= t["start"] < entity["end"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"texts": ["EU and NATO said .", "Acme Corp said Peter Blackburn visited New York."]},
+        {"texts": ["Peter Blackburn visited Brussels. The EU said no! Zoë Ångström, ZÜRICH."]},
+        {"tokens": [["Peter", "BLACKBURN", "of", "Acme", "Corp", "visited", "New", "York"]]},
+    ],
+)
+def test_token_scores_are_probabilities_that_bound_their_entities_scores(
+    ner_client: FlaskClient, body: dict
+) -> None:
+    results = tag(ner_client, body)
+
+    assert any(len(tokens_of(e, r)) > 1 for r in results for e in r["entities"])
+    for result in results:
+        assert all(0.0 <= t["score"] <= 1.0 for t in result["tokens"])
+        for entity in result["entities"]:
+            assert all(entity["score"] <= t["score"] for t in tokens_of(entity, result)), entity
+
+
+def test_a_token_score_is_lower_for_a_less_certain_tag(ner_client: FlaskClient) -> None:
+    # As for the entities: "EU" is a known word, "NATO" only an ALL-CAPS guess.
+    (result,) = tag(ner_client, {"texts": ["EU and NATO said ."]})
+
+    scores = {t["text"]: t["score"] for t in result["tokens"]}
     assert scores["NATO"] < scores["EU"]
 
 
@@ -228,7 +261,8 @@ def test_tokens_are_tagged_with_offsets_into_the_space_joined_text(
         ("MISC", "German", 11, 17),
         ("MISC", "British", 34, 41),
     ]
-    assert result["tokens"][-1] == {"text": ".", "start": 47, "end": 48, "tag": "O"}
+    last = result["tokens"][-1]
+    assert (last["text"], last["start"], last["end"], last["tag"]) == (".", 47, 48, "O")
     assert_offsets_exact(joined, result)
 
 

@@ -109,6 +109,15 @@ def test_translate_is_documented_with_its_parameters_and_errors(document: dict) 
     assert "attention" in result["properties"]
 
 
+def test_ner_token_and_entity_scores_are_documented_probabilities(document: dict) -> None:
+    schemas = document["components"]["schemas"]
+    for name in ("NerToken", "NerEntity"):
+        score = schemas[name]["properties"]["score"]
+        assert "score" in schemas[name]["required"], name
+        assert (score["type"], score["minimum"], score["maximum"]) == ("number", 0.0, 1.0)
+    assert "marginal probability" in schemas["NerToken"]["properties"]["score"]["description"]
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
