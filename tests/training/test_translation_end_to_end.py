@@ -107,6 +107,7 @@ def test_run_folder_records_dev_bleu_per_epoch(trained):
 
 def test_resume_continues_from_the_last_checkpoint(trained, tiny_multi30k):
     args = ["train", "translation", "--run-dir", str(trained), "--resume"]
+    args += ["--set", "trainer.keep_epochs=true"]  # the run's settings, but for epochs
     assert main([*args, "--set", "trainer.epochs=5", *overrides(tiny_multi30k)]) == 0
     records = (trained / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in records] == [1, 2, 3, 4, 5]
