@@ -1,13 +1,19 @@
-"""ONNX export with named inputs/outputs and dynamic axes."""
+"""ONNX export with named inputs/outputs and dynamic axes, and the artifact folder written all
+at once: a failed export never touches the model that is there."""
 
 from __future__ import annotations
 
 import logging
+import secrets
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 import torch
 from torch import nn
+
+from service.runtime.manifest import Manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +51,50 @@ def export_onnx(
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     log.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
+
+
+def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Path:
+    """Replace the artifact folder ``out_dir`` by a verified one, or leave it untouched.
+
+    ``build(folder)`` writes the artifact's files into ``folder``, a new folder next to
+    ``out_dir``, verifies them (raising on any failure) and returns their manifest. Only then is
+    the manifest written, with every file's sha256, and ``folder`` swapped in for ``out_dir``
+    with renames, atomic on the one filesystem they share: the old folder is renamed aside, the
+    new one renamed in, the old one removed (files of the old folder, an int8 variant say, go
+    with it: they do not belong to the new model). If anything fails, ``out_dir`` is as it was
+    and the new folder is removed. Returns the manifest's path in ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} exists and is not a folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    folder = _sibling(out_dir, "new")
+    folder.mkdir()
+    try:
+        manifest = write_manifest(folder, build(folder))
+        _swap_in(folder, out_dir)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # left only by a failure
+    log.info("artifact written to %s", out_dir)
+    return out_dir / manifest.name
+
+
+def _sibling(path: Path, role: str) -> Path:
+    """A hidden, unused name next to ``path`` (same parent, hence same filesystem)."""
+    return path.with_name(f".{path.name}.{role}-{secrets.token_hex(4)}")
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is renamed aside first, put back if
+    the swap fails, and removed once it succeeded."""
+    if not target.exists():
+        new.rename(target)
+        return
+    old = _sibling(target, "old")
+    target.rename(old)
+    try:
+        new.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old)

@@ -6,15 +6,18 @@ import itertools
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import training.tasks.ner as ner
 from service.predictors.ner import NerPredictor
 from service.runtime.manifest import load_manifest
 from service.runtime.session import OnnxSession, SessionConfig
 from training.cli import main
+from training.verify import VerificationError
 
 PEOPLE = [["John", "Smith"], ["Mary"], ["Peter", "Blackburn"], ["Anna", "Berg"]]
 PLACES = [["Paris"], ["New", "York"], ["Berlin"], ["Tokyo"]]
@@ -152,6 +155,23 @@ def test_evaluate_reports_seqeval_scores_equal_to_the_manifest(exported, tiny_co
         assert re.search(rf"^\s*{kind}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+$", out, re.MULTILINE), kind
     f1 = float(re.search(r"overall: precision [\d.]+ recall [\d.]+ F1 ([\d.]+)", out).group(1))
     assert f1 == pytest.approx(load_manifest(exported).metrics["dev_f1"], abs=0.006)
+
+
+def test_a_failed_export_leaves_the_previous_model_untouched(
+    trained, exported, tmp_path, monkeypatch
+):
+    out = Path(shutil.copytree(exported, tmp_path / "ner"))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise VerificationError("dev sentence 3: numpy Viterbi over ONNX emissions differs")
+
+    monkeypatch.setattr(ner, "verify_tags", fail)
+    with pytest.raises(VerificationError):
+        main(["export", "ner", "--checkpoint", str(trained / "best.pt"), "--out", str(out)])
+
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ner"]
 
 
 def test_dry_run_trains_a_few_batches(tiny_conll, tmp_path):

@@ -7,10 +7,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import training.quantize as quantize
+import training.tasks.sentiment as sentiment
 from service.runtime.manifest import load_manifest
 from service.text import Vocab, WordEncoder, pad_batch
 from service.text.encoding import WordEncoderConfig
 from training.cli import main
+from training.verify import VerificationError
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +91,45 @@ def test_export_writes_a_verified_artifact_the_service_can_read(trained, tmp_pat
     probabilities = session.run(["probabilities"], {"token_ids": ids, "lengths": lengths})[0]
     assert probabilities.shape == (2, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def export(trained, out) -> int:
+    return main(
+        ["export", "sentiment", "--checkpoint", str(trained / "best.pt"), "--out", str(out)]
+    )
+
+
+def test_a_failed_export_leaves_the_previous_model_untouched(trained, tmp_path, monkeypatch):
+    out = tmp_path / "sentiment"
+    assert export(trained, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise VerificationError("probabilities alone vs in a padded batch: difference 0.2")
+
+    monkeypatch.setattr(sentiment, "check_batch_invariance", fail)
+    with pytest.raises(VerificationError):
+        export(trained, out)
+
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["sentiment"]
+
+
+def test_a_new_export_drops_the_int8_variant_of_the_previous_model(trained, tmp_path, monkeypatch):
+    out = tmp_path / "sentiment"
+    assert export(trained, out) == 0
+    monkeypatch.setattr(
+        quantize, "measure_speed", lambda *args: {n: {"fp32": 2e-3, "int8": 1e-3} for n in (1, 32)}
+    )
+    quick = ["--speed-texts", "8", "--repeats", "1", "--force"]
+    assert main(["quantize", "sentiment", "--model-dir", str(out), *quick]) == 0
+    assert (out / "model.int8.onnx").is_file() and load_manifest(out).variants
+
+    assert export(trained, out) == 0
+
+    manifest = load_manifest(out)  # every sha256 checked
+    assert manifest.variants == {} and not (out / "model.int8.onnx").exists()
+    assert main(["quantize", "sentiment", "--model-dir", str(out), *quick]) == 0  # again
 
 
 def test_dry_run_trains_a_few_batches(tiny_datasets, tmp_path):

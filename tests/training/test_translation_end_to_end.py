@@ -5,15 +5,18 @@ command line."""
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import training.tasks.translation as translation
 from service.predictors.translator import Translator
 from service.runtime.manifest import load_manifest
 from service.runtime.session import OnnxSession, SessionConfig
 from training.cli import main
+from training.verify import VerificationError
 
 SUBJECTS = [("A man", "Ein Mann"), ("A woman", "Eine Frau"), ("A dog", "Ein Hund")]
 SUBJECTS += [("A child", "Ein Kind"), ("Two men", "Zwei Männer")]
@@ -220,6 +223,27 @@ def test_plot_attention_writes_a_png(exported, tmp_path):
     args = ["plot-attention", "--text", "A woman sits on the street.", "--out", str(out)]
     assert main([*args, "--model", str(exported)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failed_export_writes_no_manifest_and_keeps_the_previous_model(
+    trained, exported, tmp_path, monkeypatch
+):
+    def fail(*args, **kwargs):
+        raise VerificationError("dev sentence 0: ONNX Runtime greedy gives 'x', PyTorch 'y'")
+
+    monkeypatch.setattr(translation, "verify_greedy", fail)
+    export = ["export", "translation", "--checkpoint", str(trained / "best.pt"), "--out"]
+    with pytest.raises(VerificationError):
+        main([*export, str(tmp_path / "new")])
+    assert list(tmp_path.iterdir()) == []  # no unverified model for the service to load
+
+    out = Path(shutil.copytree(exported, tmp_path / "translation"))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(VerificationError):
+        main([*export, str(out)])
+
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["translation"]
 
 
 def test_dry_run_trains_a_few_batches(tiny_multi30k, tmp_path):

@@ -25,7 +25,7 @@ from seqeval.scheme import IOB2
 
 from service.predictors.ner import NerPredictor
 from service.predictors.viterbi import CrfParameters, viterbi_decode
-from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest, write_manifest
+from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest
 from service.runtime.session import OnnxSession, SessionConfig
 from service.text import Vocab
 from service.text.constants import CHARS_FILE, CRF_FILE, LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
@@ -42,7 +42,7 @@ from training import data
 from training.batching import token_budget_batches
 from training.config import NerConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_words
-from training.export import OPSET, export_onnx
+from training.export import OPSET, export_onnx, write_artifact
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
 from training.quantize import DevEvaluation, graph_sessions
@@ -363,20 +363,22 @@ def _example_inputs(encoder: NerEncoder) -> tuple[torch.Tensor, ...]:
 
 
 def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
-    """Export a checkpoint to ``out_dir`` (ONNX + JSON + manifest), verified on the dev set."""
+    """Export a checkpoint to ``out_dir`` (ONNX + JSON + manifest), verified on the dev set;
+    ``out_dir`` is replaced only once every check has passed."""
     model, state = load_checkpoint(checkpoint)
+    return write_artifact(out_dir, lambda folder: build_artifact(folder, model, state, version))
+
+
+def build_artifact(folder: Path, model: NerTagger, state: dict, version: str) -> Manifest:
+    """Write the graph and JSON files into ``folder``, check on the dev set that they tag as
+    PyTorch does and return their manifest (with the dev metrics of the service's predictor)."""
     config = from_dict("ner", state["config"])
     words, chars, tags = Vocab(state["vocab"]), Vocab(state["chars"]), list(state["labels"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        if stale.is_file():
-            stale.unlink()
-    words.to_json(out_dir / VOCAB_FILE)
-    chars.to_json(out_dir / CHARS_FILE)
-    (out_dir / LABELS_FILE).write_text(json.dumps(tags), "utf-8")
+    words.to_json(folder / VOCAB_FILE)
+    chars.to_json(folder / CHARS_FILE)
+    (folder / LABELS_FILE).write_text(json.dumps(tags), "utf-8")
     crf = crf_parameters(model, tags)
-    crf.to_json(out_dir / CRF_FILE)
+    crf.to_json(folder / CRF_FILE)
 
     encoder = NerEncoder(words, chars, preprocessing(config))
     axes = {name: dict(enumerate(shape)) for name, shape in GRAPH_INPUT_SHAPES.items()}
@@ -384,13 +386,13 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
     export_onnx(
         model.emissions,
         _example_inputs(encoder),
-        out_dir / MODEL_GRAPH_FILE,
+        folder / MODEL_GRAPH_FILE,
         input_names=list(NER_INPUT_NAMES),
         output_names=[EMISSIONS],
         dynamic_axes={**axes, EMISSIONS: {0: "batch", 1: "tokens"}},
     )
     session = ort.InferenceSession(
-        str(out_dir / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
+        str(folder / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
     )
 
     corpus = load_data(config)
@@ -432,9 +434,9 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
         files={},
     )
-    metrics = predictor_dev_metrics(NerPredictor(manifest, out_dir, session), corpus.dev)
+    metrics = predictor_dev_metrics(NerPredictor(manifest, folder, session), corpus.dev)
     log.info("dev metrics (ONNX Runtime + numpy Viterbi): %s", metrics)
-    return write_manifest(out_dir, manifest.model_copy(update={"metrics": metrics}))
+    return manifest.model_copy(update={"metrics": metrics})
 
 
 def predictor_dev_metrics(

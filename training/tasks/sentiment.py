@@ -17,7 +17,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, write_manifest
+from service.runtime.manifest import GraphSpec, Manifest, TensorSpec
 from service.text import Vocab, WordEncoder, pad_batch
 from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
@@ -25,7 +25,7 @@ from training import data
 from training.batching import token_budget_batches
 from training.config import SentimentConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_words
-from training.export import OPSET, export_onnx
+from training.export import OPSET, export_onnx, write_artifact
 from training.models.sentiment import (
     BidirectionalLanguageModel,
     ProbabilityHead,
@@ -422,24 +422,26 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: SentimentConfig) ->
 
 
 def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
-    """Export a checkpoint to ``out_dir`` (ONNX + vocab/labels JSON + manifest), verified."""
+    """Export a checkpoint to ``out_dir`` (ONNX + vocab/labels JSON + manifest), verified;
+    ``out_dir`` is replaced only once every check has passed."""
     model, state = load_checkpoint(checkpoint)
+    return write_artifact(out_dir, lambda folder: build_artifact(folder, model, state, version))
+
+
+def build_artifact(folder: Path, model: SentimentClassifier, state: dict, version: str) -> Manifest:
+    """Write the graph and JSON files into ``folder``, check them against PyTorch on dev data
+    and return their manifest (with the dev metrics measured through ONNX Runtime)."""
     config = from_dict("sentiment", state["config"])
     vocab = Vocab(state["vocab"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        if stale.is_file():
-            stale.unlink()
-    vocab.to_json(out_dir / VOCAB_FILE)
-    (out_dir / LABELS_FILE).write_text(json.dumps(state["labels"]), "utf-8")
+    vocab.to_json(folder / VOCAB_FILE)
+    (folder / LABELS_FILE).write_text(json.dumps(state["labels"]), "utf-8")
 
     head = ProbabilityHead(model).eval()
     example = (torch.tensor([[5, 6, 7], [8, 9, 0]]), torch.tensor([3, 2]))
     export_onnx(
         head,
         example,
-        out_dir / MODEL_GRAPH_FILE,
+        folder / MODEL_GRAPH_FILE,
         input_names=[name for name, _ in GRAPH_INPUTS],
         output_names=[GRAPH_OUTPUT],
         dynamic_axes={
@@ -449,7 +451,7 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
         },
     )
     session = ort.InferenceSession(
-        str(out_dir / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
+        str(folder / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
     )
 
     dev_examples = encode_dev(config, vocab, load_data(config))
@@ -466,7 +468,7 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
     metrics = ort_dev_metrics(session, dev_examples)
     log.info("dev metrics (ONNX Runtime): %s", metrics)
 
-    manifest = Manifest(
+    return Manifest(
         task="sentiment",
         name="sentiment",
         version=version,
@@ -491,7 +493,6 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
         files={},
     )
-    return write_manifest(out_dir, manifest)
 
 
 def check_batch_invariance(

@@ -40,7 +40,7 @@ from service.predictors.translator import (
     TranslationPreprocessing,
     Translator,
 )
-from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest, write_manifest
+from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest
 from service.runtime.session import OnnxSession, SessionConfig
 from service.text.constants import (
     DECODER_STEP_GRAPH_FILE,
@@ -52,7 +52,7 @@ from service.text.padding import pad_batch
 from service.text.subword import SubwordTokenizer
 from training.batching import token_budget_batches
 from training.config import TranslationConfig, from_dict, to_dict
-from training.export import OPSET, export_onnx
+from training.export import OPSET, export_onnx, write_artifact
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
 from training.quantize import DevEvaluation, GraphFiles, graph_sessions
 from training.trainer import Trainer, TrainingTask
@@ -379,13 +379,19 @@ def load_translator(model_dir: Path, threads: int = 1) -> Translator:
     manifest = load_manifest(model_dir, verify=True)
     if manifest.task != "translation":
         raise ValueError(f"{model_dir} holds a {manifest.task!r} model, not a translation model")
+    return open_translator(model_dir, manifest, threads)
+
+
+def open_translator(folder: Path, manifest: Manifest, threads: int = 1) -> Translator:
+    """The service's predictor over the graphs and subword models in ``folder`` that
+    ``manifest`` describes (its files are not checked against their sha256)."""
     sessions = {
         name: OnnxSession(
-            manifest.path_of(model_dir, name), spec, SessionConfig(intra_op_threads=threads)
+            manifest.path_of(folder, name), spec, SessionConfig(intra_op_threads=threads)
         )
         for name, spec in manifest.graphs.items()
     }
-    return Translator.from_artifact(model_dir, manifest, sessions)
+    return Translator.from_artifact(folder, manifest, sessions)
 
 
 def verify_greedy(
@@ -476,18 +482,21 @@ def dev_bleu(
 
 def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
     """Export a checkpoint to ``out_dir`` (two ONNX graphs, subword models, manifest), verified
-    on the dev set, with greedy and beam dev BLEU measured through the service's predictor."""
+    on the dev set, with greedy and beam dev BLEU measured through the service's predictor;
+    ``out_dir`` is replaced only once every check has passed."""
     model, state = load_checkpoint(checkpoint)
+    return write_artifact(out_dir, lambda folder: build_artifact(folder, model, state, version))
+
+
+def build_artifact(folder: Path, model: Seq2Seq, state: dict, version: str) -> Manifest:
+    """Write the graphs and subword models into ``folder``, check on the dev set that the
+    service's predictor over them decodes as PyTorch does and return their manifest (with the
+    dev scores of that predictor)."""
     config = from_dict("translation", state["config"])
     source, target = SubwordTokenizer(state["source_spm"]), SubwordTokenizer(state["target_spm"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        if stale.is_file():
-            stale.unlink()
-    source.save(out_dir / SOURCE_SPM_FILE)
-    target.save(out_dir / TARGET_SPM_FILE)
-    export_graphs(model, source, out_dir)
+    source.save(folder / SOURCE_SPM_FILE)
+    target.save(folder / TARGET_SPM_FILE)
+    export_graphs(model, source, folder)
 
     manifest = Manifest(
         task="translation",
@@ -508,8 +517,7 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
         },
         files={},
     )
-    write_manifest(out_dir, manifest)
-    translator = load_translator(out_dir, threads=config.trainer.threads)
+    translator = open_translator(folder, manifest, threads=config.trainer.threads)
 
     dev = load_data(config).dev
     dev_sources = [source.encode_source(s) for s, _ in dev]
@@ -520,7 +528,7 @@ def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
 
     metrics = dev_bleu(translator, dev, config.decoding.beam_size)
     log.info("dev metrics (ONNX Runtime + numpy search): %s", metrics)
-    return write_manifest(out_dir, manifest.model_copy(update={"metrics": metrics}))
+    return manifest.model_copy(update={"metrics": metrics})
 
 
 # --- evaluation and plots of an exported model --------------------------------------------------
