@@ -99,7 +99,10 @@ def _check_resumable(run_dir: str | None, config: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     _setup_logging()
     manifest = _task_module(args.task).export(
-        Path(args.checkpoint), Path(args.out), version=args.version
+        Path(args.checkpoint),
+        Path(args.out),
+        version=args.version,
+        datasets_dir=Path(args.datasets_dir) if args.datasets_dir else None,
     )
     print(manifest.read_text("utf-8"))
     return 0
@@ -225,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="artifact folder, e.g. exported_models/sentiment"
     )
     export.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
+    export.add_argument(
+        "--datasets-dir",
+        help="where the dev sets the export verifies on are (default: the checkpoint's "
+        "training config)",
+    )
     export.set_defaults(func=cmd_export)
 
     quantize = commands.add_parser(

@@ -262,6 +262,14 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def with_datasets_dir(config: Any, datasets_dir: Path | None) -> Any:
+    """``config``, reading its data sets from ``datasets_dir`` when given: a checkpoint or a
+    manifest records the absolute path of the machine it was trained on."""
+    if datasets_dir is not None:
+        config.data.datasets_dir = str(datasets_dir)
+    return config
+
+
 def config_differences(
     saved: dict[str, Any], current: dict[str, Any], prefix: str = ""
 ) -> dict[str, tuple[Any, Any]]:

@@ -40,7 +40,7 @@ from service.predictors import PREDICTOR_FACTORIES
 from service.runtime.batcher import InlineBatches
 from service.runtime.manifest import Manifest, VariantSpec, load_manifest, write_manifest
 from service.runtime.session import OnnxSession, SessionConfig
-from training.config import from_dict
+from training.config import from_dict, with_datasets_dir
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,7 @@ def task_evaluation(folder: Path, manifest: Manifest, datasets_dir: Path | None)
             f"training/tasks/{manifest.task}.py has no dev_evaluation(folder, manifest, config) "
             "-> training.quantize.DevEvaluation, so its variants cannot be verified"
         )
-    config = from_dict(manifest.task, manifest.training_config)
-    if datasets_dir is not None:
-        config.data.datasets_dir = str(datasets_dir)
+    config = with_datasets_dir(from_dict(manifest.task, manifest.training_config), datasets_dir)
     return dev_evaluation(folder, manifest, config)
 
 

@@ -52,3 +52,20 @@ def write_tiny_datasets(root: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_datasets(tmp_path_factory) -> Path:
     return write_tiny_datasets(tmp_path_factory.mktemp("datasets"))
+
+
+@pytest.fixture
+def moved_checkpoint(tmp_path):
+    """Copy a checkpoint as another machine would see it: the datasets folder its config
+    records (an absolute path) does not exist there."""
+
+    def move(checkpoint: Path) -> Path:
+        import torch
+
+        state = torch.load(checkpoint, weights_only=False)
+        state["config"]["data"]["datasets_dir"] = str(tmp_path / "no-such-datasets")
+        moved = tmp_path / "moved.pt"
+        torch.save(state, moved)
+        return moved
+
+    return move

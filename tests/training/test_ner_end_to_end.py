@@ -174,6 +174,19 @@ def test_a_failed_export_leaves_the_previous_model_untouched(
     assert [p.name for p in tmp_path.iterdir()] == ["ner"]
 
 
+def test_export_reads_the_dev_data_from_datasets_dir(
+    trained, exported, tiny_conll, moved_checkpoint, tmp_path
+):
+    checkpoint = moved_checkpoint(trained / "best.pt")
+    args = ["export", "ner", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "ner")]
+    with pytest.raises(FileNotFoundError, match="no-such-datasets"):
+        main(args)
+
+    assert main([*args, "--datasets-dir", str(tiny_conll)]) == 0
+
+    assert load_manifest(tmp_path / "ner").metrics == load_manifest(exported).metrics
+
+
 def test_dry_run_trains_a_few_batches(tiny_conll, tmp_path):
     args = ["train", "ner", "--dry-run", "--run-dir", str(tmp_path), *overrides(tiny_conll)]
     assert main(args) == 0

@@ -132,6 +132,21 @@ def test_a_new_export_drops_the_int8_variant_of_the_previous_model(trained, tmp_
     assert main(["quantize", "sentiment", "--model-dir", str(out), *quick]) == 0  # again
 
 
+def test_export_reads_the_dev_data_from_datasets_dir(
+    trained, tiny_datasets, moved_checkpoint, tmp_path
+):
+    assert export(trained, tmp_path / "here") == 0
+    checkpoint = moved_checkpoint(trained / "best.pt")
+    args = ["export", "sentiment", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]
+    with pytest.raises(FileNotFoundError, match="no-such-datasets"):
+        main(args)
+
+    assert main([*args, "--datasets-dir", str(tiny_datasets)]) == 0
+
+    metrics = load_manifest(tmp_path / "out").metrics
+    assert metrics == load_manifest(tmp_path / "here").metrics  # measured on the same dev data
+
+
 def test_dry_run_trains_a_few_batches(tiny_datasets, tmp_path):
     args = [
         "train",

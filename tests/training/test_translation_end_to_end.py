@@ -246,6 +246,24 @@ def test_a_failed_export_writes_no_manifest_and_keeps_the_previous_model(
     assert [p.name for p in tmp_path.iterdir()] == ["translation"]
 
 
+def test_export_reads_the_dev_data_from_datasets_dir(
+    trained, tiny_multi30k, moved_checkpoint, tmp_path
+):
+    def export(checkpoint: Path, out: str, *extra: str) -> int:
+        args = ["export", "translation", "--checkpoint", str(checkpoint)]
+        return main([*args, "--out", str(tmp_path / out), *extra])
+
+    assert export(trained / "best.pt", "here") == 0
+    moved = moved_checkpoint(trained / "best.pt")
+    with pytest.raises(FileNotFoundError, match="no-such-datasets"):
+        export(moved, "out")
+
+    assert export(moved, "out", "--datasets-dir", str(tiny_multi30k)) == 0
+
+    metrics = load_manifest(tmp_path / "out").metrics
+    assert metrics == load_manifest(tmp_path / "here").metrics  # measured on the same dev data
+
+
 def test_dry_run_trains_a_few_batches(tiny_multi30k, tmp_path):
     args = ["train", "translation", "--dry-run", "--run-dir", str(tmp_path)]
     assert main([*args, *overrides(tiny_multi30k)]) == 0

@@ -40,7 +40,7 @@ from service.text.features import (
 )
 from training import data
 from training.batching import token_budget_batches
-from training.config import NerConfig, from_dict, to_dict
+from training.config import NerConfig, from_dict, to_dict, with_datasets_dir
 from training.embeddings import embedding_matrix, glove_words
 from training.export import OPSET, export_onnx, write_artifact
 from training.models.ner import NerEmissions, NerTagger
@@ -362,17 +362,24 @@ def _example_inputs(encoder: NerEncoder) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(feeds[name]) for name in NER_INPUT_NAMES)
 
 
-def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
+def export(
+    checkpoint: Path, out_dir: Path, version: str = "1.0.0", datasets_dir: Path | None = None
+) -> Path:
     """Export a checkpoint to ``out_dir`` (ONNX + JSON + manifest), verified on the dev set;
-    ``out_dir`` is replaced only once every check has passed."""
+    ``out_dir`` is replaced only once every check has passed. The dev data is read from
+    ``datasets_dir`` when given, else from where the checkpoint was trained."""
     model, state = load_checkpoint(checkpoint)
-    return write_artifact(out_dir, lambda folder: build_artifact(folder, model, state, version))
+    config = with_datasets_dir(from_dict("ner", state["config"]), datasets_dir)
+    return write_artifact(
+        out_dir, lambda folder: build_artifact(folder, model, state, config, version)
+    )
 
 
-def build_artifact(folder: Path, model: NerTagger, state: dict, version: str) -> Manifest:
+def build_artifact(
+    folder: Path, model: NerTagger, state: dict, config: NerConfig, version: str
+) -> Manifest:
     """Write the graph and JSON files into ``folder``, check on the dev set that they tag as
     PyTorch does and return their manifest (with the dev metrics of the service's predictor)."""
-    config = from_dict("ner", state["config"])
     words, chars, tags = Vocab(state["vocab"]), Vocab(state["chars"]), list(state["labels"])
     words.to_json(folder / VOCAB_FILE)
     chars.to_json(folder / CHARS_FILE)

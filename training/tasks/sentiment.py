@@ -23,7 +23,7 @@ from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
 from training import data
 from training.batching import token_budget_batches
-from training.config import SentimentConfig, from_dict, to_dict
+from training.config import SentimentConfig, from_dict, to_dict, with_datasets_dir
 from training.embeddings import embedding_matrix, glove_words
 from training.export import OPSET, export_onnx, write_artifact
 from training.models.sentiment import (
@@ -421,17 +421,24 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: SentimentConfig) ->
     return DevEvaluation(metrics=metrics, texts=texts)
 
 
-def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
+def export(
+    checkpoint: Path, out_dir: Path, version: str = "1.0.0", datasets_dir: Path | None = None
+) -> Path:
     """Export a checkpoint to ``out_dir`` (ONNX + vocab/labels JSON + manifest), verified;
-    ``out_dir`` is replaced only once every check has passed."""
+    ``out_dir`` is replaced only once every check has passed. The dev data is read from
+    ``datasets_dir`` when given, else from where the checkpoint was trained."""
     model, state = load_checkpoint(checkpoint)
-    return write_artifact(out_dir, lambda folder: build_artifact(folder, model, state, version))
+    config = with_datasets_dir(from_dict("sentiment", state["config"]), datasets_dir)
+    return write_artifact(
+        out_dir, lambda folder: build_artifact(folder, model, state, config, version)
+    )
 
 
-def build_artifact(folder: Path, model: SentimentClassifier, state: dict, version: str) -> Manifest:
+def build_artifact(
+    folder: Path, model: SentimentClassifier, state: dict, config: SentimentConfig, version: str
+) -> Manifest:
     """Write the graph and JSON files into ``folder``, check them against PyTorch on dev data
     and return their manifest (with the dev metrics measured through ONNX Runtime)."""
-    config = from_dict("sentiment", state["config"])
     vocab = Vocab(state["vocab"])
     vocab.to_json(folder / VOCAB_FILE)
     (folder / LABELS_FILE).write_text(json.dumps(state["labels"]), "utf-8")

@@ -51,7 +51,7 @@ from service.text.constants import (
 from service.text.padding import pad_batch
 from service.text.subword import SubwordTokenizer
 from training.batching import token_budget_batches
-from training.config import TranslationConfig, from_dict, to_dict
+from training.config import TranslationConfig, from_dict, to_dict, with_datasets_dir
 from training.export import OPSET, export_onnx, write_artifact
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
 from training.quantize import DevEvaluation, GraphFiles, graph_sessions
@@ -480,19 +480,26 @@ def dev_bleu(
     return metrics
 
 
-def export(checkpoint: Path, out_dir: Path, version: str = "1.0.0") -> Path:
+def export(
+    checkpoint: Path, out_dir: Path, version: str = "1.0.0", datasets_dir: Path | None = None
+) -> Path:
     """Export a checkpoint to ``out_dir`` (two ONNX graphs, subword models, manifest), verified
     on the dev set, with greedy and beam dev BLEU measured through the service's predictor;
-    ``out_dir`` is replaced only once every check has passed."""
+    ``out_dir`` is replaced only once every check has passed. The dev data is read from
+    ``datasets_dir`` when given, else from where the checkpoint was trained."""
     model, state = load_checkpoint(checkpoint)
-    return write_artifact(out_dir, lambda folder: build_artifact(folder, model, state, version))
+    config = with_datasets_dir(from_dict("translation", state["config"]), datasets_dir)
+    return write_artifact(
+        out_dir, lambda folder: build_artifact(folder, model, state, config, version)
+    )
 
 
-def build_artifact(folder: Path, model: Seq2Seq, state: dict, version: str) -> Manifest:
+def build_artifact(
+    folder: Path, model: Seq2Seq, state: dict, config: TranslationConfig, version: str
+) -> Manifest:
     """Write the graphs and subword models into ``folder``, check on the dev set that the
     service's predictor over them decodes as PyTorch does and return their manifest (with the
     dev scores of that predictor)."""
-    config = from_dict("translation", state["config"])
     source, target = SubwordTokenizer(state["source_spm"]), SubwordTokenizer(state["target_spm"])
     source.save(folder / SOURCE_SPM_FILE)
     target.save(folder / TARGET_SPM_FILE)
