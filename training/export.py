@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from service.runtime.manifest import Manifest, write_manifest
+from service.text.constants import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,12 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Path:
     folder = _sibling(out_dir, "new")
     folder.mkdir()
     try:
-        manifest = write_manifest(folder, build(folder))
+        write_manifest(folder, build(folder))
         _swap_in(folder, out_dir)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # left only by a failure
     log.info("artifact written to %s", out_dir)
-    return out_dir / manifest.name
+    return out_dir / MANIFEST_FILE
 
 
 def _sibling(path: Path, role: str) -> Path:
@@ -97,4 +98,7 @@ def _swap_in(new: Path, target: Path) -> None:
     except BaseException:
         old.rename(target)
         raise
-    shutil.rmtree(old)
+    try:
+        shutil.rmtree(old)
+    except OSError as exc:  # the new model is in place: say so, but do not fail the export
+        log.warning("could not remove the previous artifact %s: %s", old, exc)
