@@ -149,10 +149,12 @@ class ModelRegistry:
 
 
 def discover_models(model_dir: Path) -> tuple[str, ...]:
-    """Names of the sub-folders of ``model_dir`` that hold a manifest."""
+    """Names of the sub-folders of ``model_dir`` that hold a manifest, hidden ones aside (an
+    export builds its new folder, and parks the one it replaces, under a hidden name)."""
     if not model_dir.is_dir():
         return ()
-    return tuple(sorted(p.parent.name for p in model_dir.glob(f"*/{MANIFEST_FILE}")))
+    folders = (p.parent.name for p in model_dir.glob(f"*/{MANIFEST_FILE}"))
+    return tuple(sorted(name for name in folders if not name.startswith(".")))
 
 
 def session_config(settings: Settings) -> SessionConfig:

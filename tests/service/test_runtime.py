@@ -197,6 +197,8 @@ def test_discovery_finds_folders_with_a_manifest(tiny_model_dir: Path, tmp_path:
     (tmp_path / "b" / "manifest.json").write_text("{}")
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "manifest.json").write_text("{}")
+    (tmp_path / ".a-old").mkdir()  # what an export parks while it swaps a new folder in
+    (tmp_path / ".a-old" / "manifest.json").write_text("{}")
 
     assert discover_models(tmp_path) == ("a", "b")
     assert discover_models(tmp_path / "missing") == ()
