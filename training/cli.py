@@ -16,7 +16,8 @@ from training.config import CONFIGS, config_differences, load_config, to_dict
 log = logging.getLogger("training")
 
 RUN_CONFIG = "config.json"  # the run folder's resolved configuration
-RESUMABLE_CHANGES = ("trainer.epochs", "trainer.patience")  # may differ from it on --resume
+# May differ from it on --resume: how long to go on, and how many cores to use for it.
+RESUMABLE_CHANGES = ("trainer.epochs", "trainer.patience", "trainer.threads")
 
 DRY_RUN_OVERRIDES = [
     "trainer.epochs=1",
@@ -91,7 +92,7 @@ def _check_resumable(run_dir: str | None, config: Any) -> None:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differing.items())
         raise SystemExit(
             f"--resume: the configuration given differs from the run's {saved} in {listed}. "
-            f"Only {' and '.join(RESUMABLE_CHANGES)} may change on resume: give the run's "
+            f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume: give the run's "
             "settings again, or start a new run folder."
         )
 
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in RUN_DIR from its last.pt, with its settings (only "
-        "trainer.epochs and trainer.patience may change)",
+        "trainer.epochs, trainer.patience and trainer.threads may change)",
     )
     train.add_argument("--dry-run", action="store_true", help="a few batches on a small subset")
     train.set_defaults(func=cmd_train)

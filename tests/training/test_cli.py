@@ -46,14 +46,15 @@ def resume(run_dir: Path | None, settings: list[str]) -> int:
     return main(["train", "sentiment", *folder, "--resume", *sets(settings)])
 
 
-def test_resume_continues_with_more_epochs_and_patience(run_dir, runs):
-    more = [*SETTINGS, "trainer.epochs=5", "trainer.patience=9"]
+def test_resume_continues_with_more_epochs_and_patience_on_other_cores(run_dir, runs):
+    more = [*SETTINGS, "trainer.epochs=5", "trainer.patience=9", "trainer.threads=1"]
 
     assert resume(run_dir, more) == 0
 
     (call,) = runs
     assert call["resume"] and call["run_dir"] == run_dir
-    assert call["config"]["trainer"]["epochs"] == 5 and call["config"]["trainer"]["patience"] == 9
+    trainer = call["config"]["trainer"]
+    assert (trainer["epochs"], trainer["patience"], trainer["threads"]) == (5, 9, 1)
 
 
 def test_resume_refuses_other_settings_naming_them(run_dir, runs):
