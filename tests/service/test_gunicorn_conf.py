@@ -20,7 +20,10 @@ def run_conf(cgroup_root: Path | None = None) -> dict:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in ("WEB_CONCURRENCY", "ORT_INTRA_OP_THREADS"):
-        monkeypatch.delenv(name, raising=False)
+        # Set, then deleted: monkeypatch then restores the variable (or its absence) after the
+        # test, though the config itself sets ORT_INTRA_OP_THREADS in os.environ.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     monkeypatch.setenv("RELOAD_SIGNAL_DIR", str(tmp_path / "reload"))
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
@@ -100,3 +103,4 @@ def test_workers_follow_a_container_cpu_quota(env, tmp_path, files, workers) -> 
 
     assert config["workers"] == workers
     assert os.environ["ORT_INTRA_OP_THREADS"] == "1"  # one worker per CPU it may use
+
