@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from service.text.tokenize import strip_markup, tokenize
+from service.text.tokenize import normalize_unicode, strip_markup, tokenize
 from service.text.vocab import Vocab
 
 # Tensor names of a word-level classifier graph (the sentiment model): the export writes them and
@@ -43,7 +43,7 @@ class WordEncoder:
     def words(self, text: str) -> list[str]:
         if self.config.strip_markup:
             text = strip_markup(text)
-        words = [t.text for t in tokenize(text)]
+        words = [t.text for t in tokenize(normalize_unicode(text))]
         return [w.lower() for w in words] if self.config.lowercase else words
 
     def encode(self, text: str) -> EncodedText:

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.text.padding import pad_batch
+from service.text.tokenize import normalize_unicode
 from service.text.vocab import Vocab
 
 # Casing classes (Reimers & Gurevych 2017, plus punctuation). Id 0 is padding.
@@ -128,9 +129,10 @@ class NerEncoder:
         return self.chars.encode(token[: self.config.max_word_chars])
 
     def encode(self, tokens: Sequence[str]) -> NerFeatures:
-        """Features of a non-empty token sequence."""
+        """Features of a non-empty token sequence (looked up in Unicode NFC)."""
         if not tokens:
             raise ValueError("cannot encode an empty token sequence")
+        tokens = [normalize_unicode(t) for t in tokens]
         return NerFeatures(
             word_ids=self.words.encode(self.word_key(t) for t in tokens),
             case_ids=[case_feature(t) for t in tokens],

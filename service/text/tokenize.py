@@ -12,6 +12,7 @@ always the token text.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 # Letters with combining marks (decomposed accents) count as word characters.
@@ -23,7 +24,7 @@ _ABBREVIATIONS = (
 )
 _TOKEN_RE = re.compile(
     rf"""
-    (?:[^\W\d_]\.){{2,}}(?![^\W\d_])      # abbreviations: U.S., e.g.
+    (?:[^\W\d_]\.){{2,10}}(?![^\W\d_])    # abbreviations: U.S., e.g. (bounded: linear time)
     | (?<![^\W_])(?:{_ABBREVIATIONS})\.      # titles and company suffixes: Mr. Inc. vs.
     | (?<![^\W_])[{_UPPER}]\.(?=\s+[{_UPPER}])  # an initial before a name: J. Smith
     | [{_UPPER}]{{1,3}}\$                     # currencies: US$ C$ HK$
@@ -70,6 +71,13 @@ def tokenize(text: str) -> list[Token]:
         else:
             tokens.append(Token(word, match.start(), match.end()))
     return tokens
+
+
+def normalize_unicode(text: str) -> str:
+    """``text`` in Unicode NFC, the form the vocabularies hold: text from NFD sources (macOS
+    file names, some editors) spells ``ü`` as ``u`` + a combining diaeresis, which would be
+    looked up as an unknown word. For lookup only: tokens keep the offsets of the original."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 def strip_markup(text: str) -> str:

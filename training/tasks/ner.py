@@ -38,6 +38,7 @@ from service.text.features import (
     NerPreprocessing,
     pad_ner_batch,
 )
+from service.text.tokenize import normalize_unicode
 from training import data
 from training.batching import token_budget_batches
 from training.config import NerConfig, from_dict, to_dict, with_datasets_dir
@@ -100,6 +101,8 @@ def build_vocabs(
     """``(words, chars, trained)``. Words: lower-cased training words (the first ``trained``
     entries, special tokens included), then frequent GloVe words up to ``max_size``.
     Characters: training characters, case kept."""
+    # In the form the encoder looks tokens up in (NFC), whatever the training file's.
+    sentences = [[(normalize_unicode(token), tag) for token, tag in s] for s in sentences]
     counts = Counter(token.lower() for sentence in sentences for token, _ in sentence)
     extra = (
         glove_words(Path(config.vocab.glove_path), config.vocab.max_size)

@@ -79,6 +79,17 @@ def test_encoder_looks_words_up_lower_cased_and_keeps_character_case(encoder):
     assert features.char_ids[2] == [1, 1, chars.lookup("r"), 1]
 
 
+def test_encoder_reads_decomposed_letters_as_composed_ones():
+    words = Vocab([PAD_TOKEN, UNK_TOKEN, "zürich"])
+    chars = Vocab([PAD_TOKEN, UNK_TOKEN, *"Zürich"])
+    encoder = NerEncoder(words, chars, NerPreprocessing())
+
+    composed, decomposed = encoder.encode(["Zürich"]), encoder.encode(["Zu\u0308rich"])
+
+    assert decomposed == composed
+    assert composed.word_ids == [2] and 1 not in composed.char_ids[0]
+
+
 def test_encoder_refuses_empty_input(encoder):
     with pytest.raises(ValueError):
         encoder.encode([])

@@ -1,8 +1,10 @@
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.text.tokenize import strip_markup, tokenize
+from service.text.tokenize import normalize_unicode, strip_markup, tokenize
 
 
 def texts(text: str) -> list[str]:
@@ -53,6 +55,28 @@ def test_offsets_round_trip_for_any_unicode(text):
         assert not text[previous_end : token.start].strip()  # only whitespace is skipped
         previous_end = token.end
     assert not text[previous_end:].strip()
+
+
+@pytest.mark.parametrize("chain", ["a." * 10_000 + "ab", "U.S." * 5_000 + "x"])
+def test_long_letter_period_chains_take_linear_time(chain):
+    # Unbounded, the abbreviation rule rescanned the rest of the chain from every letter: 7 s
+    # for this 20,000-character text (a text may have up to MAX_TEXT_CHARS, 256 per request).
+    started = time.process_time()
+    tokens = tokenize(chain)
+    assert time.process_time() - started < 1.0
+    assert "".join(t.text for t in tokens) == chain
+
+
+def test_abbreviations_of_up_to_ten_letters_stay_whole():
+    assert texts("a.b.c.d.e.f.g.h.i.j. U.S. e.g.") == ["a.b.c.d.e.f.g.h.i.j.", "U.S.", "e.g."]
+
+
+def test_normalize_unicode_composes_decomposed_letters():
+    decomposed = "Zu\u0308rich Mu\u0308ller"
+    assert normalize_unicode(decomposed) == "Zürich Müller"
+    assert normalize_unicode("Zürich") == "Zürich"
+    # One token either way: combining marks belong to their word.
+    assert texts(decomposed) == ["Zu\u0308rich", "Mu\u0308ller"]
 
 
 def test_strip_markup_removes_imdb_line_breaks():

@@ -55,6 +55,13 @@ def test_word_encoder_lowercases_truncates_and_flags():
     assert not encoder.encode("Great film").truncated
 
 
+def test_word_encoder_reads_decomposed_letters_as_composed_ones():
+    encoder = WordEncoder(Vocab([PAD_TOKEN, UNK_TOKEN, "café", "crème"]), WordEncoderConfig())
+    assert (
+        encoder.encode("Cafe\u0301 cre\u0300me").ids == encoder.encode("Café crème").ids == [2, 3]
+    )
+
+
 def test_word_encoder_never_returns_an_empty_sequence():
     encoder = WordEncoder(Vocab([PAD_TOKEN, UNK_TOKEN]), WordEncoderConfig())
     assert encoder.encode("<br />").ids == [1]
