@@ -337,6 +337,7 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "a server for a few seconds while clients keep it busy; each sample is charged to the "
         "innermost part of the request path on its stack (`benchmarks/pyspy.py`).",
         "- **Servers**: "
+        + _worker_counts(results.get("http", {}))
         + "; ".join(
             f"{name}: `{s['command']}`" + (f" with {s['env']}" if s["env"] else "")
             for name, s in results.get("http", {}).get("servers", {}).items()
@@ -352,6 +353,27 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _worker_counts(http: dict) -> str:
+    """The one worker count every server ran with, and where it came from."""
+    if "workers" not in http:
+        return ""
+    threads = {
+        s["threads"]
+        for name, s in http.get("servers", {}).items()
+        if name != NAIVE and "threads" in s
+    }
+    each = (
+        f", {'/'.join(map(str, sorted(threads)))} request threads each for the service"
+        if threads
+        else ""
+    )
+    return (
+        f"every server ran {http['workers']} worker process"
+        f"{'es' if http['workers'] != 1 else ''} ({http['workers_source']}){each}, "
+        "one request at a time each for the naive one (sync workers); "
+    )
 
 
 def _limits(results: dict) -> list[str]:

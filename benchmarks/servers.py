@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,26 +28,66 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def service_workers() -> int:
-    """gunicorn.conf.py's worker count for this machine (WEB_CONCURRENCY wins)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    value = os.environ.get("WEB_CONCURRENCY", "").strip()
-    return int(value) if value else max(1, min(cores or 1, 4))
+GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
+# Set while gunicorn.conf.py is read for its settings: with them set, it creates no folders.
+_CONF_PLACEHOLDERS = {"PROMETHEUS_MULTIPROC_DIR": os.devnull, "RELOAD_SIGNAL_DIR": os.devnull}
 
 
-def service_command(port: int) -> tuple[list[str], dict[str, str]]:
-    """The production command and settings (gunicorn.conf.py, the service's defaults)."""
-    return SERVICE, {"PORT": str(port)}
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What gunicorn.conf.py chooses for the service in this environment."""
+
+    workers: int
+    threads: int  # request threads per worker (gthread)
+    source: str  # where the worker count comes from, in words
 
 
-def naive_command(port: int) -> tuple[list[str], dict[str, str]]:
-    """The tutorial baseline: gunicorn's default (sync) workers, as many as the service has."""
+def service_settings(
+    environ: Mapping[str, str] | None = None, cgroup_root: str | None = None
+) -> ServiceSettings:
+    """The worker and thread counts gunicorn.conf.py would choose when started with
+    ``environ`` (default: this process's environment): WEB_CONCURRENCY if set, else one worker
+    per usable core (CPU affinity and cgroup CPU quota), at most 4.
+
+    The file is executed with runpy, as gunicorn reads it; the environment changes it makes
+    (ORT_INTRA_OP_THREADS, the metrics and reload folders) are undone, and it creates no folder.
+    ``cgroup_root`` points its cgroup lookup elsewhere (tests).
+    """
+    saved = dict(os.environ)
+    env = dict(saved if environ is None else environ) | _CONF_PLACEHOLDERS
+    init = {} if cgroup_root is None else {"CGROUP_ROOT": cgroup_root}
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        settings = runpy.run_path(str(GUNICORN_CONF), init_globals=init)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    explicit = env.get("WEB_CONCURRENCY", "").strip()
+    source = (
+        f"WEB_CONCURRENCY={explicit}"
+        if explicit
+        else "gunicorn.conf.py's default: one per usable core, CPU affinity and cgroup CPU "
+        "quota counted, at most 4"
+    )
+    return ServiceSettings(int(settings["workers"]), int(settings["threads"]), source)
+
+
+def service_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+    """The production command and settings (gunicorn.conf.py, the service's defaults), with
+    ``workers`` worker processes."""
+    return SERVICE, {"PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+
+
+def naive_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+    """The tutorial baseline: gunicorn's default (sync) workers, ``workers`` of them (as many
+    as the service has)."""
     command = [
         sys.executable,
         "-m",
         "gunicorn",
         "-w",
-        str(service_workers()),
+        str(workers),
         "-b",
         f"127.0.0.1:{port}",
         "--timeout",
@@ -93,10 +134,12 @@ def running(
     env: dict[str, str],
     port: int,
     log_dir: Path,
+    workers: int,
     probe: str = "/v1/sentiment",
     timeout: float = 180,
 ) -> Iterator[Running]:
-    """Launch, wait until ``probe`` answers 200 and every worker is up, yield, stop."""
+    """Launch, wait until ``probe`` answers 200 and all ``workers`` worker processes are up,
+    yield, stop. WEB_CONCURRENCY, PORT, BATCHING and MODELS come from ``env`` only."""
     names = {"WEB_CONCURRENCY", "PORT", "BATCHING", "MODELS"}
     full_env = {k: v for k, v in os.environ.items() if k not in names} | env
     full_env.setdefault("PYTHONPATH", str(REPO_ROOT))
@@ -116,7 +159,7 @@ def running(
                 time.sleep(0.05)
             server = Running(name, url, process, time.perf_counter() - started, log)
             deadline = time.perf_counter() + 60
-            while len(children(process.pid)) < service_workers() and time.perf_counter() < deadline:
+            while len(children(process.pid)) < workers and time.perf_counter() < deadline:
                 time.sleep(0.1)
             server.workers = children(process.pid)
             yield server

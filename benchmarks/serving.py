@@ -36,20 +36,33 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
     """
     sentiment = next(m for m in models if m.name == "sentiment")
     texts = sentiment.http_texts(mode.http_texts)
-    out: dict = {"load": [], "batching_stats": [], "one_vs_many": [], "servers": {}}
+    settings = servers.service_settings()
+    out: dict = {
+        "load": [],
+        "batching_stats": [],
+        "one_vs_many": [],
+        "servers": {},
+        "workers": settings.workers,
+        "workers_source": settings.source,
+    }
     with ExitStack() as stack:
         running: dict[str, servers.Running] = {}
         for name, (command_of, extra_env) in SERVERS.items():
             port = servers.free_port()
-            command, env = command_of(port)
+            command, env = command_of(port, settings.workers)
             server = stack.enter_context(
-                servers.running(name.split()[0], command, env | extra_env, port, log_dir)
+                servers.running(
+                    name.split()[0], command, env | extra_env, port, log_dir, settings.workers
+                )
             )
             servers.wait_all_ready(server, sentiment.endpoint)
             running[name] = server
             out["servers"][name] = dict(
                 startup_s=server.started_s,
                 workers=[servers.memory_mib(pid) for pid in server.workers],
+                worker_count=settings.workers,
+                # request threads per worker: gthread for the service, sync for the naive one
+                threads=1 if name == NAIVE else settings.threads,
                 command=" ".join(command[1:] if command[0].endswith("python") else command),
                 env={k: v for k, v in (env | extra_env).items() if k != "PORT"},
             )

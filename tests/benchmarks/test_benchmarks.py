@@ -252,10 +252,22 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
                 SERVICE_BATCHING: dict(
                     startup_s=2.0,
                     workers=[{"rss": 100.0, "pss": 80.0}],
+                    worker_count=1,
+                    threads=4,
                     command="gunicorn ...",
-                    env={"BATCHING": "true"},
+                    env={"BATCHING": "true", "WEB_CONCURRENCY": "1"},
+                ),
+                NAIVE: dict(
+                    startup_s=3.0,
+                    workers=[{"rss": 300.0, "pss": 250.0}],
+                    worker_count=1,
+                    threads=1,
+                    command="gunicorn -w 1 ...",
+                    env={},
                 ),
             },
+            "workers": 1,
+            "workers_source": "WEB_CONCURRENCY=1",
         },
         "install": install_sizes(),
         "profiles": [],
@@ -282,6 +294,10 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
     report.write(results, doc, tmp_path)
     text = doc.read_text()
     assert "**missed**" in text and "### What limits the missed targets" in text
+    assert (
+        "- **Servers**: every server ran 1 worker process (WEB_CONCURRENCY=1), 4 request "
+        "threads each for the service, one request at a time each for the naive one"
+    ) in text
     assert "| translation | 64 | `beam_size`: 5 | 2,000.0 | 2,400.0 | 1.20× |" in text
     assert "| translation | 64 | `beam_size`: 1 | 200.0 | 1,200.0 | 6.00× |" in text
     assert "| part | service (batching) |\n|---|---|\n| logging | 75% |\n| other | 25% |" in text

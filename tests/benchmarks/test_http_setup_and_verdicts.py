@@ -1,0 +1,78 @@
+"""The HTTP section's set-up (worker counts, when /metrics is scraped) and the report's verdicts,
+without models or real servers: gunicorn.conf.py is read, not run, and the load generator
+talks to an in-thread Flask app."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+
+from benchmarks import servers
+
+
+@contextmanager
+def counting_server() -> Iterator[tuple[str, list[dict]]]:
+    """A local server answering POST /v1/sentiment; yields its base URL and the bodies seen."""
+    from werkzeug.serving import make_server
+
+    app = Flask(__name__)
+    bodies: list[dict] = []
+
+    @app.post("/v1/sentiment")
+    def answer():
+        bodies.append(request.get_json())
+        return jsonify({"results": [{"label": "positive"}]})
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", bodies
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def _conf_folders() -> set[str]:
+    return {
+        path
+        for folder in (tempfile.gettempdir(), "/dev/shm")
+        for prefix in ("rnn-metrics-", "rnn-reload-")
+        for path in glob.glob(os.path.join(folder, prefix + "*"))
+    }
+
+
+def test_one_worker_count_from_gunicorn_conf_for_both_servers(tmp_path: Path) -> None:
+    """Under a 1-CPU quota gunicorn.conf.py starts one worker; the benchmark decides the same
+    count and gives it to the service (WEB_CONCURRENCY) and to the naive baseline (-w)."""
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # cgroup v2: 1 CPU
+    environ = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+    environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    environ.pop("RELOAD_SIGNAL_DIR", None)
+    environ.pop("GUNICORN_THREADS", None)
+    before_env, before_folders = dict(os.environ), _conf_folders()
+
+    quota = servers.service_settings(environ, cgroup_root=str(tmp_path))
+    explicit = servers.service_settings(
+        environ | {"WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "6"}, cgroup_root=str(tmp_path)
+    )
+
+    assert (quota.workers, quota.threads) == (1, 4)
+    assert "default" in quota.source
+    assert (explicit.workers, explicit.threads) == (3, 6)
+    assert explicit.source == "WEB_CONCURRENCY=3"
+    # reading the config leaves no trace: no ORT_INTRA_OP_THREADS, no metrics/reload folders
+    assert dict(os.environ) == before_env
+    assert _conf_folders() == before_folders
+
+    _, service_env = servers.service_command(8000, quota.workers)
+    naive, naive_env = servers.naive_command(8001, quota.workers)
+    assert service_env["WEB_CONCURRENCY"] == "1"
+    assert naive[naive.index("-w") + 1] == "1" and "WEB_CONCURRENCY" not in naive_env
