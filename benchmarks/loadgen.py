@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -64,6 +64,7 @@ async def _level(
     seconds: float,
     warmup_s: float,
     max_requests: int,
+    on_measure: Callable[[], object] | None = None,
 ) -> LevelResult:
     require_local(url)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
@@ -102,6 +103,8 @@ async def _level(
                     result.error_samples.append(error)
 
         await asyncio.gather(*(client() for _ in range(concurrency)))  # warm-up
+        if on_measure is not None:
+            on_measure()  # no request is in flight: the warm-up is over, nothing measured yet
         measuring = True
         cpu, started = time.process_time(), time.perf_counter()
         stop_at = loop.time() + seconds
@@ -118,10 +121,16 @@ def run_level(
     seconds: float,
     warmup_s: float = 1.0,
     max_requests: int = 100_000,
+    on_measure: Callable[[], object] | None = None,
 ) -> dict:
     """Closed loop: ``concurrency`` clients each send one request after another for ``seconds``
-    (after ``warmup_s`` unmeasured), at most ``max_requests`` measured requests in all."""
-    return asyncio.run(_level(url, texts, concurrency, seconds, warmup_s, max_requests)).summary()
+    (after ``warmup_s`` unmeasured), at most ``max_requests`` measured requests in all.
+
+    ``on_measure`` is called once between the two, when every warm-up request has been answered
+    and before the first measured one is sent (a scrape of the server's counters)."""
+    return asyncio.run(
+        _level(url, texts, concurrency, seconds, warmup_s, max_requests, on_measure)
+    ).summary()
 
 
 async def _post(

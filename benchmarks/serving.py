@@ -73,22 +73,17 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
             order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for concurrency in mode.concurrency:
                 for name in order:
-                    server = running[name]
-                    before = servers.scrape(server.url) if name != NAIVE else {}
-                    summary = loadgen.run_level(
-                        server.url + sentiment.endpoint,
+                    summary, batching = measure_level(
+                        running[name].url,
+                        sentiment.endpoint,
                         texts,
                         concurrency,
-                        mode.level_s,
-                        mode.warmup_s,
-                        mode.max_requests,
+                        mode,
+                        sentiment.name if name != NAIVE else None,
                     )
                     levels[name, concurrency].append(summary)
-                    if name != NAIVE:
-                        after = servers.scrape(server.url)
-                        stats[name, concurrency].append(
-                            servers.batching_stats(before, after, sentiment.name)
-                        )
+                    if batching is not None:
+                        stats[name, concurrency].append(batching)
                     log.info("%s c=%d repeat %d: %s", name, concurrency, repeat + 1, summary)
         for name in names:
             for concurrency in mode.concurrency:
@@ -126,6 +121,32 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
                 servers.memory_mib(pid) for pid in server.workers
             ]
     return out
+
+
+def measure_level(
+    url: str,
+    endpoint: str,
+    texts: Sequence[str],
+    concurrency: int,
+    mode: Mode,
+    model: str | None,
+) -> tuple[dict, dict | None]:
+    """One load level on the server at ``url`` (warm-up, then measured), and, when ``model`` is
+    given, the service's batching statistics for ``model`` over the measured part only: its
+    /metrics is scraped when the warm-up has ended and again after the level."""
+    before: dict = {}
+    summary = loadgen.run_level(
+        url + endpoint,
+        texts,
+        concurrency,
+        mode.level_s,
+        mode.warmup_s,
+        mode.max_requests,
+        on_measure=(lambda: before.update(servers.scrape(url))) if model else None,
+    )
+    if model is None:
+        return summary, None
+    return summary, servers.batching_stats(before, servers.scrape(url), model)
 
 
 def _profile_under_load(

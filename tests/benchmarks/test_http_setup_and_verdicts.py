@@ -10,11 +10,14 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from flask import Flask, jsonify, request
 
-from benchmarks import servers
+from benchmarks import loadgen, servers, serving
+from benchmarks.common import MODES
 
 
 @contextmanager
@@ -76,3 +79,48 @@ def test_one_worker_count_from_gunicorn_conf_for_both_servers(tmp_path: Path) ->
     naive, naive_env = servers.naive_command(8001, quota.workers)
     assert service_env["WEB_CONCURRENCY"] == "1"
     assert naive[naive.index("-w") + 1] == "1" and "WEB_CONCURRENCY" not in naive_env
+
+
+def test_the_measure_callback_runs_once_after_the_warm_up() -> None:
+    seen: list[int] = []
+    with counting_server() as (url, bodies):
+        summary = loadgen.run_level(
+            url + "/v1/sentiment",
+            ["a", "b"],
+            2,
+            0.2,
+            warmup_s=0.1,
+            max_requests=30,
+            on_measure=lambda: seen.append(len(bodies)),
+        )
+        total = len(bodies)
+    (warm_up,) = seen
+    assert warm_up > 0  # the warm-up had been answered when it ran
+    assert summary["requests"] > 0 and summary["errors"] == 0
+    assert total - warm_up == summary["requests"]  # every request after it was measured
+
+
+def test_batching_statistics_leave_the_warm_up_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The /metrics difference covers exactly the measured requests of a level."""
+    bodies_of: dict[str, list[dict]] = {}
+
+    def scrape(url: str) -> dict[tuple[str, str], float]:
+        count = float(len(bodies_of[url]))  # one single-text graph call per request
+        labels = 'model="sentiment"'
+        return {
+            ("inference_executions_total", labels): count,
+            ("inference_rows_total", labels): count,
+        }
+
+    monkeypatch.setattr(servers, "scrape", scrape)
+    mode = replace(MODES["tiny"], level_s=0.2, warmup_s=0.1, max_requests=30)
+    with counting_server() as (url, bodies):
+        bodies_of[url] = bodies
+        summary, stats = serving.measure_level(
+            url, "/v1/sentiment", ["a", "b"], 2, mode, "sentiment"
+        )
+        naive, none = serving.measure_level(url, "/v1/sentiment", ["a"], 1, mode, None)
+    assert summary["requests"] > 0 and len(bodies) > summary["requests"] + naive["requests"]
+    assert stats is not None and stats["graph_calls"] == summary["requests"]
+    assert stats["mean_rows"] == 1.0
+    assert none is None and naive["requests"] > 0
