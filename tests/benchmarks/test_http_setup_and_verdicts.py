@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, jsonify, request
 
-from benchmarks import loadgen, servers, serving
+from benchmarks import loadgen, report, servers, serving
 from benchmarks.common import MODES
 
 
@@ -124,3 +124,29 @@ def test_batching_statistics_leave_the_warm_up_out(monkeypatch: pytest.MonkeyPat
     assert stats is not None and stats["graph_calls"] == summary["requests"]
     assert stats["mean_rows"] == 1.0
     assert none is None and naive["requests"] > 0
+
+
+def _quantization_row(int8_misc: float, speedup: float = 1.5) -> dict:
+    return dict(
+        model="ner",
+        fp32_mb=4.0,
+        int8_mb=1.0,
+        speed=[dict(variant="", batch=1, fp32_ms=1.5, int8_ms=1.5 / speedup, speedup=speedup)],
+        fp32={"dev_f1": 80.0, "dev_f1_MISC": 70.0, "dev_f1_PER": 90.0},
+        int8={"dev_f1": 79.8, "dev_f1_MISC": int8_misc, "dev_f1_PER": 90.0},
+        headline="dev_f1",
+        metric_sizes={"conll_valid": 16},
+    )
+
+
+def test_int8_verdict_counts_every_metric_even_those_the_table_leaves_out() -> None:
+    lossy = _quantization_row(int8_misc=69.0)  # overall F1 -0.2, MISC F1 -1.0
+    assert report.quantization_verdict(_quantization_row(int8_misc=69.8)) == "yes"
+    assert report.quantization_verdict(lossy) == "no (too inaccurate: dev_f1_MISC)"
+    assert (
+        report.quantization_verdict(_quantization_row(int8_misc=69.0, speedup=1.1))
+        == "no (too slow; too inaccurate: dev_f1_MISC)"
+    )
+    table = "\n".join(report._quantization({"quantization": [lossy], "mode": {"metric_limit": 16}}))
+    assert "| dev_f1 | 80.00 | 79.80 | -0.20 | no (too inaccurate: dev_f1_MISC) |" in table
+    assert "| dev_f1_MISC |" not in table  # still one row per model's overall metrics
