@@ -426,17 +426,14 @@ def _limits(results: dict) -> list[str]:
             continue
         graph_ms = r["mean_compute_ms"] / r["mean_rows"]
         budget_ms = 1000 * cores / level["throughput"]
-        workers = len(results["http"]["servers"].get(SERVICE_BATCHING, {}).get("workers", []))
         lines.append(
             f"- At c={r['concurrency']} the batching service answered "
             f"{_f(level['throughput'])} requests/s, i.e. at most {_f(budget_ms, 2)} ms of CPU "
             f"per request on {cores} cores; the graph took {_f(graph_ms, 2)} ms of it per text "
             f"({_f(100 * graph_ms / budget_ms, 0)}%). The rest is per-request work outside "
             "ONNX Runtime (HTTP parsing, Flask, validation, JSON, logging, metrics, thread "
-            "hand-offs, plus the load generator), which no batching removes. Batches stay small "
-            f"({_f(r['mean_rows'], 1)} rows per call) because only {workers} workers × "
-            "GUNICORN_THREADS request threads can be inside the service at once; the other "
-            "clients wait in the listen queue, not in the batcher."
+            "hand-offs, plus the load generator), which no batching removes. "
+            + _batch_size_limit(results, r)
         )
     if load:
         top = max(load, key=lambda r: r["client_cpu"])
@@ -448,6 +445,34 @@ def _limits(results: dict) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+# Rows per graph call this close to the request threads of a worker (the most one batch can
+# hold when every request carries one text) count as held down by the thread count.
+THREAD_CAP_SHARE = 0.75
+
+
+def _batch_size_limit(results: dict, stats: dict) -> str:
+    """The batching service's rows per graph call next to what its request threads allow; the
+    thread count is named as the limit only when the batches come close to it."""
+    server = results["http"]["servers"].get(SERVICE_BATCHING, {})
+    workers = server.get("worker_count", len(server.get("workers", [])))
+    threads = server.get("threads")
+    rows = stats["mean_rows"]
+    if not threads:
+        return f"Batches held {_f(rows, 1)} rows per call on average."
+    per_worker = f"of at most {threads}: one per request thread of a worker, GUNICORN_THREADS"
+    inside = f"{workers} worker{'s' if workers != 1 else ''} × {threads} request threads"
+    if rows >= THREAD_CAP_SHARE * threads:
+        return (
+            f"Batches stay small ({_f(rows, 1)} rows per call, {per_worker}={threads}) because "
+            f"only {inside} can be inside the service at once; the other clients wait in the "
+            "listen queue, not in the batcher."
+        )
+    return (
+        f"Batches held {_f(rows, 1)} rows per call on average ({per_worker}={threads}; "
+        f"{inside} can be inside the service at once)."
+    )
 
 
 def _one_vs_many_limit(results: dict, model: str, options: dict) -> list[str]:

@@ -18,6 +18,7 @@ from flask import Flask, jsonify, request
 
 from benchmarks import loadgen, report, servers, serving
 from benchmarks.common import MODES
+from benchmarks.serving import SERVICE_BATCHING
 
 
 @contextmanager
@@ -150,3 +151,43 @@ def test_int8_verdict_counts_every_metric_even_those_the_table_leaves_out() -> N
     table = "\n".join(report._quantization({"quantization": [lossy], "mode": {"metric_limit": 16}}))
     assert "| dev_f1 | 80.00 | 79.80 | -0.20 | no (too inaccurate: dev_f1_MISC) |" in table
     assert "| dev_f1_MISC |" not in table  # still one row per model's overall metrics
+
+
+def _limits_text(mean_rows: float) -> str:
+    results = {
+        "targets": [dict(target="t", measured="m", met=False, kind="http")],
+        "machine": {"usable_cores": 2},
+        "http": {
+            "load": [
+                dict(server=SERVICE_BATCHING, concurrency=32, throughput=500.0, client_cpu=0.2)
+            ],
+            "batching_stats": [
+                dict(
+                    server=SERVICE_BATCHING,
+                    concurrency=32,
+                    mean_rows=mean_rows,
+                    mean_compute_ms=2.0,
+                    mean_queue_ms=1.0,
+                    graph_calls=10.0,
+                )
+            ],
+            "servers": {SERVICE_BATCHING: dict(workers=[{}, {}], worker_count=2, threads=4)},
+        },
+    }
+    return "\n".join(report._limits(results))
+
+
+def test_the_thread_cap_is_named_as_the_limit_only_when_batches_come_close_to_it() -> None:
+    near = _limits_text(3.5)
+    assert (
+        "Batches stay small (3.5 rows per call, of at most 4: one per request thread of a "
+        "worker, GUNICORN_THREADS=4) because only 2 workers × 4 request threads can be inside "
+        "the service at once"
+    ) in near
+    far = _limits_text(1.2)
+    assert "because" not in far.split("Batches", 1)[1]
+    assert (
+        "Batches held 1.2 rows per call on average (of at most 4: one per request thread of a "
+        "worker, GUNICORN_THREADS=4; 2 workers × 4 request threads can be inside the service at "
+        "once)."
+    ) in far
