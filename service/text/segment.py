@@ -1,14 +1,20 @@
 """Cutting a tokenized text into the pieces a sentence-level model runs on.
 
 A text is split into sentences by a simple, deterministic rule, then any sentence longer than
-the model's ``max_tokens`` is cut into windows. Pieces are index ranges into the token list, so
-the tokens keep their exact character offsets into the original text and nothing is dropped.
+the model's ``max_tokens`` is covered by overlapping windows (:func:`context_windows`): each
+window is at most ``max_tokens`` long and keeps the tags of its *core* only; the tokens around
+the core (at least ``max_tokens // 4`` on each side, except at the sentence's ends) are context
+for it, run through the model and then discarded. The cores cut the sentence into consecutive,
+non-overlapping pieces, so every token takes its tags from exactly one window, one in which it
+has context on both sides. Pieces are index ranges into the token list, so the tokens keep their
+exact character offsets into the original text and nothing is dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import NamedTuple
 
 from service.text.tokenize import Token
 
@@ -57,8 +63,19 @@ def sentence_spans(tokens: Sequence[Token]) -> list[tuple[int, int]]:
     return spans
 
 
+class Window(NamedTuple):
+    """Tokens ``[start, end)`` run through the model as one row, of which only the tags of the
+    core ``[core_start, core_end)`` are kept; the rest is context."""
+
+    start: int
+    end: int
+    core_start: int
+    core_end: int
+
+
 def window_spans(start: int, end: int, max_tokens: int) -> list[tuple[int, int]]:
-    """Cut ``[start, end)`` into the fewest windows of at most ``max_tokens`` (near-equal sizes)."""
+    """Cut ``[start, end)`` into the fewest windows of at most ``max_tokens`` (near-equal sizes),
+    side by side, without context (:func:`context_windows` gives the overlapping ones)."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     count = -(-(end - start) // max_tokens)
@@ -66,10 +83,57 @@ def window_spans(start: int, end: int, max_tokens: int) -> list[tuple[int, int]]
     return list(pairwise(bounds))
 
 
+def context_windows(
+    start: int, end: int, max_tokens: int, *, context: int | None = None
+) -> list[Window]:
+    """Cover ``[start, end)`` with the fewest overlapping windows of at most ``max_tokens`` whose
+    cores cut it into consecutive pieces, each core token having at least ``context`` tokens of
+    its window on either side (fewer only at ``start`` and ``end``).
+
+    ``context`` defaults to ``max_tokens // 4``. A range of at most ``max_tokens`` is one window,
+    all core. Otherwise the windows have near-equal lengths, start at near-equal steps, and
+    neighbours overlap by at least ``2 * context`` tokens; the cut between two cores lies in the
+    middle of their overlap.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1")
+    context = max_tokens // 4 if context is None else context
+    if not 0 <= 2 * context < max_tokens:
+        raise ValueError(f"context must lie in 0..{(max_tokens - 1) // 2}, got {context}")
+    length = end - start
+    if length <= 0:
+        return []
+    if length <= max_tokens:
+        return [Window(start, end, start, end)]
+    # k windows of w tokens, neighbours overlapping by 2 * context, cover k * w - (k - 1) * 2 *
+    # context tokens: count is the fewest k that reach length with w = max_tokens, size the
+    # shortest w that then does.
+    stride = max_tokens - 2 * context
+    count = 1 + -(-(length - max_tokens) // stride)
+    size = -(-(length + (count - 1) * 2 * context) // count)
+    starts = [start + (length - size) * i // (count - 1) for i in range(count)]
+    cuts = [(after + before + size) // 2 for before, after in pairwise(starts)]
+    cores = list(pairwise([start, *cuts, end]))
+    return [
+        Window(first, first + size, core_start, core_end)
+        for first, (core_start, core_end) in zip(starts, cores, strict=True)
+    ]
+
+
+def sentence_windows(
+    tokens: Sequence[Token], max_tokens: int, *, split_sentences: bool = True
+) -> list[list[Window]]:
+    """The windows of each sentence (optionally split by :func:`sentence_spans`; otherwise all
+    the tokens are one sentence), in order; their cores cover every token once, in order."""
+    pieces = sentence_spans(tokens) if split_sentences else [(0, len(tokens))] if tokens else []
+    return [context_windows(s, e, max_tokens) for s, e in pieces]
+
+
 def segment_spans(
     tokens: Sequence[Token], max_tokens: int, *, split_sentences: bool = True
 ) -> list[tuple[int, int]]:
-    """Sentences (optionally), then windows: non-empty ``[start, end)`` ranges covering every
-    token in order."""
-    pieces = sentence_spans(tokens) if split_sentences else [(0, len(tokens))] if tokens else []
-    return [window for s, e in pieces for window in window_spans(s, e, max_tokens)]
+    """The cores of :func:`sentence_windows`: non-empty ``[start, end)`` ranges of at most
+    ``max_tokens`` covering every token in order, each the part of a sentence whose tags come
+    from one window."""
+    windows = sentence_windows(tokens, max_tokens, split_sentences=split_sentences)
+    return [(w.core_start, w.core_end) for sentence in windows for w in sentence]
