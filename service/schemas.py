@@ -367,10 +367,12 @@ class NerToken(BaseModel):
     score: float = Field(
         ge=0.0,
         le=1.0,
-        description="The CRF's marginal probability that this token carries `tag`, given the "
-        "sentence (or window) it is in, P(y_token = tag | sentence), from forward-backward "
-        "over the CRF. An entity's `score` is never above the `score` of any of its tokens. A "
-        "model probability, not a calibrated accuracy.",
+        description="The CRF's marginal probability that this token carries `tag`, "
+        "P(y_token = tag | window), from forward-backward over the CRF. The window is the "
+        "token's sentence, or for a sentence longer than the model's max_tokens the window of "
+        "it the token's tag comes from, where it has at least max_tokens // 4 tokens of context "
+        "on each side (fewer at the sentence's ends). An entity's `score` is never above the "
+        "`score` of any of its tokens. A model probability, not a calibrated accuracy.",
         examples=[0.998],
     )
 
@@ -394,10 +396,14 @@ class NerEntity(BaseModel):
         ge=0.0,
         le=1.0,
         description="The CRF's probability that the entity's tokens carry exactly these tags "
-        "(B-X, I-X, ...) given the sentence (or window) they are in, P(y_first..y_last = "
-        "B-X, I-X, ... | sentence), from forward-backward over the CRF. It is never more than "
-        "the `score` (the marginal probability of the tag) of any one of its tokens. A model "
-        "probability, not a calibrated accuracy.",
+        "(B-X, I-X, ...), P(y_first..y_last = B-X, I-X, ... | window), from forward-backward "
+        "over the CRF. The window is the entity's sentence, or for a sentence longer than the "
+        "model's max_tokens a window of it that holds the whole entity (the one whose tags "
+        "most of its tokens take); an entity that no window holds whole (one longer than two "
+        "windows' overlap) gets the product of the probabilities of its parts, each in the "
+        "window its tags come from. It is never more than the `score` (the marginal "
+        "probability of the tag) of any one of its tokens. A model probability, not a "
+        "calibrated accuracy.",
     )
 
 

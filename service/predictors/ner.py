@@ -8,21 +8,34 @@ Conventions (the API documents the same):
 
 * Offsets are character offsets ``[start, end)`` into the input string; for pre-tokenized input
   into the tokens joined with single spaces.
-* A raw text is split into sentences (:func:`service.text.segment.sentence_spans`), and any
-  piece longer than the model's ``max_tokens`` into near-equal windows. Nothing is cut off. The
-  pieces (the *rows*) go to the predictor's ``scheduler``, which runs the graph on length-sorted
-  padded batches (in the service, batched with other requests' pieces); the CRF then decodes
-  the request's own pieces. Pre-tokenized input is taken as one sentence (windowed only if too
-  long).
-* Entities come from IOB2 tags: ``B-X`` starts an entity; ``I-X`` continues an entity of type X
-  that the previous token belongs to, and otherwise starts a new one (the lenient CoNLL/seqeval
-  default reading rather than seqeval's strict mode, which would drop it). The exported CRF
-  forbids such transitions, so this only matters for CRFs trained without constraints. An
-  entity never crosses a sentence or window boundary.
-* ``NerToken.score`` (a token's ``score`` in ``POST /v1/ner``) is the CRF marginal
-  ``P(y_t = tag | sentence)`` of the predicted tag; ``NerEntity.score`` is the CRF probability
-  that the entity's tokens carry exactly the predicted tags
-  (``P(y_s..y_e = B-X, I-X, ... | sentence)``), never more than its tokens' lowest score.
+* A raw text is split into sentences (:func:`service.text.segment.sentence_spans`). A sentence
+  longer than the model's ``max_tokens`` is covered by overlapping windows of at most
+  ``max_tokens`` tokens (:func:`service.text.segment.context_windows`); each token takes its tag
+  and score from the one window whose *core* holds it, where it has at least ``max_tokens // 4``
+  tokens of context on each side (fewer only at the sentence's ends); the tags of a window's
+  context tokens are discarded. Nothing is cut off. The windows (the *rows*) go to the
+  predictor's ``scheduler``, which runs the graph on length-sorted padded batches (in the
+  service, batched with other requests' windows); the CRF then decodes each window on its own,
+  and the kept tags are stitched into one tag sequence per sentence. Pre-tokenized input is
+  taken as one sentence (windowed only if too long).
+* Entities come from a sentence's stitched IOB2 tags, so an entity may cross a cut between two
+  cores but never a sentence boundary: ``B-X`` starts an entity; ``I-X`` continues an entity of
+  type X that the previous token belongs to, and otherwise starts a new one (the lenient
+  CoNLL/seqeval default reading rather than seqeval's strict mode, which would drop it). The
+  exported CRF forbids such transitions within a window, so this matters at a cut between cores
+  (where two windows disagree) and for CRFs trained without constraints.
+* Scores come from forward-backward over one window, never over a whole long sentence (a
+  sentence of at most ``max_tokens`` is its own window, so for it "window" reads "sentence").
+  ``NerToken.score`` (a token's ``score`` in ``POST /v1/ner``) is the CRF marginal
+  ``P(y_t = tag | window)`` of the token's tag in the window whose core holds it.
+  ``NerEntity.score`` is the CRF probability that the entity's tokens carry exactly their tags
+  (``P(y_s..y_e = B-X, I-X, ... | window)``) in one window that holds all of them: of those,
+  the one whose core holds most of them (the first on a tie). An entity no window holds whole
+  (longer than the overlap of two windows) gets the product of the probabilities of its parts,
+  each part being the tokens in one core, scored in that core's window. Either way an entity's
+  score is capped at its tokens' lowest score, which it can exceed only when it comes from
+  another window than theirs (or by rounding). Everything depends on the text alone, not on
+  what it is batched with.
 """
 
 from __future__ import annotations
@@ -36,7 +49,12 @@ from typing import Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from service.predictors.viterbi import CrfParameters, forward_backward, viterbi_decode
+from service.predictors.viterbi import (
+    CrfParameters,
+    CrfPosterior,
+    forward_backward,
+    viterbi_decode,
+)
 from service.runtime.batcher import InlineBatches, RowScheduler, length_sorted_batches
 from service.runtime.manifest import ArtifactError, Manifest
 from service.text.constants import CHARS_FILE, CRF_FILE, VOCAB_FILE
@@ -48,7 +66,7 @@ from service.text.features import (
     NerPreprocessing,
     pad_ner_batch,
 )
-from service.text.segment import segment_spans
+from service.text.segment import Window, sentence_windows
 from service.text.tokenize import Token, tokenize
 from service.text.vocab import Vocab
 
@@ -96,12 +114,40 @@ class NerPrediction:
 
 
 @dataclass(frozen=True, slots=True)
-class _Piece:
-    """One sentence or window: tokens ``[start, end)`` of input ``row``."""
+class _DecodedWindow:
+    """A CRF-decoded window: its Viterbi ``path`` (tag ids), the marginal of each tag on it, and
+    its forward-backward results (row ``index`` of ``posterior``)."""
 
-    row: int
-    start: int
-    end: int
+    window: Window
+    path: list[int]
+    scores: list[float]
+    posterior: CrfPosterior
+    index: int
+
+    @property
+    def core(self) -> slice:
+        """Where the window's core lies in ``path`` and ``scores``."""
+        return slice(
+            self.window.core_start - self.window.start, self.window.core_end - self.window.start
+        )
+
+    def span_probability(self, first: int, last: int, tags: Sequence[int]) -> float:
+        """``P(tokens [first, last) carry tags | window)``; indices are the input's."""
+        start = self.window.start
+        return self.posterior.span_probability(self.index, first - start, last - start, tags)
+
+
+def scoring_window(windows: Sequence[Window], first: int, last: int) -> int | None:
+    """Index of the window an entity on tokens ``[first, last)`` is scored in: of the windows
+    holding all its tokens, the one whose core holds most of them (the first on a tie); ``None``
+    when no window holds them all."""
+    best, best_count = None, 0
+    for index, window in enumerate(windows):
+        if window.start <= first and last <= window.end:
+            count = min(last, window.core_end) - max(first, window.core_start)
+            if best is None or count > best_count:
+                best, best_count = index, count
+    return best
 
 
 def iob2_entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -212,28 +258,30 @@ class NerPredictor:
     def _predict(
         self, texts: Sequence[str], tokens: Sequence[Sequence[Token]], split_sentences: bool
     ) -> list[NerPrediction]:
-        pieces = [
-            _Piece(row, start, end)
+        sentences = [
+            (row, windows)
             for row, row_tokens in enumerate(tokens)
-            for start, end in segment_spans(
+            for windows in sentence_windows(
                 row_tokens, self.preprocessing.max_tokens, split_sentences=split_sentences
             )
         ]
-        words = [[t.text for t in tokens[p.row][p.start : p.end]] for p in pieces]
+        pieces = [(row, window) for row, windows in sentences for window in windows]
+        words = [[t.text for t in tokens[row][w.start : w.end]] for row, w in pieces]
         emissions = self.scheduler.submit([self.encoder.encode(w) for w in words])
-        tagged: list[list[NerToken]] = [[] for _ in texts]
-        entities: list[list[NerEntity]] = [[] for _ in texts]
-        lengths = [p.end - p.start for p in pieces]
-        for batch in length_sorted_batches(lengths, self.max_batch_size):
-            chunk = [pieces[i] for i in batch]
-            self._decode(texts, tokens, chunk, [emissions[i] for i in batch], tagged, entities)
-        return [
-            NerPrediction(
-                tokens=sorted(t, key=lambda tok: tok.start),
-                entities=sorted(e, key=lambda ent: ent.start),
-            )
-            for t, e in zip(tagged, entities, strict=True)
-        ]
+        decoded: dict[int, _DecodedWindow] = {}
+        for batch in length_sorted_batches([len(w) for w in words], self.max_batch_size):
+            windows = [pieces[i][1] for i in batch]
+            results = self._decode(windows, [emissions[i] for i in batch])
+            decoded.update(zip(batch, results, strict=True))
+        in_order = iter(decoded[i] for i in range(len(pieces)))
+        predictions = [NerPrediction(tokens=[], entities=[]) for _ in texts]
+        for row, windows in sentences:
+            # Sentences come in text order, so extending keeps each input's results in order.
+            parts = [next(in_order) for _ in windows]
+            sentence_tokens, entities = self._tag_sentence(texts[row], tokens[row], parts)
+            predictions[row].tokens.extend(sentence_tokens)
+            predictions[row].entities.extend(entities)
+        return predictions
 
     def run_rows(self, features: Sequence[NerFeatures]) -> list[np.ndarray]:
         """Emission scores ``(tokens, tags)`` of each token sequence, run as one padded batch."""
@@ -242,16 +290,9 @@ class NerPredictor:
         return [emissions[row, :length] for row, length in enumerate(feeds["lengths"])]
 
     def _decode(
-        self,
-        texts: Sequence[str],
-        tokens: Sequence[Sequence[Token]],
-        batch: Sequence[_Piece],
-        emissions: Sequence[np.ndarray],
-        tagged: list[list[NerToken]],
-        entities: list[list[NerEntity]],
-    ) -> None:
-        """CRF-decode the pieces of ``batch`` (their emissions padded together) into tokens and
-        entities of their input rows."""
+        self, windows: Sequence[Window], emissions: Sequence[np.ndarray]
+    ) -> list[_DecodedWindow]:
+        """CRF-decode a batch of windows (their emissions padded together)."""
         lengths = np.array([len(e) for e in emissions], dtype=np.int64)
         padded = np.zeros((len(emissions), int(lengths.max()), len(self.tags)), np.float64)
         for row, scores in enumerate(emissions):
@@ -259,22 +300,41 @@ class NerPredictor:
         paths = viterbi_decode(padded, lengths, self.crf)
         posterior = forward_backward(padded, lengths, self.crf)
         marginals = posterior.marginals()
-        for index, (piece, path) in enumerate(zip(batch, paths, strict=True)):
-            piece_tokens = tokens[piece.row][piece.start : piece.end]
-            tags = [self.tags[k] for k in path]
-            # exp of a log-probability can round to just above 1; a probability cannot.
-            scores = [min(float(marginals[index, t, k]), 1.0) for t, k in enumerate(path)]
-            tagged[piece.row] += [
-                NerToken(tok.text, tok.start, tok.end, tag, score)
-                for tok, tag, score in zip(piece_tokens, tags, scores, strict=True)
-            ]
-            text = texts[piece.row]
-            for kind, first, last in iob2_entities(tags):
-                start, end = piece_tokens[first].start, piece_tokens[last - 1].end
-                span = posterior.span_probability(index, first, last, path[first:last].tolist())
-                # True in exact arithmetic; the min keeps it true after rounding, as documented.
-                score = min(span, *scores[first:last])
-                entities[piece.row].append(NerEntity(kind, text[start:end], start, end, score))
+        return [
+            _DecodedWindow(
+                window,
+                path.tolist(),
+                # exp of a log-probability can round to just above 1; a probability cannot.
+                [min(float(marginals[index, t, k]), 1.0) for t, k in enumerate(path)],
+                posterior,
+                index,
+            )
+            for index, (window, path) in enumerate(zip(windows, paths, strict=True))
+        ]
+
+    def _tag_sentence(
+        self, text: str, tokens: Sequence[Token], windows: Sequence[_DecodedWindow]
+    ) -> tuple[list[NerToken], list[NerEntity]]:
+        """The tokens and entities of one sentence, from the core tags of its windows stitched
+        together (see the module docstring for the scores)."""
+        path = [k for part in windows for k in part.path[part.core]]
+        scores = [score for part in windows for score in part.scores[part.core]]
+        offset = windows[0].window.core_start
+        sentence = tokens[offset : windows[-1].window.core_end]
+        tags = [self.tags[k] for k in path]
+        tagged = [
+            NerToken(tok.text, tok.start, tok.end, tag, score)
+            for tok, tag, score in zip(sentence, tags, scores, strict=True)
+        ]
+        entities = []
+        for kind, first, last in iob2_entities(tags):
+            start, end = sentence[first].start, sentence[last - 1].end
+            span = _span_probability(windows, offset + first, offset + last, path[first:last])
+            # True in exact arithmetic within one window; the min keeps it true after rounding
+            # and when the entity was scored in another window than some of its tokens.
+            score = min(span, *scores[first:last])
+            entities.append(NerEntity(kind, text[start:end], start, end, score))
+        return tagged, entities
 
     def _emissions(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (emissions,) = self.session.run([EMISSIONS], feeds)
@@ -285,6 +345,23 @@ class NerPredictor:
                 f"expected {expected}"
             )
         return emissions
+
+
+def _span_probability(
+    windows: Sequence[_DecodedWindow], first: int, last: int, tags: Sequence[int]
+) -> float:
+    """The probability that tokens ``[first, last)`` carry ``tags``: in the window
+    :func:`scoring_window` picks, or else the product over the cores it crosses of the
+    probability of its tokens there, each in that core's window."""
+    chosen = scoring_window([part.window for part in windows], first, last)
+    if chosen is not None:
+        return windows[chosen].span_probability(first, last, tags)
+    probability = 1.0
+    for part in windows:
+        lo, hi = max(first, part.window.core_start), min(last, part.window.core_end)
+        if lo < hi:
+            probability *= part.span_probability(lo, hi, tags[lo - first : hi - first])
+    return probability
 
 
 class _NamedOutputs:

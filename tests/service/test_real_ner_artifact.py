@@ -93,6 +93,29 @@ def test_a_result_does_not_depend_on_the_rest_of_the_batch(real_ner_client: Flas
             assert b["score"] == pytest.approx(a["score"], abs=1e-5)
 
 
+def test_a_name_across_a_window_cut_is_one_entity(real_ner_client: FlaskClient) -> None:
+    # 163 tokens and no sentence end: longer than max_tokens (150), so tagged in two windows
+    # whose cores meet between "Peter" (token 80) and "Blackburn" (token 81).
+    filler = 11 * ["the", "ministers", "said", "on", "Thursday", "that", "the", "talks"]
+    words = [*filler[:80], "Peter", "Blackburn", *filler[:81]]
+    text = " ".join(words)
+    start = len(" ".join(words[:80])) + 1
+
+    (result,) = tag(real_ner_client, {"texts": [text]})
+    (from_tokens,) = tag(real_ner_client, {"tokens": [words]})
+    (short,) = tag(real_ner_client, {"texts": ["said Peter Blackburn in Brussels"]})
+
+    assert len(result["tokens"]) == 163
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in result["entities"]] == [
+        ("PER", "Peter Blackburn", start, start + len("Peter Blackburn"))
+    ]
+    assert ("PER", "Peter Blackburn") in entities(short)
+    entity = result["entities"][0]
+    assert 0.5 < entity["score"] <= min(t["score"] for t in result["tokens"][80:82])
+    assert from_tokens == result
+    assert_offsets_exact(text, result)
+
+
 def test_offsets_are_exact_on_unicode_text(real_ner_client: FlaskClient) -> None:
     text = "Zoë  Ångström flew from São Paulo to 東京 🙂🙂 with\tthe U.N. team.\nMüller stayed."
 
