@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from flask import Flask
 
 from service import REGISTRY_KEY
 from service.runtime.reload_broadcast import ReloadBroadcast
-from tests.service.test_reload import set_version
+from tests.service.test_reload import served_version, set_version
 
 
 def version_of(app: Flask) -> str:
@@ -64,15 +65,30 @@ def test_signals_present_at_start_are_not_followed(own_model_dir: Path, tmp_path
     assert json.dumps(sorted(p.name for p in signals.iterdir())) == '["sentiment"]'
 
 
-def test_a_failed_follow_keeps_the_old_model(app_factory, own_model_dir, tmp_path) -> None:
+def test_a_failed_follow_keeps_the_old_model(app_factory, own_model_dir, tmp_path, caplog) -> None:
     signals = tmp_path / "signals"
     app = app_factory(own_model_dir, reload_signal_dir=signals)
+    # New files with a new version (a successful reload would show it) and a vocab that no
+    # longer matches its sha256 in the manifest (so loading them fails).
+    set_version(own_model_dir / "sentiment", "2.0.0")
     vocab = own_model_dir / "sentiment" / "vocab.json"
     vocab.write_text(vocab.read_text("utf-8").replace("awful", "awfull"), "utf-8")
     other = ReloadBroadcast(signals)
 
-    other.announce("sentiment")  # as if another worker had reloaded
-    time.sleep(2.5)
+    def follow_failed() -> bool:
+        return any(
+            r.name == "service.runtime.reload_broadcast"
+            and r.getMessage().startswith("following a reload of 'sentiment' failed")
+            for r in list(caplog.records)
+        )
 
+    with caplog.at_level(logging.ERROR, logger="service.runtime.reload_broadcast"):
+        other.announce("sentiment")  # as if another worker had reloaded
+        # The worker polls every second; a generous deadline for a loaded machine.
+        assert wait_for(follow_failed, timeout=30), (
+            f"no failed follow logged; serving {version_of(app)}\n{caplog.text}"
+        )
+
+    assert "sha256 mismatch" in caplog.text
     assert version_of(app) == "0.0.1-test"
-    assert app.test_client().post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
+    assert served_version(app) == "0.0.1-test"
