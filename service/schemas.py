@@ -413,8 +413,9 @@ class NerResult(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     entities: list[NerEntity] = Field(
-        description="Entities in text order. An entity never spans two sentences (or two "
-        "windows of a sentence longer than the model's max_tokens)."
+        description="Entities in text order. An entity never spans two sentences; within a "
+        "sentence longer than the model's max_tokens it may cross the boundary between two of "
+        "its (overlapping) windows."
     )
     tokens: list[NerToken] = Field(
         description="Every token of the input, in text order, with its tag and that tag's "

@@ -73,16 +73,6 @@ class Window(NamedTuple):
     core_end: int
 
 
-def window_spans(start: int, end: int, max_tokens: int) -> list[tuple[int, int]]:
-    """Cut ``[start, end)`` into the fewest windows of at most ``max_tokens`` (near-equal sizes),
-    side by side, without context (:func:`context_windows` gives the overlapping ones)."""
-    if max_tokens < 1:
-        raise ValueError("max_tokens must be at least 1")
-    count = -(-(end - start) // max_tokens)
-    bounds = [start + (end - start) * i // count for i in range(count + 1)] if count else []
-    return list(pairwise(bounds))
-
-
 def context_windows(
     start: int, end: int, max_tokens: int, *, context: int | None = None
 ) -> list[Window]:
@@ -127,13 +117,3 @@ def sentence_windows(
     the tokens are one sentence), in order; their cores cover every token once, in order."""
     pieces = sentence_spans(tokens) if split_sentences else [(0, len(tokens))] if tokens else []
     return [context_windows(s, e, max_tokens) for s, e in pieces]
-
-
-def segment_spans(
-    tokens: Sequence[Token], max_tokens: int, *, split_sentences: bool = True
-) -> list[tuple[int, int]]:
-    """The cores of :func:`sentence_windows`: non-empty ``[start, end)`` ranges of at most
-    ``max_tokens`` covering every token in order, each the part of a sentence whose tags come
-    from one window."""
-    windows = sentence_windows(tokens, max_tokens, split_sentences=split_sentences)
-    return [(w.core_start, w.core_end) for sentence in windows for w in sentence]

@@ -1,7 +1,5 @@
 """NER token features, sentence splitting and windowing (numpy only)."""
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -16,7 +14,7 @@ from service.text.features import (
     case_feature,
     pad_ner_batch,
 )
-from service.text.segment import segment_spans, sentence_spans, window_spans
+from service.text.segment import sentence_spans, sentence_windows
 from service.text.tokenize import tokenize
 from service.text.vocab import Vocab
 
@@ -137,16 +135,10 @@ def test_sentence_split_rule(text, expected):
     assert sentences(text) == expected
 
 
-@pytest.mark.parametrize(
-    ("length", "max_tokens"), [(1, 1), (10, 3), (151, 150), (300, 150), (7, 50)]
-)
-def test_windows_cover_everything_with_near_equal_sizes(length, max_tokens):
-    windows = window_spans(5, 5 + length, max_tokens)
-    assert windows[0][0] == 5 and windows[-1][1] == 5 + length
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(windows))
-    sizes = [e - s for s, e in windows]
-    assert max(sizes) <= max_tokens and max(sizes) - min(sizes) <= 1
-    assert len(windows) == -(-length // max_tokens)
+def segment_spans(tokens, max_tokens, split_sentences=True):
+    """The cores of every sentence's windows: the token ranges whose tags one window gives."""
+    windows = sentence_windows(tokens, max_tokens, split_sentences=split_sentences)
+    return [(w.core_start, w.core_end) for sentence in windows for w in sentence]
 
 
 def test_segments_without_sentence_splitting_are_only_windows():

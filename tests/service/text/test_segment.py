@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from service.text.segment import (
     Window,
     context_windows,
-    segment_spans,
     sentence_windows,
 )
 from service.text.tokenize import tokenize
@@ -73,6 +72,7 @@ def test_sentence_windows_group_windows_by_sentence_and_their_cores_are_the_segm
         [Window(0, 4, 0, 3), Window(2, 6, 3, 5), Window(4, 8, 5, 8)],  # 8 tokens with the "."
         [Window(8, 10, 8, 10)],
     ]
-    assert segment_spans(tokens, 4) == [(0, 3), (3, 5), (5, 8), (8, 10)]
+    cores = [(w.core_start, w.core_end) for sentence in windows for w in sentence]
+    assert cores == [(0, 3), (3, 5), (5, 8), (8, 10)]
     assert sentence_windows(tokens, 4, split_sentences=False)[0][-1].end == len(tokens)
     assert sentence_windows([], 4) == []
