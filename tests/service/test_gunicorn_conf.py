@@ -103,4 +103,3 @@ def test_workers_follow_a_container_cpu_quota(env, tmp_path, files, workers) -> 
 
     assert config["workers"] == workers
     assert os.environ["ORT_INTRA_OP_THREADS"] == "1"  # one worker per CPU it may use
-
