@@ -7,7 +7,6 @@ of the emissions (an ``I-`` tag may follow ``O``, which exercises the entity rul
 
 import functools
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -264,19 +263,29 @@ _PIECES = st.sampled_from(
     ]
 )
 _TEXTS = st.one_of(st.text(max_size=120), st.lists(_PIECES, max_size=60).map("".join))
-_STUB_DIR = Path(tempfile.mkdtemp(prefix="ner-stub-"))
 
 
-@functools.cache
-def cached_stub(max_tokens: int) -> tuple[NerPredictor, StubSession]:
-    return stub_predictor(
-        _STUB_DIR / str(max_tokens), max_tokens=max_tokens, max_batch_size=3, cased=True
-    )
+@pytest.fixture(scope="module")
+def cached_stub(tmp_path_factory):
+    """``cached_stub(max_tokens)``: one stub predictor per ``max_tokens`` for all the examples,
+    in a pytest temporary folder (a module-scoped fixture: hypothesis runs the test many times
+    per fixture call)."""
+    folder = tmp_path_factory.mktemp("ner-stub")
+
+    @functools.cache
+    def build(max_tokens: int) -> tuple[NerPredictor, StubSession]:
+        return stub_predictor(
+            folder / str(max_tokens), max_tokens=max_tokens, max_batch_size=3, cased=True
+        )
+
+    return build
 
 
 @settings(max_examples=150, deadline=None)
 @given(texts=st.lists(_TEXTS, min_size=1, max_size=4), max_tokens=st.integers(1, 6))
-def test_offsets_round_trip_through_sentence_splitting_and_windowing(texts, max_tokens):
+def test_offsets_round_trip_through_sentence_splitting_and_windowing(
+    cached_stub, texts, max_tokens
+):
     ner, session = cached_stub(max_tokens)
     session.calls.clear()
     predictions = ner.predict_texts(texts)
