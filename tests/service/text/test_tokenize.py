@@ -24,6 +24,8 @@ def texts(text: str) -> list[str]:
         ("(great!)...", ["(", "great", "!", ")", "..."]),
         ("O'Neill won", ["O'Neill", "won"]),
         ("Zürich 東京 🙂!", ["Zürich", "東京", "🙂", "!"]),
+        # combining marks of any script stay in their word: decomposed accents, vowel signs
+        ("Zu\u0308rich, हिन्दी and كَتَبَ.", ["Zu\u0308rich", ",", "हिन्दी", "and", "كَتَبَ", "."]),
         (
             "J. Smith of Acme Inc. paid US$ 3 1/2 vs. C$2",
             ["J.", "Smith", "of", "Acme", "Inc.", "paid", "US$", "3", "1/2", "vs.", "C$", "2"],
