@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -31,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.runtime.manifest import Precision
+from service.text.charclass import char_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,28 +104,9 @@ def _is_blank_char(char: str) -> bool:
     )
 
 
-def _char_class(predicate: Any) -> str:
-    """The members of a regex character class holding every code point (surrogates aside) for
-    which ``predicate`` holds, as ranges (``\\uXXXX`` escapes, astral characters as such)."""
-    ranges: list[tuple[int, int]] = []
-    for code in range(sys.maxunicode + 1):
-        if 0xD800 <= code <= 0xDFFF or not predicate(chr(code)):
-            continue
-        if ranges and ranges[-1][1] == code - 1:
-            ranges[-1] = (ranges[-1][0], code)
-        else:
-            ranges.append((code, code))
-
-    def escape(code: int) -> str:  # the escape means the same in Python's re and ECMA-262
-        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
-
-    return "".join(escape(a) if a == b else f"{escape(a)}-{escape(b)}" for a, b in ranges)
-
-
 def translatable_problem(text: str) -> str | None:
-    """Why ``text`` cannot be translated whatever the model (None when it can)."""
-    if _LONE_SURROGATE.search(text):
-        return UNPAIRED_SURROGATE.format(what="text")
+    """Why ``text``, valid as a text (non-blank, valid Unicode: ``InputText``), cannot be
+    translated whatever the model (None when it can)."""
     if all(map(_is_blank_char, text)):
         return NOTHING_TO_TRANSLATE
     return None
@@ -143,7 +124,7 @@ def _translatable_pattern() -> str:
     # A scan of every code point (about 0.25 s): done once, when the schema is first generated
     # (create_app documents the routes), not at import, so the training code, the CLI and
     # tests that only validate requests never pay for it.
-    return f"[^{_char_class(_is_blank_char)}]"
+    return f"[^{char_class(_is_blank_char)}]"
 
 
 def _translatable_schema(schema: dict[str, Any]) -> None:
