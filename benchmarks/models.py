@@ -378,18 +378,9 @@ class TranslationBench(ModelBench):
         self, encode: Encode, step: StepFn, rows: Sequence[TranslationRow], beam_size: int
     ) -> list[Hypothesis]:
         """What ``Translator.decode`` does, with any encoder and step function."""
-        from service.predictors.decoding import beam_search, greedy_search
-
-        common = dict(
-            bos_id=self._translator.target.bos_id,
-            eos_id=self._translator.target.eos_id,
-            max_lengths=np.array([row.max_length for row in rows]),
-        )
         state = encode([row.ids for row in rows])
-        if beam_size == 1:
-            return greedy_search(step, state, **common)
-        penalty = self._translator.preprocessing.length_penalty
-        return beam_search(step, state, beam_size=beam_size, length_penalty=penalty, **common)
+        limits = [row.max_length for row in rows]
+        return self._translator.search(state, step, beam_size, limits)
 
     def _search_backend(self, encode: Encode, step: StepFn) -> Backend:
         def prepare(batches: Sequence[Sequence[Any]], variant: str) -> Runner:

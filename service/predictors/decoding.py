@@ -11,7 +11,7 @@ the step sees ``batch * k`` rows, sentence ``b``'s beams being rows ``b*k .. b*k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +46,19 @@ def max_lengths(
 
 def _select_rows(state: State, rows: np.ndarray) -> dict[str, np.ndarray]:
     return {name: value[rows] for name, value in state.items()}
+
+
+def _next_beams(
+    state: State, beams: np.ndarray, kept: np.ndarray | None, shared: Collection[str]
+) -> dict[str, np.ndarray]:
+    """The state of the next step's rows: row ``i`` continues row ``beams[i]``. ``shared``
+    entries are the same for every beam of a sentence, so they follow the sentences, not the
+    beams: they are gathered (by ``kept``, the rows of the sentences still decoding) only when a
+    sentence has left the batch (``kept`` is None when none has)."""
+    return {
+        name: (value if kept is None else value[kept]) if name in shared else value[beams]
+        for name, value in state.items()
+    }
 
 
 def _force_eos(log_probs: np.ndarray, last: np.ndarray, eos_id: int) -> np.ndarray:
@@ -131,6 +144,7 @@ def beam_search(
     beam_size: int,
     max_lengths: np.ndarray,
     length_penalty: float = 1.0,
+    shared: Collection[str] = (),
 ) -> list[Hypothesis]:
     """Beam search for all sentences at once (``sentences * beam_size`` rows per step).
 
@@ -139,6 +153,11 @@ def beam_search(
     when ``beam_size`` hypotheses have ended, or at its maximum length, where only eos is
     allowed; it then leaves the batch, and the search stops when every sentence has. ``state``
     has one row per sentence.
+
+    ``shared`` names state entries that the step function returns unchanged (the encoder's
+    states and source mask): all beams of a sentence hold the same rows of them, so they are not
+    reordered with the beams at every step, only cut when sentences leave (for a long source,
+    copying them at every step cost more than a tenth of the search).
     """
     limits = np.asarray(max_lengths, dtype=np.int64)
     batch, k = len(limits), beam_size
@@ -198,7 +217,7 @@ def beam_search(
         keep = np.flatnonzero(~done)
         rows_kept = (keep[:, None] * k + np.arange(k)).reshape(-1)
         source_rows = source_rows[rows_kept]
-        state = _select_rows(state, source_rows)
+        state = _next_beams(state, source_rows, rows_kept if done.any() else None, shared)
         history = np.concatenate([history[source_rows], next_tokens[rows_kept, None]], axis=1)
         parents.append(source_rows)
         active, prev, scores = active[keep], next_tokens[rows_kept], next_scores[keep]

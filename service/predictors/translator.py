@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from service.predictors.decoding import Hypothesis, State, beam_search, greedy_search, max_lengths
+from service.predictors.decoding import (
+    Hypothesis,
+    State,
+    StepFn,
+    beam_search,
+    greedy_search,
+    max_lengths,
+)
 from service.runtime.batcher import InlineBatches, RowScheduler
 from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
@@ -186,16 +193,23 @@ class Translator:
         self, sources: Sequence[Sequence[int]], beam_size: int, limits: Sequence[int]
     ) -> list[Hypothesis]:
         """Greedy (``beam_size`` 1) or beam search for source id sequences, as one batch."""
-        state = self.encode(sources)
+        return self.search(self.encode(sources), self.step, beam_size, limits)
+
+    def search(
+        self, state: State, step: StepFn, beam_size: int, limits: Sequence[int]
+    ) -> list[Hypothesis]:
+        """Greedy (``beam_size`` 1) or beam search from encoder outputs ``state`` with any step
+        function (the benchmarks run the same search over the PyTorch model)."""
         common = dict(bos_id=self.target.bos_id, eos_id=self.target.eos_id)
         if beam_size == 1:
-            return greedy_search(self.step, state, max_lengths=np.asarray(limits), **common)
+            return greedy_search(step, state, max_lengths=np.asarray(limits), **common)
         return beam_search(
-            self.step,
+            step,
             state,
             beam_size=beam_size,
             max_lengths=np.asarray(limits),
             length_penalty=self.preprocessing.length_penalty,
+            shared=(ENCODER_STATES, SRC_MASK),  # per sentence: every beam attends to the same
             **common,
         )
 

@@ -194,3 +194,38 @@ def test_a_sentence_that_has_ended_leaves_the_batch(beam_size):
     assert hyps[0].tokens == [] and hyps[1].tokens[:2] == [2, 2]
     assert calls[0] == [0, 1] and len(calls) > 2
     assert all(sentences == [1] for sentences in calls[1:])
+
+
+def test_shared_state_follows_the_sentences_not_the_beams():
+    """A ``shared`` entry (the encoder's states) is passed on as the same array while every
+    sentence is still decoding and is cut with the sentences when one leaves, so its rows still
+    belong to the beams' sentences; the results are those of reordering it at every step."""
+    base_step, _ = stub_step(seed=3, eos_bias=-1.0)
+    seen: list[np.ndarray] = []
+
+    def step(prev, state):
+        # "owner" is reordered with the beams: every row must still hold its own sentence's
+        np.testing.assert_array_equal(state["sentence"], state["owner"])
+        seen.append(state["sentence"])
+        log_probs, next_state, attention = base_step(prev, state)
+        kept = {"owner": state["owner"], "sentence": state["sentence"]}
+        return log_probs, {**next_state, **kept}, attention
+
+    def search(shared):
+        seen.clear()
+        state = initial_state(3) | {"owner": np.arange(3), "sentence": np.arange(3)}
+        limits = np.array([3, 7, 5])
+        hyps = beam_search(
+            step, state, bos_id=BOS, eos_id=EOS, beam_size=3, max_lengths=limits, shared=shared
+        )
+        return hyps, list(seen)
+
+    reordered, _ = search(shared=())
+    hyps, arrays = search(shared=("sentence",))
+
+    assert [h.tokens for h in hyps] == [h.tokens for h in reordered]
+    assert [h.score for h in hyps] == [h.score for h in reordered]
+    sizes = [len(a) for a in arrays]
+    assert sizes[0] == 9 and sizes[-1] < 9  # a sentence left the batch on the way
+    for before, after in itertools.pairwise(arrays):
+        assert (after is before) == (len(after) == len(before))
