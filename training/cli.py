@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from training.config import CONFIGS, config_differences, load_config, to_dict
+from training.data import DataError
 
 log = logging.getLogger("training")
 
@@ -300,5 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a data problem its user can fix (a missing or malformed data file, data
+    settings that select nothing) is printed as ``error: ...`` with exit status 2."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

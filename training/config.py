@@ -43,6 +43,13 @@ class SentimentDataConfig:
     max_batch_size: int = 128
     limit_train: int | None = None  # use only the first N shuffled training examples
     limit_dev: int | None = None  # use only the first N examples of each dev set
+    # Your own labelled texts (training.data.read_labeled_texts: TSV or JSON Lines), relative to
+    # datasets_dir or absolute, with or instead of SST and IMDB: train_file is trained on,
+    # dev_file is a dev set reported as dev_<name>_accuracy (the model is selected on the mean
+    # of all dev sets' accuracies).
+    train_file: str | None = None
+    dev_file: str | None = None
+    name: str = "own"
 
 
 @dataclass

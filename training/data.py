@@ -6,6 +6,7 @@ Each reader returns plain Python records; turning text into ids is the job of
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -21,7 +22,15 @@ TaggedSentence = list[tuple[str, str]]  # (token, tag) pairs
 # PTB escapes used by the SST trees.
 _PTB_UNESCAPE = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}"}
 _IMDB_LABELS = {"neg": 0, "pos": 1}
+# Labels accepted in your own sentiment data (read_labeled_texts), case-insensitive.
+_OWN_LABELS = {"0": 0, "1": 1, "negative": 0, "positive": 1, "neg": 0, "pos": 1}
+_OWN_HEADERS = {"text", "sentence"}
 _TREE_LEAF_RE = re.compile(r"\(\d ([^()\s]+)\)")
+
+
+class DataError(ValueError):
+    """A data file or data setting that its user can fix (the message says where and how); the
+    CLI prints it without a traceback."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,51 @@ def read_imdb_tsv(path: Path) -> list[LabeledText]:
     return records
 
 
+def read_labeled_texts(path: Path) -> list[LabeledText]:
+    """Your own labelled texts for the sentiment model.
+
+    JSON Lines (``{"text": "...", "label": "positive"}`` per line) when the file name ends in
+    ``.jsonl``, else TSV: ``text<TAB>label`` per line, the label being the last field, and a
+    first line ``text<TAB>label`` (or GLUE's ``sentence<TAB>label``) read as a header. Labels
+    are ``0``/``1``, ``negative``/``positive`` or ``neg``/``pos`` (any case); blank lines are
+    skipped. Anything else raises DataError naming the file and line.
+    """
+    jsonl = Path(path).suffix.lower() == ".jsonl"
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            if jsonl:
+                text, label = _json_example(line, where)
+            else:
+                text, tab, label = line.rstrip("\r\n").rpartition("\t")
+                if not tab:
+                    raise DataError(f"{where}: expected 'text<TAB>label', got {line[:80]!r}")
+                if number == 1 and text.strip().lower() in _OWN_HEADERS and label == "label":
+                    continue
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{where}: the text is empty")
+            key = str(label).strip().lower()
+            if key not in _OWN_LABELS:
+                raise DataError(
+                    f"{where}: unknown label {label!r}; use one of 0/1, negative/positive, neg/pos"
+                )
+            records.append(LabeledText(text.strip(), _OWN_LABELS[key]))
+    return records
+
+
+def _json_example(line: str, where: str) -> tuple[object, object]:
+    try:
+        example = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not a JSON object: {exc}") from None
+    if not isinstance(example, dict) or "text" not in example or "label" not in example:
+        raise DataError(f'{where}: expected {{"text": ..., "label": ...}}, got {line[:80]!r}')
+    return example["text"], example["label"]
+
+
 def read_conll(path: Path) -> list[TaggedSentence]:
     """CoNLL column files: ``token ... tag`` per line (first and last column), blank lines
     between sentences; ``-DOCSTART-`` lines are document boundaries, not sentences.
@@ -82,7 +136,7 @@ def read_conll(path: Path) -> list[TaggedSentence]:
             columns = line.split()
             if columns and columns[0] != DOCSTART:
                 if len(columns) < 2:
-                    raise ValueError(f"{path}:{number}: expected 'token ... tag', got {line!r}")
+                    raise DataError(f"{path}:{number}: expected 'token ... tag', got {line!r}")
                 previous = current[-1][1] if current else "O"
                 _require_iob2(columns[-1], previous, f"{path}:{number}")
                 current.append((columns[0], columns[-1]))
@@ -97,7 +151,7 @@ def read_conll(path: Path) -> list[TaggedSentence]:
 def _require_iob2(tag: str, previous: str, where: str) -> None:
     """Raise if ``tag`` is an ``I-X`` that starts an entity (``previous`` is not B-X or I-X)."""
     if tag.startswith("I-") and previous[2:] != tag[2:]:
-        raise ValueError(
+        raise DataError(
             f"{where}: tag {tag!r} after {previous!r} starts an entity with I-: the file looks "
             "like IOB1, and NER needs IOB2 tags (every entity starts with B-); convert it to "
             "IOB2 first"

@@ -1,4 +1,5 @@
-"""The sentiment task: SST-2 phrases and IMDB reviews -> a binary text classifier."""
+"""The sentiment task: SST-2 phrases, IMDB reviews and/or your own labelled texts -> a binary
+text classifier."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ class SentimentData:
 
 
 def load_data(config: SentimentConfig) -> SentimentData:
-    """Training texts and the two dev sets (SST-2 dev, IMDB held-out reviews)."""
+    """Training texts and the dev sets (SST-2 dev, IMDB held-out reviews, your own)."""
     root = Path(config.data.datasets_dir)
     train: list[data.LabeledText] = []
     dev: dict[str, list[data.LabeledText]] = {}
@@ -92,12 +94,43 @@ def load_data(config: SentimentConfig) -> SentimentData:
                 source="imdb/train.tsv",
             ),
         ]
+    train += _own_data(config, dev, sources)
+    if not train or not dev:
+        raise data.DataError(
+            "no training data or no dev data: use SST (data.use_sst), IMDB (data.use_imdb, "
+            "data.train_imdb) or your own files (data.train_file, data.dev_file)"
+        )
     random.Random(config.trainer.seed).shuffle(train)
     if config.data.limit_train is not None:
         train = train[: config.data.limit_train]
     if config.data.limit_dev is not None:
         dev = {name: records[: config.data.limit_dev] for name, records in dev.items()}
     return SentimentData(train=train, dev=dev, sources=sources)
+
+
+def _own_data(
+    config: SentimentConfig, dev: dict[str, list[data.LabeledText]], sources: list[dict]
+) -> list[data.LabeledText]:
+    """Your own training texts (returned) and dev set (added to ``dev``), if configured."""
+    root, name = Path(config.data.datasets_dir), config.data.name
+    if config.data.train_file is None and config.data.dev_file is None:
+        return []
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in dev or name == "mean":
+        raise data.DataError(
+            f"data.name {name!r} must be lower-case letters, digits and _, and not one of "
+            f"{[*dev, 'mean']}: the dev metric is named dev_<name>_accuracy"
+        )
+    train: list[data.LabeledText] = []
+    for split, file in (("train", config.data.train_file), ("dev", config.data.dev_file)):
+        if file is None:
+            continue
+        records = data.read_labeled_texts(root / file)
+        if split == "train":
+            train = records
+        else:
+            dev[name] = records
+        sources.append(dict(name=name, split=split, examples=len(records), source=file))
+    return train
 
 
 def encoder_config(config: SentimentConfig, *, training: bool) -> WordEncoderConfig:
@@ -248,8 +281,8 @@ LANGUAGE_MODEL = "language_model"
 
 
 def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
-    """Pre-training text: SST training sentences and IMDB training reviews minus the held-out
-    ones (labels unused), with their manifest entries."""
+    """Pre-training text: SST training sentences, IMDB training reviews minus the held-out
+    ones and your own training texts (labels unused), with their manifest entries."""
     root = Path(config.data.datasets_dir)
     texts: list[str] = []
     sources = []
@@ -278,6 +311,17 @@ def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
                 "(language-model pre-training)",
                 examples=len(reviews),
                 source="imdb/train.tsv",
+            )
+        )
+    if config.data.train_file is not None:
+        own = [r.text for r in data.read_labeled_texts(root / config.data.train_file)]
+        texts += own
+        sources.append(
+            dict(
+                name=config.data.name,
+                split="train, unlabelled (language-model pre-training)",
+                examples=len(own),
+                source=config.data.train_file,
             )
         )
     random.Random(config.trainer.seed).shuffle(texts)
