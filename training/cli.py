@@ -138,15 +138,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.task == "translation":
         return _evaluate_translation(args, model_dir)
     if args.data is None:
-        raise SystemExit("evaluate ner needs --data")
+        raise SystemExit(f"evaluate {args.task} needs --data")
     report, metrics = _task_module(args.task).evaluate_file(
         model_dir, Path(args.data), threads=args.threads
     )
     print(f"{args.data} with {model_dir}:\n{report}")
-    print(
-        f"overall: precision {metrics['precision']:.2f} recall {metrics['recall']:.2f} "
-        f"F1 {metrics['f1']:.2f}"
-    )
+    if args.task == "sentiment":
+        print(f"overall: accuracy {metrics['accuracy']:.2f}")
+    else:
+        print(
+            f"overall: precision {metrics['precision']:.2f} recall {metrics['recall']:.2f} "
+            f"F1 {metrics['f1']:.2f}"
+        )
     return 0
 
 
@@ -261,8 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="score an exported model on a labelled file, through the service's code"
     )
-    evaluate.add_argument("task", choices=["ner", "translation"])
-    evaluate.add_argument("--data", help="ner: a CoNLL file (token ... tag per line; IOB2 tags)")
+    evaluate.add_argument("task", choices=sorted(CONFIGS))
+    evaluate.add_argument(
+        "--data",
+        help="ner: a CoNLL file (token ... tag per line; IOB2 tags); sentiment: labelled texts "
+        "(TSV 'text<TAB>label' or .jsonl, labels 0/1, negative/positive or neg/pos)",
+    )
     evaluate.add_argument("--src", help="translation: source sentences, one a line")
     evaluate.add_argument("--ref", help="translation: raw reference translations, one a line")
     evaluate.add_argument(

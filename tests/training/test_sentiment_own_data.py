@@ -1,8 +1,10 @@
 """The sentiment model on a user's own labelled texts: the reader's formats and errors, and a
-run trained, selected and exported on them alone."""
+run trained, selected, exported and evaluated on them alone."""
 
 import json
 import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -85,7 +87,7 @@ def _train(run_dir, datasets, *overrides):
     return main(args + [a for s in settings for a in ("--set", s)])
 
 
-def test_a_model_trained_selected_and_exported_on_own_data_alone(tiny_datasets, tmp_path):
+def test_a_model_trained_selected_and_exported_on_own_data_alone(tiny_datasets, tmp_path, capsys):
     """Files outside the datasets folder (absolute paths), SST and IMDB switched off: the run's
     dev metric and the manifest name the user's data set, and nothing else."""
     _write_own(tmp_path / "train.tsv", 200, seed=1)
@@ -122,6 +124,14 @@ def test_a_model_trained_selected_and_exported_on_own_data_alone(tiny_datasets, 
         ("reviews", "dev", 30, str(tmp_path / "dev.tsv")),
     ]
 
+    # The same file scored through the service's predictor gives the export's accuracy.
+    capsys.readouterr()
+    evaluate = ["evaluate", "sentiment", "--data", str(tmp_path / "dev.tsv"), "--model", str(out)]
+    assert main(evaluate) == 0
+    printed = capsys.readouterr().out
+    assert f"overall: accuracy {manifest.metrics['dev_reviews_accuracy']:.2f}" in printed
+    assert re.search(r"^\s*positive\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+15$", printed, re.M)
+
 
 def test_own_data_settings_that_select_nothing_or_clash_are_errors(tiny_datasets, tmp_path, capsys):
     _write_own(tmp_path / "train.tsv", 20, seed=3)
@@ -157,3 +167,11 @@ def test_language_model_pre_training_reads_the_own_training_texts(tiny_datasets,
     own = {r.text for r in read_labeled_texts(tmp_path / "train.tsv")}
     assert own <= set(texts) and len(texts) == len(own) + 300  # + the SST training sentences
     assert [(s["name"], s["examples"]) for s in sources] == [("sst_trees", 300), ("reviews", 12)]
+
+
+def test_evaluate_sentiment_refuses_another_task_s_model(tmp_path, capsys):
+    path = tmp_path / "own.tsv"
+    path.write_text("fine\t1\n", "utf-8")
+    model = ["--model", str(Path(__file__).resolve().parents[2] / "exported_models" / "ner")]
+    assert main(["evaluate", "sentiment", "--data", str(path), *model]) == 2
+    assert "holds a 'ner' model, not a sentiment model" in capsys.readouterr().err

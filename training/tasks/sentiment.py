@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from sklearn.metrics import accuracy_score, classification_report
 from torch import nn
 
-from service.runtime.manifest import GraphSpec, Manifest, TensorSpec
+from service.predictors.sentiment import SentimentPredictor
+from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest
 from service.text import Vocab, WordEncoder, pad_batch
 from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
@@ -33,7 +35,7 @@ from training.models.sentiment import (
     ProbabilityHead,
     SentimentClassifier,
 )
-from training.quantize import DevEvaluation, cpu_session
+from training.quantize import DevEvaluation, cpu_session, graph_sessions
 from training.trainer import Trainer, TrainingTask
 from training.verify import assert_close
 
@@ -544,6 +546,31 @@ def build_artifact(
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
         files={},
     )
+
+
+def evaluate_file(
+    model_dir: Path, data_file: Path, threads: int = 1
+) -> tuple[str, dict[str, float]]:
+    """Score the exported model in ``model_dir`` on a file of labelled texts
+    (:func:`training.data.read_labeled_texts`), through the service's predictor.
+
+    Returns scikit-learn's report (precision, recall and F1 per label, accuracy) and the
+    accuracy in percent.
+    """
+    manifest = load_manifest(model_dir, verify=True)
+    if manifest.task != "sentiment":
+        raise data.DataError(f"{model_dir} holds a {manifest.task!r} model, not a sentiment model")
+    files = {name: manifest.path_of(model_dir, name) for name in manifest.graphs}
+    predictor = SentimentPredictor.from_artifact(
+        model_dir, manifest, graph_sessions(manifest, files, threads)
+    )
+    records = data.read_labeled_texts(data_file)
+    if not records:
+        raise data.DataError(f"{data_file}: no labelled texts")
+    gold = [data.SENTIMENT_LABELS[r.label] for r in records]
+    predicted = [p.label for p in predictor.predict_batch([r.text for r in records])]
+    report = classification_report(gold, predicted, labels=manifest.labels, digits=4)
+    return report, {"accuracy": accuracy_score(gold, predicted) * 100}
 
 
 def check_batch_invariance(
