@@ -10,7 +10,7 @@ MT_RUN ?= runs/translation
 MT_CHECKPOINT ?= $(MT_RUN)-cont/best.pt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve install-gpu test lint format train-sentiment export-sentiment quantize-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
+.PHONY: serve install-gpu test lint format train-sentiment export-sentiment quantize-sentiment evaluate-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,9 @@ export-sentiment: $(VENV)/.dev-installed
 # int8 graphs next to the fp32 ones, recorded only if >= 1.3x faster and <= 0.5 dev points lost.
 quantize-sentiment: $(VENV)/.dev-installed
 	$(BIN)/python -m training quantize sentiment --model-dir exported_models/sentiment
+
+evaluate-sentiment: $(VENV)/.dev-installed
+	$(BIN)/python -m training evaluate sentiment --data ../shared/datasets/sst/sst2_glue/dev.tsv
 
 train-ner: $(VENV)/.dev-installed
 	$(BIN)/python -m training train ner --config configs/ner.toml --run-dir $(NER_RUN)
