@@ -102,8 +102,12 @@ class SentimentConfig:
 @dataclass
 class NerDataConfig:
     datasets_dir: str = str(DATASETS)
-    train_file: str = "conll2003/train.txt"  # relative to datasets_dir
+    train_file: str = "conll2003/train.txt"  # relative to datasets_dir, or absolute
     dev_file: str = "conll2003/valid.txt"  # model selection and early stopping only
+    name: str = "conll2003"  # of the data set, in the manifest's training_data
+    # The entity types, in the order of the model's outputs (O, then B-/I- of each type); None:
+    # every type of the training file, sorted. configs/ner.toml pins CoNLL-2003's.
+    entity_types: list[str] | None = None
     batch_size: int = 10  # sentences per training batch (grouped by similar length)
     limit_train: int | None = None  # use only the first N shuffled training sentences
     limit_dev: int | None = None  # use only the first N dev sentences
@@ -151,10 +155,11 @@ class NerConfig:
 @dataclass
 class TranslationDataConfig:
     datasets_dir: str = str(DATASETS)
-    train_src: str = "multi30k/train.en"  # relative to datasets_dir
+    train_src: str = "multi30k/train.en"  # relative to datasets_dir, or absolute
     train_tgt: str = "multi30k/train.de"
     dev_src: str = "multi30k/val.en"  # model selection (dev BLEU) only
     dev_tgt: str = "multi30k/val.de"
+    name: str = "multi30k"  # of the data set, in the manifest's training_data
     batch_tokens: int = 2500  # padded (source or target) subword budget of a training batch
     max_batch_size: int = 128
     max_train_tokens: int = 80  # longer training pairs (in subwords) are dropped

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SENTIMENT_LABELS = ["negative", "positive"]
-# CoNLL-2003 NER tags (IOB2), in the order of the model's outputs.
-NER_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+CONLL_ENTITY_TYPES = ["PER", "ORG", "LOC", "MISC"]
 DOCSTART = "-DOCSTART-"
 
 TaggedSentence = list[tuple[str, str]]  # (token, tag) pairs
@@ -37,6 +36,24 @@ class DataError(ValueError):
 class LabeledText:
     text: str
     label: int  # index into SENTIMENT_LABELS
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file, line ends removed (a last line end is not a line)."""
+    lines = read_text(path).split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 file's text; a file that is not UTF-8 raises DataError with the line."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
 
 
 def read_sst2_tsv(path: Path) -> list[LabeledText]:
@@ -86,27 +103,26 @@ def read_labeled_texts(path: Path) -> list[LabeledText]:
     """
     jsonl = Path(path).suffix.lower() == ".jsonl"
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        if jsonl:
+            text, label = _json_example(line, where)
+        else:
+            text, tab, label = line.rstrip("\r\n").rpartition("\t")
+            if not tab:
+                raise DataError(f"{where}: expected 'text<TAB>label', got {line[:80]!r}")
+            if number == 1 and text.strip().lower() in _OWN_HEADERS and label == "label":
                 continue
-            where = f"{path}:{number}"
-            if jsonl:
-                text, label = _json_example(line, where)
-            else:
-                text, tab, label = line.rstrip("\r\n").rpartition("\t")
-                if not tab:
-                    raise DataError(f"{where}: expected 'text<TAB>label', got {line[:80]!r}")
-                if number == 1 and text.strip().lower() in _OWN_HEADERS and label == "label":
-                    continue
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{where}: the text is empty")
-            key = str(label).strip().lower()
-            if key not in _OWN_LABELS:
-                raise DataError(
-                    f"{where}: unknown label {label!r}; use one of 0/1, negative/positive, neg/pos"
-                )
-            records.append(LabeledText(text.strip(), _OWN_LABELS[key]))
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: the text is empty")
+        key = str(label).strip().lower()
+        if key not in _OWN_LABELS:
+            raise DataError(
+                f"{where}: unknown label {label!r}; use one of 0/1, negative/positive, neg/pos"
+            )
+        records.append(LabeledText(text.strip(), _OWN_LABELS[key]))
     return records
 
 
@@ -120,6 +136,17 @@ def _json_example(line: str, where: str) -> tuple[object, object]:
     return example["text"], example["label"]
 
 
+def iob2_tags(entity_types: list[str]) -> list[str]:
+    """The IOB2 tags of ``entity_types``, in the order of an NER model's outputs: ``O``, then
+    ``B-`` and ``I-`` of each type."""
+    return ["O"] + [f"{prefix}-{kind}" for kind in entity_types for prefix in ("B", "I")]
+
+
+# CoNLL-2003 NER tags (IOB2), in the order of the committed model's outputs.
+NER_TAGS = iob2_tags(CONLL_ENTITY_TYPES)
+_IOB2_TAG_RE = re.compile(r"O|[BI]-\S+")
+
+
 def read_conll(path: Path) -> list[TaggedSentence]:
     """CoNLL column files: ``token ... tag`` per line (first and last column), blank lines
     between sentences; ``-DOCSTART-`` lines are document boundaries, not sentences.
@@ -131,18 +158,22 @@ def read_conll(path: Path) -> list[TaggedSentence]:
     """
     sentences: list[TaggedSentence] = []
     current: TaggedSentence = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            columns = line.split()
-            if columns and columns[0] != DOCSTART:
-                if len(columns) < 2:
-                    raise DataError(f"{path}:{number}: expected 'token ... tag', got {line!r}")
-                previous = current[-1][1] if current else "O"
-                _require_iob2(columns[-1], previous, f"{path}:{number}")
-                current.append((columns[0], columns[-1]))
-            elif current:
-                sentences.append(current)
-                current = []
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        columns = line.split()
+        if columns and columns[0] != DOCSTART:
+            if len(columns) < 2:
+                raise DataError(f"{path}:{number}: expected 'token ... tag', got {line!r}")
+            previous = current[-1][1] if current else "O"
+            if not _IOB2_TAG_RE.fullmatch(columns[-1]):
+                raise DataError(
+                    f"{path}:{number}: tag {columns[-1]!r} is not O, B-TYPE or I-TYPE (the "
+                    "last column holds the IOB2 tag)"
+                )
+            _require_iob2(columns[-1], previous, f"{path}:{number}")
+            current.append((columns[0], columns[-1]))
+        elif current:
+            sentences.append(current)
+            current = []
     if current:
         sentences.append(current)
     return sentences

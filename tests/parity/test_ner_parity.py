@@ -67,7 +67,7 @@ def dev(manifest, dev_file):
     )
     sentences = ner.data.read_conll(dev_file)
     assert len(sentences) == 3250
-    return ner.encode(encoder, sentences)
+    return ner.encode(encoder, sentences, manifest.labels)
 
 
 def test_checkpoint_matches_the_artifact(manifest, checkpoint, crf):

@@ -175,12 +175,12 @@ def test_a_failed_export_leaves_the_previous_model_untouched(
 
 
 def test_export_reads_the_dev_data_from_datasets_dir(
-    trained, exported, tiny_conll, moved_checkpoint, tmp_path
+    trained, exported, tiny_conll, moved_checkpoint, tmp_path, capsys
 ):
     checkpoint = moved_checkpoint(trained / "best.pt")
     args = ["export", "ner", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "ner")]
-    with pytest.raises(FileNotFoundError, match="no-such-datasets"):
-        main(args)
+    assert main(args) == 2  # "error: ...", no traceback
+    assert "no-such-datasets" in capsys.readouterr().err
 
     assert main([*args, "--datasets-dir", str(tiny_conll)]) == 0
 
@@ -191,3 +191,61 @@ def test_dry_run_trains_a_few_batches(tiny_conll, tmp_path):
     args = ["train", "ner", "--dry-run", "--run-dir", str(tmp_path), *overrides(tiny_conll)]
     assert main(args) == 0
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_own_entity_types_are_trained_exported_and_served(tiny_conll, tmp_path):
+    """A data set with other entity types (here PER -> PERSON, LOC -> PLACE, in files outside
+    the datasets folder): the tag set comes from the training file, and the checkpoint, the
+    export, the manifest and the service's predictor all use it."""
+    renamed = {}
+    for split in ("train", "valid"):
+        text = (tiny_conll / f"conll2003/{split}.txt").read_text("utf-8")
+        text = re.sub(r"-PER$", "-PERSON", re.sub(r"-LOC$", "-PLACE", text, flags=re.M), flags=re.M)
+        renamed[split] = tmp_path / f"news.{split}"
+        renamed[split].write_text(text, "utf-8")
+    own = [
+        f"data.train_file={renamed['train']}",
+        f"data.dev_file={renamed['valid']}",
+        "data.name=news",
+    ]
+    run = tmp_path / "run"
+    args = ["train", "ner", "--run-dir", str(run), "--set", "trainer.epochs=3"]
+    assert main(args + overrides(tiny_conll) + [a for s in own for a in ("--set", s)]) == 0
+    tags = ["O", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PERSON", "I-PERSON", "B-PLACE"]
+    tags += ["I-PLACE"]  # every type of the training file, sorted
+
+    out = tmp_path / "models" / "ner"
+    assert main(["export", "ner", "--checkpoint", str(run / "best.pt"), "--out", str(out)]) == 0
+    manifest = load_manifest(out)
+    assert manifest.labels == tags
+    assert {"dev_f1_PERSON", "dev_f1_PLACE"} <= manifest.metrics.keys()
+    assert [(d.name, d.split, d.source) for d in manifest.training_data] == [
+        ("news", "train", str(renamed["train"])),
+        ("news", "valid", str(renamed["valid"])),
+    ]
+    sessions = {
+        name: OnnxSession(manifest.path_of(out, name), spec, SessionConfig())
+        for name, spec in manifest.graphs.items()
+    }
+    predictor = NerPredictor.from_artifact(out, manifest, sessions)
+    (result,) = predictor.predict_batch(["John Smith visited Paris ."])
+    assert {e.type for e in result.entities} <= {"PERSON", "PLACE", "ORG", "MISC"}
+    assert {t.tag for t in result.tokens} <= set(tags)
+
+
+def test_entity_types_outside_the_pinned_ones_are_an_error(tiny_conll, tmp_path, capsys):
+    pinned = ["--set", 'data.entity_types=["PER", "LOC"]', "--set", "trainer.epochs=1"]
+    args = ["train", "ner", "--run-dir", str(tmp_path / "run"), *pinned]
+    assert main(args + overrides(tiny_conll)) == 2
+    err = capsys.readouterr().err
+    assert "error: conll2003/train.txt has tags ['B-MISC', 'B-ORG', 'I-ORG']" in err
+    assert "data.entity_types" in err
+
+
+def test_export_needs_only_the_dev_file(trained, tiny_conll, tmp_path):
+    """The training file may be gone by export time: it verifies on the dev set alone."""
+    dev_only = tmp_path / "datasets"
+    (dev_only / "conll2003").mkdir(parents=True)
+    shutil.copy(tiny_conll / "conll2003/valid.txt", dev_only / "conll2003/valid.txt")
+    args = ["export", "ner", "--checkpoint", str(trained / "best.pt")]
+    assert main([*args, "--out", str(tmp_path / "out"), "--datasets-dir", str(dev_only)]) == 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from service.predictors.viterbi import CrfParameters, forward_backward, viterbi_decode
-from training.data import NER_TAGS, read_conll
+from training.data import NER_TAGS, DataError, read_conll
 from training.models.crf import CRF, FORBIDDEN, iob2_constraints
 from training.models.ner import CharCNN, NerEmissions, WordEmbedding
 from training.models.rnn import length_mask
@@ -162,6 +162,14 @@ def test_read_conll_skips_docstart_and_blank_lines(tmp_path):
     ]
     path.write_text("lonely\n", "utf-8")
     with pytest.raises(ValueError, match=":1:"):
+        read_conll(path)
+
+
+@pytest.mark.parametrize("tag", ["PER", "B_PER", "B-", "b-PER", "X-PER"])
+def test_read_conll_refuses_a_tag_that_is_not_iob2_with_its_line(tmp_path, tag):
+    path = tmp_path / "tags.txt"
+    path.write_text(f"EU NNP B-NP B-ORG\nPeter NNP B-NP {tag}\n", "utf-8")
+    with pytest.raises(DataError, match=rf"tags.txt:2: tag '{tag}' is not O, B-TYPE or I-TYPE"):
         read_conll(path)
 
 

@@ -60,28 +60,45 @@ EVAL_BATCH_TOKENS = 4000
 class NerData:
     train: list[data.TaggedSentence]
     dev: list[data.TaggedSentence]
+    tags: list[str]  # the model's outputs, in order
     sources: list[dict]  # for the manifest's training_data
 
 
 def load_data(config: NerConfig) -> NerData:
-    """Shuffled training sentences and the dev sentences (file order)."""
-    root = Path(config.data.datasets_dir)
-    train = data.read_conll(root / config.data.train_file)
-    dev = data.read_conll(root / config.data.dev_file)
+    """Shuffled training sentences, the dev sentences (file order) and the tag set."""
+    files = config.data
+    train = data.read_conll(Path(files.datasets_dir) / files.train_file)
+    kinds = files.entity_types
+    if kinds is None:
+        kinds = sorted({tag[2:] for sentence in train for _, tag in sentence if tag != "O"})
+    tags = data.iob2_tags(kinds)
+    _require_tags(train, tags, files.train_file)
+    dev = load_dev(config, tags)
     sources = [
-        dict(name="conll2003", split="train", examples=len(train), source=config.data.train_file),
-        dict(name="conll2003", split="valid", examples=len(dev), source=config.data.dev_file),
+        dict(name=files.name, split="train", examples=len(train), source=files.train_file),
+        dict(name=files.name, split="valid", examples=len(dev), source=files.dev_file),
     ]
-    for name, sentences in [("train", train), ("dev", dev)]:
-        unknown = {tag for sentence in sentences for _, tag in sentence} - set(data.NER_TAGS)
-        if unknown:
-            raise ValueError(f"{name} data has tags {sorted(unknown)} outside {data.NER_TAGS}")
     random.Random(config.trainer.seed).shuffle(train)
-    if config.data.limit_train is not None:
-        train = train[: config.data.limit_train]
-    if config.data.limit_dev is not None:
-        dev = dev[: config.data.limit_dev]
-    return NerData(train=train, dev=dev, sources=sources)
+    if files.limit_train is not None:
+        train = train[: files.limit_train]
+    return NerData(train=train, dev=dev, tags=tags, sources=sources)
+
+
+def load_dev(config: NerConfig, tags: Sequence[str]) -> list[data.TaggedSentence]:
+    """The dev sentences (file order), whose tags must be among the model's ``tags`` (export
+    and quantize read only these, not the training file)."""
+    dev = data.read_conll(Path(config.data.datasets_dir) / config.data.dev_file)
+    _require_tags(dev, tags, config.data.dev_file)
+    return dev if config.data.limit_dev is None else dev[: config.data.limit_dev]
+
+
+def _require_tags(sentences: Sequence[data.TaggedSentence], tags: Sequence[str], file: str):
+    unknown = {tag for sentence in sentences for _, tag in sentence} - set(tags)
+    if unknown:
+        raise data.DataError(
+            f"{file} has tags {sorted(unknown)} outside the model's {list(tags)}: list every "
+            "entity type in data.entity_types (or set it to null to take the training file's)"
+        )
 
 
 def preprocessing(config: NerConfig) -> NerPreprocessing:
@@ -118,9 +135,11 @@ def build_vocabs(
     return words, chars, trained
 
 
-def encode(encoder: NerEncoder, sentences: Sequence[data.TaggedSentence]) -> list[Example]:
-    """Model inputs and gold tag ids of each sentence."""
-    tag_index = {tag: i for i, tag in enumerate(data.NER_TAGS)}
+def encode(
+    encoder: NerEncoder, sentences: Sequence[data.TaggedSentence], tags: Sequence[str]
+) -> list[Example]:
+    """Model inputs and gold tag ids (indices into ``tags``) of each sentence."""
+    tag_index = {tag: i for i, tag in enumerate(tags)}
     return [
         (encoder.encode([token for token, _ in s]), [tag_index[tag] for _, tag in s])
         for s in sentences
@@ -179,16 +198,16 @@ def entity_metrics(
     return {k: float(v) for k, v in metrics.items()}
 
 
-def tag_names(ids: Sequence[Sequence[int]], tags: Sequence[str] = data.NER_TAGS) -> list[list[str]]:
+def tag_names(ids: Sequence[Sequence[int]], tags: Sequence[str]) -> list[list[str]]:
     """Tag ids -> tag strings, sentence by sentence."""
     return [[tags[i] for i in row] for row in ids]
 
 
 def build_model(
-    config: NerConfig, vocab_size: int, num_chars: int, trained_words: int
+    config: NerConfig, vocab_size: int, num_chars: int, trained_words: int, tags: Sequence[str]
 ) -> NerTagger:
-    """The tagger; ``trained_words`` vocabulary entries are fine-tuned (2, the special tokens,
-    with ``freeze_embeddings``)."""
+    """The tagger over ``tags``; ``trained_words`` vocabulary entries are fine-tuned (2, the
+    special tokens, with ``freeze_embeddings``)."""
     model_args = to_dict(config.model)
     constrain = model_args.pop("constrain_transitions")
     trainable = 2 if model_args.pop("freeze_embeddings") else trained_words
@@ -196,11 +215,11 @@ def build_model(
         vocab_size,
         num_chars,
         len(CASE_FEATURES),
-        len(data.NER_TAGS),
+        len(tags),
         trainable_words=trainable,
         **model_args,
     )
-    return NerTagger(emissions, data.NER_TAGS, constrain_transitions=constrain)
+    return NerTagger(emissions, list(tags), constrain_transitions=constrain)
 
 
 def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
@@ -217,10 +236,12 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
         len(chars),
     )
     encoder = NerEncoder(words, chars, preprocessing(config))
-    train_examples, dev_examples = encode(encoder, corpus.train), encode(encoder, corpus.dev)
+    log.info("tags: %s", corpus.tags)
+    train_examples = encode(encoder, corpus.train, corpus.tags)
+    dev_examples = encode(encoder, corpus.dev, corpus.tags)
     dev_gold = [[tag for _, tag in s] for s in corpus.dev]
 
-    model = build_model(config, len(words), len(chars), trained_words)
+    model = build_model(config, len(words), len(chars), trained_words, corpus.tags)
     weights = embedding_matrix(words, Path(config.vocab.glove_path), config.model.word_dim)
     model.emissions.words.load_vectors(torch.from_numpy(weights))
     lengths = [len(features) for features, _ in train_examples]
@@ -235,7 +256,7 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
         return model.loss(inputs, tags)
 
     def evaluate(model: NerTagger) -> dict[str, float]:
-        return entity_metrics(dev_gold, tag_names(predict_tags(model, dev_examples)))
+        return entity_metrics(dev_gold, tag_names(predict_tags(model, dev_examples), corpus.tags))
 
     task = TrainingTask(
         batches=batches,
@@ -248,7 +269,7 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
             "vocab": words.tokens,
             "chars": chars.tokens,
             "trained_words": trained_words,
-            "labels": data.NER_TAGS,
+            "labels": corpus.tags,
             "training_data": corpus.sources,
         },
     )
@@ -271,7 +292,9 @@ def load_checkpoint(path: Path) -> tuple[NerTagger, dict]:
     if state.get("task") != "ner":
         raise ValueError(f"{path} is not an NER checkpoint (task={state.get('task')!r})")
     config = from_dict("ner", state["config"])
-    model = build_model(config, len(state["vocab"]), len(state["chars"]), state["trained_words"])
+    model = build_model(
+        config, len(state["vocab"]), len(state["chars"]), state["trained_words"], state["labels"]
+    )
     model.load_state_dict(state["model"])
     model.eval()
     return model, state
@@ -405,8 +428,8 @@ def build_artifact(
         str(folder / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
     )
 
-    corpus = load_data(config)
-    dev_examples = encode(encoder, corpus.dev)
+    dev = load_dev(config, tags)
+    dev_examples = encode(encoder, dev, tags)
     diff = verify_tags(model, session, crf, dev_examples)
     log.info(
         "parity: equal tags on all %d dev sentences; max emission difference %.2e",
@@ -444,7 +467,7 @@ def build_artifact(
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
         files={},
     )
-    metrics = predictor_dev_metrics(NerPredictor(manifest, folder, session), corpus.dev)
+    metrics = predictor_dev_metrics(NerPredictor(manifest, folder, session), dev)
     log.info("dev metrics (ONNX Runtime + numpy Viterbi): %s", metrics)
     return manifest.model_copy(update={"metrics": metrics})
 
@@ -463,7 +486,7 @@ def predictor_dev_metrics(
 def dev_evaluation(folder: Path, manifest: Manifest, config: NerConfig) -> DevEvaluation:
     """Dev metrics of any graph file of the artifact in ``folder`` (its int8 variant, say),
     computed as at export; the dev sentences, joined by spaces, are the speed texts."""
-    sentences = load_data(config).dev
+    sentences = load_dev(config, manifest.labels)
 
     def metrics(graphs: Mapping[str, Path], threads: int) -> dict[str, float]:
         sessions = graph_sessions(manifest, graphs, threads)

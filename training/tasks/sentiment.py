@@ -42,6 +42,10 @@ from training.verify import assert_close
 log = logging.getLogger(__name__)
 
 
+SST_TRAIN, SST_DEV = "sst/sst2_glue/train.tsv", "sst/sst2_glue/dev.tsv"
+IMDB_TRAIN = "imdb/train.tsv"
+
+
 @dataclass
 class SentimentData:
     train: list[data.LabeledText]
@@ -49,90 +53,57 @@ class SentimentData:
     sources: list[dict]  # for the manifest's training_data
 
 
-def load_data(config: SentimentConfig) -> SentimentData:
-    """Training texts and the dev sets (SST-2 dev, IMDB held-out reviews, your own)."""
-    root = Path(config.data.datasets_dir)
+def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentData:
+    """Training texts and the dev sets (SST-2 dev, IMDB held-out reviews, your own). Without
+    ``with_train`` (export and quantize verify on dev only) no training file is read, except
+    IMDB's, which holds the held-out dev reviews too."""
+    root, files = Path(config.data.datasets_dir), config.data
     train: list[data.LabeledText] = []
     dev: dict[str, list[data.LabeledText]] = {}
-    sources = []
-    if config.data.use_sst:
-        sst_train = data.read_sst2_tsv(root / "sst/sst2_glue/train.tsv")
-        dev["sst2"] = data.read_sst2_tsv(root / "sst/sst2_glue/dev.tsv")
-        train += sst_train
-        sources += [
-            dict(
-                name="sst2_glue",
-                split="train",
-                examples=len(sst_train),
-                source="sst/sst2_glue/train.tsv",
-            ),
-            dict(
-                name="sst2_glue",
-                split="dev",
-                examples=len(dev["sst2"]),
-                source="sst/sst2_glue/dev.tsv",
-            ),
-        ]
-    if config.data.use_imdb:
-        imdb = data.read_imdb_tsv(root / "imdb/train.tsv")
-        imdb_train, dev["imdb"] = data.split_holdout(
-            imdb, config.data.imdb_holdout, config.data.holdout_seed
+    sources: list[dict] = []
+
+    def source(name: str, split: str, records: list, file: str) -> list:
+        sources.append(dict(name=name, split=split, examples=len(records), source=file))
+        return records
+
+    if files.use_sst:
+        if with_train:
+            sst_train = data.read_sst2_tsv(root / SST_TRAIN)
+            train += source("sst2_glue", "train", sst_train, SST_TRAIN)
+        dev["sst2"] = source("sst2_glue", "dev", data.read_sst2_tsv(root / SST_DEV), SST_DEV)
+    if files.use_imdb:
+        imdb_train, imdb_dev = data.split_holdout(
+            data.read_imdb_tsv(root / IMDB_TRAIN), files.imdb_holdout, files.holdout_seed
         )
-        if config.data.train_imdb:
-            train += imdb_train
-            sources.append(
-                dict(
-                    name="imdb",
-                    split=f"train minus held-out (seed {config.data.holdout_seed})",
-                    examples=len(imdb_train),
-                    source="imdb/train.tsv",
-                )
+        if files.train_imdb:
+            split = f"train minus held-out (seed {files.holdout_seed})"
+            train += source("imdb", split, imdb_train, IMDB_TRAIN)
+        split = f"held-out dev (seed {files.holdout_seed})"
+        dev["imdb"] = source("imdb", split, imdb_dev, IMDB_TRAIN)
+    if files.train_file is not None or files.dev_file is not None:
+        name = files.name
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in dev or name == "mean":
+            raise data.DataError(
+                f"data.name {name!r} must be lower-case letters, digits and _, and not one of "
+                f"{[*dev, 'mean']}: the dev metric is named dev_<name>_accuracy"
             )
-        sources += [
-            dict(
-                name="imdb",
-                split=f"held-out dev (seed {config.data.holdout_seed})",
-                examples=len(dev["imdb"]),
-                source="imdb/train.tsv",
-            ),
-        ]
-    train += _own_data(config, dev, sources)
-    if not train or not dev:
+        if files.train_file is not None and with_train:
+            own = data.read_labeled_texts(root / files.train_file)
+            train += source(name, "train", own, files.train_file)
+        if files.dev_file is not None:
+            own = data.read_labeled_texts(root / files.dev_file)
+            dev[name] = source(name, "dev", own, files.dev_file)
+    if not dev or (with_train and not train):
         raise data.DataError(
             "no training data or no dev data: use SST (data.use_sst), IMDB (data.use_imdb, "
             "data.train_imdb) or your own files (data.train_file, data.dev_file)"
         )
     random.Random(config.trainer.seed).shuffle(train)
-    if config.data.limit_train is not None:
-        train = train[: config.data.limit_train]
-    if config.data.limit_dev is not None:
-        dev = {name: records[: config.data.limit_dev] for name, records in dev.items()}
+    if files.limit_train is not None:
+        train = train[: files.limit_train]
+    if files.limit_dev is not None:
+        dev = {name: records[: files.limit_dev] for name, records in dev.items()}
     return SentimentData(train=train, dev=dev, sources=sources)
-
-
-def _own_data(
-    config: SentimentConfig, dev: dict[str, list[data.LabeledText]], sources: list[dict]
-) -> list[data.LabeledText]:
-    """Your own training texts (returned) and dev set (added to ``dev``), if configured."""
-    root, name = Path(config.data.datasets_dir), config.data.name
-    if config.data.train_file is None and config.data.dev_file is None:
-        return []
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in dev or name == "mean":
-        raise data.DataError(
-            f"data.name {name!r} must be lower-case letters, digits and _, and not one of "
-            f"{[*dev, 'mean']}: the dev metric is named dev_<name>_accuracy"
-        )
-    train: list[data.LabeledText] = []
-    for split, file in (("train", config.data.train_file), ("dev", config.data.dev_file)):
-        if file is None:
-            continue
-        records = data.read_labeled_texts(root / file)
-        if split == "train":
-            train = records
-        else:
-            dev[name] = records
-        sources.append(dict(name=name, split=split, examples=len(records), source=file))
-    return train
 
 
 def encoder_config(config: SentimentConfig, *, training: bool) -> WordEncoderConfig:
@@ -301,7 +272,7 @@ def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
         )
     if config.data.use_imdb:
         reviews, _ = data.split_holdout(
-            data.read_imdb_tsv(root / "imdb/train.tsv"),
+            data.read_imdb_tsv(root / IMDB_TRAIN),
             config.data.imdb_holdout,
             config.data.holdout_seed,
         )
@@ -312,7 +283,7 @@ def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
                 split=f"train minus held-out (seed {config.data.holdout_seed}), unlabelled "
                 "(language-model pre-training)",
                 examples=len(reviews),
-                source="imdb/train.tsv",
+                source=IMDB_TRAIN,
             )
         )
     if config.data.train_file is not None:
@@ -338,7 +309,8 @@ def pretrain(config: SentimentConfig, run_dir: Path, resume: bool = False) -> di
     torch.manual_seed(config.trainer.seed)
     torch.set_num_threads(config.trainer.threads)
     texts, sources = unlabelled_texts(config)
-    dev_texts = {name: [r.text for r in records] for name, records in load_data(config).dev.items()}
+    dev = load_data(config, with_train=False).dev
+    dev_texts = {name: [r.text for r in records] for name, records in dev.items()}
     vocab = build_vocab(config, texts)
     log.info("pre-training texts: %d; vocabulary: %d entries", len(texts), len(vocab))
     encoder = WordEncoder(vocab, encoder_config(config, training=True))
@@ -457,7 +429,7 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: SentimentConfig) ->
     """Dev metrics of any graph file of the artifact in ``folder`` (its int8 variant, say),
     computed as at export; SST-2 dev sentences (else IMDB reviews) are the speed texts."""
     vocab = Vocab.from_json(Path(folder) / VOCAB_FILE)
-    corpus = load_data(config)
+    corpus = load_data(config, with_train=False)
     dev = encode_dev(config, vocab, corpus)
 
     def metrics(graphs: Mapping[str, Path], threads: int) -> dict[str, float]:
@@ -507,7 +479,7 @@ def build_artifact(
         str(folder / MODEL_GRAPH_FILE), providers=["CPUExecutionProvider"]
     )
 
-    dev_examples = encode_dev(config, vocab, load_data(config))
+    dev_examples = encode_dev(config, vocab, load_data(config, with_train=False))
     probe = [ex for examples in dev_examples.values() for ex in examples[:256]]
     diff = assert_close(
         predict_probabilities(model, probe),

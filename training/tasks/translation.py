@@ -50,6 +50,7 @@ from service.text.constants import (
 )
 from service.text.padding import pad_batch
 from service.text.subword import SubwordTokenizer
+from training import data
 from training.batching import token_budget_batches
 from training.config import TranslationConfig, from_dict, to_dict, with_datasets_dir
 from training.export import OPSET, export_onnx, write_artifact
@@ -73,12 +74,9 @@ class ParallelData:
 
 def read_parallel(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
     """Aligned lines of two files as ``(source, target)`` pairs (raw text, line ends removed)."""
-    src = Path(src_path).read_text("utf-8").split("\n")
-    tgt = Path(tgt_path).read_text("utf-8").split("\n")
-    if src and src[-1] == "" and tgt and tgt[-1] == "":
-        src, tgt = src[:-1], tgt[:-1]
+    src, tgt = data.read_lines(src_path), data.read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise ValueError(f"{src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
+        raise data.DataError(f"{src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
     return list(zip(src, tgt, strict=True))
 
 
@@ -86,17 +84,32 @@ def load_data(config: TranslationConfig) -> ParallelData:
     """Shuffled training pairs and the dev pairs (file order)."""
     root, files = Path(config.data.datasets_dir), config.data
     train = read_parallel(root / files.train_src, root / files.train_tgt)
-    dev = read_parallel(root / files.dev_src, root / files.dev_tgt)
+    dev = load_dev(config)
     sources = [
-        dict(name="multi30k", split="train", examples=len(train), source=files.train_src),
-        dict(name="multi30k", split="val", examples=len(dev), source=files.dev_src),
+        dict(
+            name=files.name,
+            split="train",
+            examples=len(train),
+            source=f"{files.train_src}, {files.train_tgt}",
+        ),
+        dict(
+            name=files.name,
+            split="val",
+            examples=len(dev),
+            source=f"{files.dev_src}, {files.dev_tgt}",
+        ),
     ]
     random.Random(config.trainer.seed).shuffle(train)
     if files.limit_train is not None:
         train = train[: files.limit_train]
-    if files.limit_dev is not None:
-        dev = dev[: files.limit_dev]
     return ParallelData(train=train, dev=dev, sources=sources)
+
+
+def load_dev(config: TranslationConfig) -> list[tuple[str, str]]:
+    """The dev pairs, in file order (export and quantize read only these)."""
+    root, files = Path(config.data.datasets_dir), config.data
+    dev = read_parallel(root / files.dev_src, root / files.dev_tgt)
+    return dev if files.limit_dev is None else dev[: files.limit_dev]
 
 
 def train_tokenizers(
@@ -526,7 +539,7 @@ def build_artifact(
     )
     translator = open_translator(folder, manifest, threads=config.trainer.threads)
 
-    dev = load_data(config).dev
+    dev = load_dev(config)
     dev_sources = [source.encode_source(s) for s, _ in dev]
     diff = verify_greedy(model, translator, config, dev_sources)
     log.info("parity: equal greedy strings on all %d dev sentences; max diff %.2e", len(dev), diff)
@@ -606,7 +619,7 @@ def plot_attention(
 def dev_evaluation(folder: Path, manifest: Manifest, config: TranslationConfig) -> DevEvaluation:
     """Dev BLEU and chrF of any graph files of the artifact in ``folder`` (its int8 variant,
     say); the dev source sentences are the speed texts (translated with the default beam)."""
-    dev = load_data(config).dev
+    dev = load_dev(config)
 
     def metrics(graphs: GraphFiles, threads: int) -> dict[str, float]:
         sessions = graph_sessions(manifest, graphs, threads)
