@@ -363,7 +363,11 @@ class NerEntity(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    type: str = Field(description="Entity type, one of the model's: PER, ORG, LOC, MISC.")
+    type: str = Field(
+        description="Entity type, one of the model's (the X of its B-X/I-X labels in "
+        "GET /v1/models): PER, ORG, LOC or MISC for the CoNLL-2003 model.",
+        examples=["ORG"],
+    )
     text: str = Field(
         description="The entity, exactly `input[start:end]` (whitespace between its tokens "
         "included as sent).",

@@ -23,7 +23,8 @@ def ner_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecTree) -
     @blueprint.post("/ner")
     @documented(spec, body=NerRequest, ok=NerResponse, errors=PREDICT_ERRORS, tags=["v1"])
     def tag() -> Response:
-        """Find the named entities (PER, ORG, LOC, MISC) in texts or pre-tokenized sentences.
+        """Find the named entities (the model's types: PER, ORG, LOC, MISC for CoNLL-2003) in
+        texts or pre-tokenized sentences.
 
         One result per input, in request order: the entities, each with its probability, and
         every token with its tag, that tag's probability and exact character offsets.

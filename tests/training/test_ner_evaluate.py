@@ -140,3 +140,14 @@ def test_evaluate_refuses_iob1_gold_tags_instead_of_misscoring_them(tmp_path, ca
     data.write_text(re.sub(r" B-(PER|LOC|ORG|MISC)$", r" I-\1", GOLD, flags=re.M), "utf-8")
     assert main(["evaluate", "ner", "--data", str(data), "--model", str(model)]) == 2
     assert re.search(r"^error: .*gold.iob1:3: .*looks like IOB1", capsys.readouterr().err, re.M)
+
+
+def test_evaluate_warns_of_gold_types_the_model_does_not_know(tmp_path, capsys):
+    model = build_lookup_artifact(tmp_path / "ner")
+    data = tmp_path / "gold.txt"
+    data.write_text(GOLD.replace("B-MISC", "B-EVENT").replace("I-MISC", "I-EVENT"), "utf-8")
+    assert main(["evaluate", "ner", "--data", str(data), "--model", str(model)]) == 0
+    printed = capsys.readouterr()
+    assert re.search(r"^\s*EVENT\s+0.0000\s+0.0000\s+0.0000\s+1$", printed.out, re.M)
+    warning = r"WARNING .*has tags \['B-EVENT', 'I-EVENT'\] that .* never predicts"
+    assert re.search(warning, printed.err)

@@ -518,6 +518,16 @@ def evaluate_file(
     }
     predictor = NerPredictor.from_artifact(model_dir, manifest, sessions)
     sentences = data.read_conll(data_file)
+    unknown = {tag for s in sentences for _, tag in s} - set(manifest.labels)
+    if unknown:
+        log.warning(
+            "%s has tags %s that %s never predicts (its labels: %s): their entities count as "
+            "missed",
+            data_file,
+            sorted(unknown),
+            model_dir,
+            manifest.labels,
+        )
     predicted = predictor.predict_tokens([[w for w, _ in s] for s in sentences])
     gold = [[t for _, t in s] for s in sentences]
     tags = [[t.tag for t in p.tokens] for p in predicted]
