@@ -76,8 +76,7 @@ def _write_own(path, count, seed):
 
 def _train(run_dir, datasets, *overrides):
     settings = [
-        f"data.datasets_dir={datasets}",
-        f"vocab.glove_path={datasets}/glove/glove.6B.50d.txt.gz",
+        f"data.datasets_dir={datasets}",  # GloVe too: vocab.glove_path is relative to it
         "trainer.epochs=1",
         "trainer.threads=1",
         "model.hidden_size=8",
@@ -116,6 +115,8 @@ def test_a_model_trained_selected_and_exported_on_own_data_alone(tiny_datasets, 
     export = ["export", "sentiment", "--checkpoint", str(run / "best.pt"), "--out", str(out)]
     assert main(export) == 0
     manifest = load_manifest(out)  # checks every file's sha256 too
+    vocab = json.loads((out / "vocab.json").read_text("utf-8"))["tokens"]
+    assert len(vocab) < 100  # the tiny GloVe of data.datasets_dir filled it, not the real one
     assert set(manifest.metrics) == {"dev_reviews_accuracy", "dev_mean_accuracy"}
     assert manifest.metrics["dev_reviews_accuracy"] == pytest.approx(
         epoch["dev_reviews_accuracy"], abs=1e-6

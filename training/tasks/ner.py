@@ -122,7 +122,7 @@ def build_vocabs(
     sentences = [[(normalize_unicode(token), tag) for token, tag in s] for s in sentences]
     counts = Counter(token.lower() for sentence in sentences for token, _ in sentence)
     extra = (
-        glove_words(Path(config.vocab.glove_path), config.vocab.max_size)
+        glove_words(Path(config.data.datasets_dir) / config.vocab.glove_path, config.vocab.max_size)
         if config.vocab.glove_fill
         else []
     )
@@ -242,7 +242,8 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
     dev_gold = [[tag for _, tag in s] for s in corpus.dev]
 
     model = build_model(config, len(words), len(chars), trained_words, corpus.tags)
-    weights = embedding_matrix(words, Path(config.vocab.glove_path), config.model.word_dim)
+    glove = Path(config.data.datasets_dir) / config.vocab.glove_path
+    weights = embedding_matrix(words, glove, config.model.word_dim)
     model.emissions.words.load_vectors(torch.from_numpy(weights))
     lengths = [len(features) for features, _ in train_examples]
 

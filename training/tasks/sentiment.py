@@ -116,7 +116,7 @@ def build_vocab(config: SentimentConfig, texts: Sequence[str]) -> Vocab:
     words = WordEncoder(Vocab.build(Counter()), encoder_config(config, training=False))
     counts = Counter(w for text in texts for w in words.words(text))
     extra = (
-        glove_words(Path(config.vocab.glove_path), config.vocab.max_size)
+        glove_words(Path(config.data.datasets_dir) / config.vocab.glove_path, config.vocab.max_size)
         if config.vocab.glove_fill
         else []
     )
@@ -234,7 +234,8 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
 
 
 def init_embeddings(model: SentimentClassifier, vocab: Vocab, config: SentimentConfig) -> None:
-    weights = embedding_matrix(vocab, Path(config.vocab.glove_path), config.model.embedding_dim)
+    glove = Path(config.data.datasets_dir) / config.vocab.glove_path
+    weights = embedding_matrix(vocab, glove, config.model.embedding_dim)
     model.embedding.weight.data.copy_(torch.from_numpy(weights))
 
 
