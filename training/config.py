@@ -71,7 +71,7 @@ class SentimentVocabConfig:
     min_freq: int = 2
     max_size: int = 60000
     glove_fill: bool = True  # fill the remaining room with frequent GloVe words
-    glove_path: str = GLOVE_50D  # relative to data.datasets_dir, or absolute
+    glove_path: str | None = GLOVE_50D  # relative to data.datasets_dir, or absolute; None: none
 
 
 @dataclass
@@ -119,7 +119,7 @@ class NerVocabConfig:
     min_freq: int = 1  # training words (lower-cased) seen this often enter the vocabulary
     max_size: int = 100000  # with GloVe 50d: 20 MB of embeddings, the artifact stays < 25 MB
     glove_fill: bool = True  # fill the remaining room with frequent GloVe words
-    glove_path: str = GLOVE_50D  # relative to data.datasets_dir, or absolute
+    glove_path: str | None = GLOVE_50D  # relative to data.datasets_dir, or absolute; None: none
     char_min_freq: int = 1  # training characters seen this often enter the character vocabulary
 
 

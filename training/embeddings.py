@@ -14,6 +14,13 @@ from service.text import Vocab
 log = logging.getLogger(__name__)
 
 
+def glove_file(datasets_dir: str, glove_path: str | None) -> Path | None:
+    """The GloVe file of a config's ``vocab.glove_path`` (relative to its datasets folder, or
+    absolute); None when it is None: embeddings then start random and nothing fills the
+    vocabulary (data in a language GloVe does not cover)."""
+    return None if glove_path is None else Path(datasets_dir) / glove_path
+
+
 def iter_glove(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(word, vector)`` in file order (GloVe files are sorted by frequency)."""
     opener = gzip.open if str(path).endswith(".gz") else open

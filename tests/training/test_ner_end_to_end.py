@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import training.tasks.ner as ner
 from service.predictors.ner import NerPredictor
@@ -249,3 +250,21 @@ def test_export_needs_only_the_dev_file(trained, tiny_conll, tmp_path):
     shutil.copy(tiny_conll / "conll2003/valid.txt", dev_only / "conll2003/valid.txt")
     args = ["export", "ner", "--checkpoint", str(trained / "best.pt")]
     assert main([*args, "--out", str(tmp_path / "out"), "--datasets-dir", str(dev_only)]) == 0
+
+
+def test_training_without_glove(tiny_conll, tmp_path):
+    """vocab.glove_path=none: random word vectors, a vocabulary of training words only, and
+    no GloVe file needed."""
+    no_glove = tmp_path / "datasets"
+    shutil.copytree(tiny_conll / "conll2003", no_glove / "conll2003")
+    settings = [s.replace(str(tiny_conll), str(no_glove)) for s in overrides(tiny_conll)]
+    run = tmp_path / "run"
+    args = ["train", "ner", "--run-dir", str(run), "--set", "trainer.epochs=1"]
+    assert main([*args, *settings, "--set", "vocab.glove_path=none"]) == 0
+    words = torch.load(run / "best.pt", weights_only=False)["vocab"]
+    training = {
+        w.lower()
+        for s in (no_glove / "conll2003/train.txt").read_text().splitlines()[2:]
+        for w in s.split()[:1]
+    }
+    assert set(words[2:]) == training  # the two special tokens, then training words only

@@ -42,7 +42,7 @@ from service.text.tokenize import normalize_unicode
 from training import data
 from training.batching import token_budget_batches
 from training.config import NerConfig, from_dict, to_dict, with_datasets_dir
-from training.embeddings import embedding_matrix, glove_words
+from training.embeddings import embedding_matrix, glove_file, glove_words
 from training.export import OPSET, export_onnx, write_artifact
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
@@ -121,11 +121,9 @@ def build_vocabs(
     # In the form the encoder looks tokens up in (NFC), whatever the training file's.
     sentences = [[(normalize_unicode(token), tag) for token, tag in s] for s in sentences]
     counts = Counter(token.lower() for sentence in sentences for token, _ in sentence)
-    extra = (
-        glove_words(Path(config.data.datasets_dir) / config.vocab.glove_path, config.vocab.max_size)
-        if config.vocab.glove_fill
-        else []
-    )
+    glove = glove_file(config.data.datasets_dir, config.vocab.glove_path)
+    fill = config.vocab.glove_fill and glove is not None
+    extra = glove_words(glove, config.vocab.max_size) if fill else []
     words = Vocab.build(
         counts, min_freq=config.vocab.min_freq, max_size=config.vocab.max_size, extra=extra
     )
@@ -242,9 +240,10 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
     dev_gold = [[tag for _, tag in s] for s in corpus.dev]
 
     model = build_model(config, len(words), len(chars), trained_words, corpus.tags)
-    glove = Path(config.data.datasets_dir) / config.vocab.glove_path
-    weights = embedding_matrix(words, glove, config.model.word_dim)
-    model.emissions.words.load_vectors(torch.from_numpy(weights))
+    glove = glove_file(config.data.datasets_dir, config.vocab.glove_path)
+    if glove is not None:  # else the words' vectors start random
+        weights = embedding_matrix(words, glove, config.model.word_dim)
+        model.emissions.words.load_vectors(torch.from_numpy(weights))
     lengths = [len(features) for features, _ in train_examples]
 
     def batches(epoch: int) -> Iterator:

@@ -28,7 +28,7 @@ from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoder
 from training import data
 from training.batching import token_budget_batches
 from training.config import SentimentConfig, from_dict, to_dict, with_datasets_dir
-from training.embeddings import embedding_matrix, glove_words
+from training.embeddings import embedding_matrix, glove_file, glove_words
 from training.export import OPSET, export_onnx, write_artifact
 from training.models.sentiment import (
     BidirectionalLanguageModel,
@@ -115,11 +115,9 @@ def build_vocab(config: SentimentConfig, texts: Sequence[str]) -> Vocab:
     """Training words seen ``min_freq`` times, then frequent GloVe words up to ``max_size``."""
     words = WordEncoder(Vocab.build(Counter()), encoder_config(config, training=False))
     counts = Counter(w for text in texts for w in words.words(text))
-    extra = (
-        glove_words(Path(config.data.datasets_dir) / config.vocab.glove_path, config.vocab.max_size)
-        if config.vocab.glove_fill
-        else []
-    )
+    glove = glove_file(config.data.datasets_dir, config.vocab.glove_path)
+    fill = config.vocab.glove_fill and glove is not None
+    extra = glove_words(glove, config.vocab.max_size) if fill else []
     return Vocab.build(
         counts, min_freq=config.vocab.min_freq, max_size=config.vocab.max_size, extra=extra
     )
@@ -234,9 +232,11 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
 
 
 def init_embeddings(model: SentimentClassifier, vocab: Vocab, config: SentimentConfig) -> None:
-    glove = Path(config.data.datasets_dir) / config.vocab.glove_path
-    weights = embedding_matrix(vocab, glove, config.model.embedding_dim)
-    model.embedding.weight.data.copy_(torch.from_numpy(weights))
+    """GloVe rows for the vocabulary's words (none without a GloVe file: random)."""
+    glove = glove_file(config.data.datasets_dir, config.vocab.glove_path)
+    if glove is not None:
+        weights = embedding_matrix(vocab, glove, config.model.embedding_dim)
+        model.embedding.weight.data.copy_(torch.from_numpy(weights))
 
 
 def classifier_weights(checkpoint: Mapping) -> dict[str, torch.Tensor]:
