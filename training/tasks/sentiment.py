@@ -82,7 +82,8 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
         dev["imdb"] = source("imdb", split, imdb_dev, IMDB_TRAIN)
     if files.train_file is not None or files.dev_file is not None:
         name = files.name
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in dev or name == "mean":
+        valid = isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name)
+        if not valid or name in dev or name == "mean":
             raise data.DataError(
                 f"data.name {name!r} must be lower-case letters, digits and _, and not one of "
                 f"{[*dev, 'mean']}: the dev metric is named dev_<name>_accuracy"
