@@ -92,6 +92,9 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"  # stderr
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn's own lines in the service's format: one JSON object per line unless LOG_FORMAT=text.
+if os.environ.get("LOG_FORMAT", "json").strip().lower() != "text":
+    logger_class = "service.gunicorn_log.GunicornJsonLogger"
 
 # The worker heartbeat file lives in memory, not on a container's overlay filesystem, where a
 # slow disk could make gunicorn think a healthy worker hung.

@@ -24,7 +24,7 @@ REGISTRY_KEY = "service.registry"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: settings (from the environment by default), models, routes, errors."""
-    settings = settings or Settings()
+    settings = settings or Settings.from_environment()
     configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -2,7 +2,8 @@
 
 Every setting has a safe default, so ``gunicorn "service:create_app()"`` works from the
 repository root with no environment at all. A value that does not validate stops the worker at
-boot with pydantic's message naming the variable, instead of failing on the first request.
+boot with a message naming the variable (``Settings.from_environment``), instead of failing on
+the first request.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.runtime.manifest import Precision
@@ -40,6 +41,14 @@ class BatchOverride(BaseModel):
     max_queue_delay_ms: float | None = Field(default=None, ge=0, le=1000)
     max_queue_size: int | None = Field(default=None, ge=1, le=100_000)
     min_fill: float | None = Field(default=None, ge=0, le=1)
+
+
+class SettingsError(ValueError):
+    """Environment variables that do not validate; the message names each one."""
+
+
+# Settings whose values an error message must not repeat (they end up in logs).
+_SECRET_SETTINGS = {"api_keys", "admin_api_keys"}
 
 
 class Settings(BaseSettings):
@@ -191,3 +200,19 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The settings of this process's environment. A value that does not validate raises
+        :class:`SettingsError` naming its variable, e.g. ``BATCHING='maybe': Input should be a
+        valid boolean``; API keys are never repeated."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                field, *inside = (str(part) for part in error["loc"])
+                where = field.upper() + (f" ({'.'.join(inside)})" if inside else "")
+                shown = "" if field in _SECRET_SETTINGS else f"={error['input']!r}"
+                problems.append(f"{where}{shown}: {error['msg']}")
+            raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -81,6 +81,14 @@ def test_gunicorns_access_log_is_off_unless_asked_for(env) -> None:
     assert run_conf()["accesslog"] == "-"
 
 
+def test_gunicorns_own_lines_follow_log_format(env) -> None:
+    env.delenv("LOG_FORMAT", raising=False)
+    assert run_conf()["logger_class"] == "service.gunicorn_log.GunicornJsonLogger"
+
+    env.setenv("LOG_FORMAT", "text")
+    assert "logger_class" not in run_conf()  # gunicorn's own plain format
+
+
 @pytest.mark.parametrize(
     ("files", "workers"),
     [

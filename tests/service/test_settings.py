@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from service.runtime.batcher import BatchPolicy
 from service.runtime.registry import batch_policy
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 
 ENV_NAMES = [name.upper() for name in Settings.model_fields]
 
@@ -76,7 +76,7 @@ def test_values_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         ("ORT_INTRA_OP_THREADS", "0"),
         ("MAX_TEXTS_PER_REQUEST", "many"),
         ("MAX_BODY_BYTES", "10"),
-        ("LOG_LEVEL", "loud"),
+        ("LOG_LEVEL", "LOUD"),
     ],
 )
 def test_an_invalid_value_is_refused_naming_the_variable(
@@ -84,8 +84,25 @@ def test_an_invalid_value_is_refused_naming_the_variable(
 ) -> None:
     monkeypatch.setenv(name, value)
 
-    with pytest.raises(ValidationError, match=name.lower()):
-        Settings()
+    with pytest.raises(SettingsError, match=rf"^invalid settings: {name}='{value}': "):
+        Settings.from_environment()
+
+
+def test_every_invalid_value_is_named_and_api_keys_are_not_repeated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATCHING", "maybe")
+    monkeypatch.setenv("API_KEYS", "short-secret")
+    monkeypatch.setenv("BATCH_OVERRIDES", '{"ner": {"min_fill": 2}}')
+
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environment()
+
+    message = str(error.value)
+    assert "BATCHING='maybe': Input should be a valid boolean" in message
+    assert "BATCH_OVERRIDES (ner.min_fill)=2: Input should be less than or equal to 1" in message
+    assert "API_KEYS: Value error, every key needs at least 16 characters" in message
+    assert "short-secret" not in message
 
 
 def test_settings_are_immutable() -> None:
