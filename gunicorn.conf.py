@@ -83,6 +83,11 @@ threads = _env_int("GUNICORN_THREADS", 4)
 # master and share ONNX Runtime state across fork(), which it does not support.
 preload_app = False
 
+# gunicorn >= 25.1 opens a control socket for gunicornc at one path per user
+# ($HOME/.gunicorn/gunicorn.ctl), which every server of that user would claim in turn; the
+# service is managed through signals and its HTTP API instead.
+control_socket_disable = True
+
 timeout = _env_int("GUNICORN_TIMEOUT", 60)  # a worker silent this long is killed and replaced
 graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
 keepalive = 5

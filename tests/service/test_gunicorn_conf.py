@@ -111,3 +111,7 @@ def test_workers_follow_a_container_cpu_quota(env, tmp_path, files, workers) -> 
 
     assert config["workers"] == workers
     assert os.environ["ORT_INTRA_OP_THREADS"] == "1"  # one worker per CPU it may use
+
+
+def test_no_control_socket_is_opened(env) -> None:
+    assert run_conf()["control_socket_disable"] is True
