@@ -92,7 +92,7 @@ def load_dev(config: NerConfig, tags: Sequence[str]) -> list[data.TaggedSentence
     return dev if config.data.limit_dev is None else dev[: config.data.limit_dev]
 
 
-def _require_tags(sentences: Sequence[data.TaggedSentence], tags: Sequence[str], file: str):
+def _require_tags(sentences: Sequence[data.TaggedSentence], tags: Sequence[str], file: str) -> None:
     unknown = {tag for sentence in sentences for _, tag in sentence} - set(tags)
     if unknown:
         raise data.DataError(
