@@ -3,20 +3,20 @@
 Run it with ``gunicorn -c gunicorn.conf.py "service:create_app()"``: gunicorn calls the
 factory once in every worker, so each worker validates the settings and opens its own ONNX
 Runtime sessions (nothing is created at import time and nothing is shared across a fork).
+
+Importing the package loads nothing else: gunicorn's master process imports
+``service.gunicorn_log`` (gunicorn.conf.py), and ONNX Runtime, Flask's app and the models
+must first be loaded in the workers, after the fork.
 """
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
-from service.api import register_blueprints
-from service.auth import install_api_keys
-from service.errors import register_error_handlers
-from service.log import configure_logging, install_request_ids
-from service.metrics import MetricsObserver, install_request_metrics
-from service.runtime.registry import ModelRegistry
-from service.runtime.reload_broadcast import ReloadBroadcast
-from service.settings import Settings
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from service.settings import Settings
 
 SETTINGS_KEY = "service.settings"
 REGISTRY_KEY = "service.registry"
@@ -24,25 +24,17 @@ REGISTRY_KEY = "service.registry"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: settings (from the environment by default), models, routes, errors."""
-    settings = settings or Settings.from_environment()
-    configure_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the schemas' field order
-    broadcast = None
-    if settings.reload_signal_dir is not None:  # before loading: see ReloadBroadcast
-        broadcast = ReloadBroadcast(settings.reload_signal_dir)
-    registry = ModelRegistry.from_settings(settings, observer=MetricsObserver())
-    if broadcast is not None:
-        broadcast.follow(registry)
-    app.extensions[SETTINGS_KEY] = settings
-    app.extensions[REGISTRY_KEY] = registry
-    install_request_ids(app)
-    install_request_metrics(app)
-    install_api_keys(app, settings)
-    register_error_handlers(app)
-    register_blueprints(app, settings, registry, broadcast)
-    return app
+    from service.app import build_app
+
+    return build_app(settings)
 
 
-__all__ = ["Settings", "create_app"]
+def __getattr__(name: str) -> Any:
+    if name == "Settings":  # service.Settings, without importing it with the package
+        from service.settings import Settings
+
+        return Settings
+    raise AttributeError(f"module 'service' has no attribute {name!r}")
+
+
+__all__ = ["REGISTRY_KEY", "SETTINGS_KEY", "Settings", "create_app"]

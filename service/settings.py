@@ -8,11 +8,13 @@ the first request.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from service.runtime.manifest import Precision
 
@@ -208,6 +210,11 @@ class Settings(BaseSettings):
         valid boolean``; API keys are never repeated."""
         try:
             return cls()
+        except SourceError as exc:  # a JSON setting (BATCH_OVERRIDES) that is not JSON
+            field = re.search(r'field "(\w+)"', str(exc))
+            name = field.group(1).upper() if field else "a setting"
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            raise SettingsError(f"invalid settings: {name} is not valid JSON{cause}") from None
         except ValidationError as exc:
             problems = []
             for error in exc.errors():

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.config import CONFIGS, config_differences, load_config, to_dict
+from service.runtime.manifest import ArtifactError
+from training.config import CONFIGS, config_differences, from_dict, load_config, to_dict
 from training.data import DataError
 
 log = logging.getLogger("training")
@@ -69,6 +70,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comparable(config: Any) -> dict[str, Any]:
+    """``config`` as config.json holds it, GloVe's path resolved against the datasets folder
+    (runs before ``vocab.glove_path`` became relative to it saved it absolute). A run's saved
+    config goes through ``from_dict`` first, so settings added since it started read as their
+    defaults."""
+    values = json.loads(json.dumps(to_dict(config)))
+    vocab, data = values.get("vocab", {}), values.get("data", {})
+    if vocab.get("glove_path") is not None and "datasets_dir" in data:
+        vocab["glove_path"] = str(Path(data["datasets_dir"]) / vocab["glove_path"])
+    return values
+
+
 def _check_resumable(run_dir: str | None, config: Any) -> None:
     """Exit with the reason unless ``run_dir`` holds a run to continue, trained with ``config``
     (but for the settings that only say how long to go on)."""
@@ -83,12 +96,9 @@ def _check_resumable(run_dir: str | None, config: Any) -> None:
                 f"--resume: {path} does not exist, so there is no run to continue "
                 "(leave out --resume to start a new one)"
             )
-    current = json.loads(json.dumps(to_dict(config)))  # as config.json holds it
-    differing = {
-        key: values
-        for key, values in config_differences(json.loads(saved.read_text("utf-8")), current).items()
-        if key not in RESUMABLE_CHANGES
-    }
+    run_config = from_dict(config.task, json.loads(saved.read_text("utf-8")))
+    differences = config_differences(_comparable(run_config), _comparable(config))
+    differing = {k: v for k, v in differences.items() if k not in RESUMABLE_CHANGES}
     if differing:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differing.items())
         raise SystemExit(
@@ -308,11 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; a data problem its user can fix (a missing or malformed data file, data
-    settings that select nothing) is printed as ``error: ...`` with exit status 2."""
+    """Run a command; a problem its user can fix (a missing, unreadable or malformed data file,
+    data settings that select nothing, a model folder that is not a valid artifact) is printed
+    as ``error: ...`` with exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError) as exc:
+    except (DataError, ArtifactError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -45,10 +45,11 @@ def read_lines(path: Path) -> list[str]:
 
 
 def read_text(path: Path) -> str:
-    """A UTF-8 file's text; a file that is not UTF-8 raises DataError with the line."""
+    """A UTF-8 file's text (a byte order mark at its start dropped); a file that is not UTF-8
+    raises DataError with the line."""
     raw = Path(path).read_bytes()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise DataError(
@@ -113,7 +114,8 @@ def read_labeled_texts(path: Path) -> list[LabeledText]:
             text, tab, label = line.rstrip("\r\n").rpartition("\t")
             if not tab:
                 raise DataError(f"{where}: expected 'text<TAB>label', got {line[:80]!r}")
-            if number == 1 and text.strip().lower() in _OWN_HEADERS and label == "label":
+            header = text.strip().lower() in _OWN_HEADERS and label.strip().lower() == "label"
+            if number == 1 and header:
                 continue
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{where}: the text is empty")

@@ -74,8 +74,9 @@ def _metrics(manifest) -> str:
 
 def _terms(manifest) -> str:
     names = [d.name for d in manifest.training_data]
-    if manifest.task != "translation":  # the sentiment and NER models start from GloVe
-        names.append("glove")
+    vocab = (manifest.training_config or {}).get("vocab", {})
+    if manifest.task != "translation" and vocab.get("glove_path", "") is not None:
+        names.append("glove")  # the sentiment and NER models start from GloVe (by default)
     return "; ".join(dict.fromkeys(DATA_TERMS[n] for n in names if n in DATA_TERMS))
 
 

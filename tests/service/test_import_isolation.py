@@ -33,3 +33,18 @@ def test_the_service_never_imports_torch(tiny_ner_model_dir: Path, clean_env) ->
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_gunicorns_master_loads_no_runtime_before_it_forks(clean_env) -> None:
+    """gunicorn.conf.py makes the master import service.gunicorn_log: ONNX Runtime, numpy and
+    the app must wait for the workers (their threads and sessions must not cross a fork)."""
+    script = (
+        "import sys, service.gunicorn_log\n"
+        "loaded = [m for m in ('onnxruntime', 'numpy', 'service.app') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=clean_env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr

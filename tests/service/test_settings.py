@@ -142,3 +142,11 @@ def test_an_unknown_batch_override_key_is_refused(monkeypatch: pytest.MonkeyPatc
 
     with pytest.raises(ValidationError, match="batch_overrides"):
         Settings()
+
+
+def test_a_json_setting_that_is_not_json_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCH_OVERRIDES", "{bad")
+
+    message = r"^invalid settings: BATCH_OVERRIDES is not valid JSON: Expecting property name"
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_environment()

@@ -57,6 +57,19 @@ def test_resume_continues_with_more_epochs_and_patience_on_other_cores(run_dir, 
     assert (trainer["epochs"], trainer["patience"], trainer["threads"]) == (5, 9, 1)
 
 
+def test_resume_continues_a_run_saved_before_settings_were_added(run_dir, runs):
+    """A run's config.json from an older version lacks later settings (data.name, ...) and
+    holds GloVe's path absolute: the same settings still resume it."""
+    saved = json.loads((run_dir / "config.json").read_text("utf-8"))
+    for key in ("name", "train_file", "dev_file"):
+        del saved["data"][key]
+    saved["vocab"]["glove_path"] = f"{saved['data']['datasets_dir']}/glove/glove.6B.50d.txt.gz"
+    (run_dir / "config.json").write_text(json.dumps(saved), "utf-8")
+
+    assert resume(run_dir, [*SETTINGS, "trainer.epochs=3"]) == 0
+    assert len(runs) == 1
+
+
 def test_resume_refuses_other_settings_naming_them(run_dir, runs):
     before = (run_dir / "config.json").read_text("utf-8")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.data import DataError, read_conll, read_labeled_texts, read_lines
+from training.data import DataError, LabeledText, read_conll, read_labeled_texts, read_lines
 from training.tasks.translation import read_parallel
 
 
@@ -22,3 +22,19 @@ def test_parallel_files_pair_their_lines_whatever_their_last_line_end(tmp_path):
     tgt.write_text("eins\n", "utf-8")
     with pytest.raises(DataError, match=r"a.en has 2 lines, .*a.de has 1"):
         read_parallel(src, tgt)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    tsv = tmp_path / "own.tsv"
+    tsv.write_text("\ufefftext\tlabel\ngreat\t1\n", "utf-8")
+    assert read_labeled_texts(tsv) == [LabeledText("great", 1)]
+    conll = tmp_path / "own.conll"
+    conll.write_text("\ufeff-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n", "utf-8")
+    assert read_conll(conll) == [[("EU", "B-ORG")]]
+
+
+@pytest.mark.parametrize("header", ["text\tlabel", "Text\tLabel", "sentence\tlabel "])
+def test_a_tsv_header_in_any_case(tmp_path, header):
+    tsv = tmp_path / "own.tsv"
+    tsv.write_text(f"{header}\ngreat\t1\n", "utf-8")
+    assert read_labeled_texts(tsv) == [LabeledText("great", 1)]

@@ -40,3 +40,13 @@ def test_the_committed_models_keep_their_data_sets_names():
     assert "CoNLL-2003 valid entity F1 **" in table
     assert "Multi30k val sacreBLEU, beam **" in table
     assert "SST-2 dev accuracy **" in table
+
+
+def test_a_model_trained_without_glove_lists_no_glove_terms(tmp_path):
+    ner = json.loads((MODELS / "ner/manifest.json").read_text("utf-8"))
+    config = ner["training_config"]
+    config["vocab"]["glove_path"] = None
+    data = [dict(d, name="news") for d in ner["training_data"]]
+    _copy("ner", tmp_path, training_config=config, training_data=data)
+
+    assert "GloVe" not in model_table(tmp_path)

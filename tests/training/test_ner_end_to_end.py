@@ -268,3 +268,35 @@ def test_training_without_glove(tiny_conll, tmp_path):
         for w in s.split()[:1]
     }
     assert set(words[2:]) == training  # the two special tokens, then training words only
+
+
+@pytest.mark.parametrize(
+    "types", ["PER,ORG", '["PER", "ORG", "PER"]', '["PER", "NEW TYPE"]', "[1, 2]"]
+)
+def test_entity_types_that_are_not_a_list_of_distinct_names_are_an_error(
+    tiny_conll, tmp_path, capsys, types
+):
+    args = [
+        "train",
+        "ner",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--set",
+        f"data.entity_types={types}",
+    ]
+    assert main(args + overrides(tiny_conll)) == 2
+    assert "error: data.entity_types must be a list of distinct types" in capsys.readouterr().err
+
+
+def test_evaluate_ner_refuses_another_task_s_model_or_no_model(tmp_path, capsys, exported):
+    sentiment = Path(__file__).resolve().parents[2] / "exported_models" / "sentiment"
+    gold = tmp_path / "gold.txt"
+    gold.write_text("EU NNP B-NP B-ORG\n", "utf-8")
+    for model, message in [
+        (sentiment, "holds a 'sentiment' model, not an NER model"),
+        (tmp_path / "missing", "missing"),
+    ]:
+        assert main(["evaluate", "ner", "--data", str(gold), "--model", str(model)]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["evaluate", "ner", "--data", str(tmp_path), "--model", str(exported)]) == 2
+    assert "error: " in capsys.readouterr().err  # a folder, not a file

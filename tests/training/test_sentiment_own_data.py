@@ -146,6 +146,14 @@ def test_own_data_settings_that_select_nothing_or_clash_are_errors(tiny_datasets
     clash = (f"data.dev_file={tmp_path / 'train.tsv'}", "data.name=sst2")
     assert _train(tmp_path / "c", tiny_datasets, *clash) == 2
     assert "error: data.name 'sst2' must be" in capsys.readouterr().err
+    reserved = (
+        *nothing,
+        *own_train_only,
+        f"data.dev_file={tmp_path / 'train.tsv'}",
+        "data.name=imdb",
+    )
+    assert _train(tmp_path / "e", tiny_datasets, *reserved) == 2  # even with IMDB off
+    assert "error: data.name 'imdb' must be" in capsys.readouterr().err
     missing = (f"data.train_file={tmp_path / 'missing.tsv'}",)
     assert _train(tmp_path / "d", tiny_datasets, *missing) == 2
     assert "missing.tsv" in capsys.readouterr().err

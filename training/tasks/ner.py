@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,15 @@ def load_data(config: NerConfig) -> NerData:
     kinds = files.entity_types
     if kinds is None:
         kinds = sorted({tag[2:] for sentence in train for _, tag in sentence if tag != "O"})
+    elif (
+        not isinstance(kinds, list)
+        or not all(isinstance(k, str) and re.fullmatch(r"\S+", k) for k in kinds)
+        or len(set(kinds)) != len(kinds)
+    ):
+        raise data.DataError(
+            f"data.entity_types must be a list of distinct types without spaces, e.g. "
+            f'\'["PER", "ORG"]\' (JSON), got {kinds!r}'
+        )
     tags = data.iob2_tags(kinds)
     _require_tags(train, tags, files.train_file)
     dev = load_dev(config, tags)
@@ -509,7 +519,7 @@ def evaluate_file(
     """
     manifest = load_manifest(model_dir, verify=True)
     if manifest.task != "ner":
-        raise ValueError(f"{model_dir} holds a {manifest.task!r} model, not an NER model")
+        raise data.DataError(f"{model_dir} holds a {manifest.task!r} model, not an NER model")
     sessions = {
         name: OnnxSession(
             manifest.path_of(model_dir, name), spec, SessionConfig(intra_op_threads=threads)

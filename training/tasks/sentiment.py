@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 SST_TRAIN, SST_DEV = "sst/sst2_glue/train.tsv", "sst/sst2_glue/dev.tsv"
 IMDB_TRAIN = "imdb/train.tsv"
+# Dev set names of the built-in data and of the selection metric (dev_<name>_accuracy).
+RESERVED_NAMES = {"sst2", "imdb", "mean"}
 
 
 @dataclass
@@ -83,10 +85,10 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
     if files.train_file is not None or files.dev_file is not None:
         name = files.name
         valid = isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name)
-        if not valid or name in dev or name == "mean":
+        if not valid or name in RESERVED_NAMES:
             raise data.DataError(
                 f"data.name {name!r} must be lower-case letters, digits and _, and not one of "
-                f"{[*dev, 'mean']}: the dev metric is named dev_<name>_accuracy"
+                f"{sorted(RESERVED_NAMES)}: the dev metric is named dev_<name>_accuracy"
             )
         if files.train_file is not None and with_train:
             own = data.read_labeled_texts(root / files.train_file)
