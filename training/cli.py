@@ -75,10 +75,12 @@ def _comparable(config: Any) -> dict[str, Any]:
     (runs before ``vocab.glove_path`` became relative to it saved it absolute). A run's saved
     config goes through ``from_dict`` first, so settings added since it started read as their
     defaults."""
+    from training.embeddings import glove_file
+
     values = json.loads(json.dumps(to_dict(config)))
-    vocab, data = values.get("vocab", {}), values.get("data", {})
-    if vocab.get("glove_path") is not None and "datasets_dir" in data:
-        vocab["glove_path"] = str(Path(data["datasets_dir"]) / vocab["glove_path"])
+    glove = getattr(getattr(config, "vocab", None), "glove_path", None)
+    if glove is not None:
+        values["vocab"]["glove_path"] = str(glove_file(config.data.datasets_dir, glove))
     return values
 
 

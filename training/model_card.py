@@ -47,10 +47,14 @@ def _data(manifest) -> str:
     return "; ".join(splits)
 
 
-def _metric_name(key: str, manifest) -> str | None:
-    """How the table names a dev metric; None for the ones it leaves out."""
+def _dev_data(manifest) -> str:
+    """The name of the (last) dev set a model was selected on, as the table writes it."""
     dev = [f"{d.name} {d.split}" for d in manifest.training_data if d.split in DEV_SPLITS]
-    data = DATA_NAMES.get(dev[-1], dev[-1]) if dev else "dev"
+    return DATA_NAMES.get(dev[-1], dev[-1]) if dev else "dev"
+
+
+def _metric_name(key: str, data: str) -> str | None:
+    """How the table names a dev metric measured on ``data``; None for the ones it leaves out."""
     if key in METRIC_NAMES:
         return METRIC_NAMES[key].format(data=data)
     own = _OWN_ACCURACY.fullmatch(key)
@@ -60,13 +64,14 @@ def _metric_name(key: str, manifest) -> str | None:
 
 
 def _metrics(manifest) -> str:
+    data = _dev_data(manifest)
     shown = [
         f"{name} **{value:.2f}**"
         for key, value in manifest.metrics.items()
-        if (name := _metric_name(key, manifest)) is not None
+        if (name := _metric_name(key, data)) is not None
     ]
     for name, variant in manifest.variants.items():
-        values = [f"{v:.2f}" for k, v in variant.metrics.items() if _metric_name(k, manifest)]
+        values = [f"{v:.2f}" for k, v in variant.metrics.items() if _metric_name(k, data)]
         speed = ", ".join(f"{r:.2f}× at {b.replace('_', ' ')}" for b, r in variant.speedup.items())
         shown.append(f"{name}: {' / '.join(values)} ({speed})")
     return "<br>".join(shown)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from sklearn.metrics import accuracy_score, classification_report
 from torch import nn
 
 from service.predictors.sentiment import SentimentPredictor
@@ -533,6 +532,10 @@ def evaluate_file(
     Returns scikit-learn's report (precision, recall and F1 per label, accuracy) and the
     accuracy in percent.
     """
+    # Here, not at the top: scikit-learn takes seconds to import, which training and export
+    # would pay for nothing.
+    from sklearn.metrics import accuracy_score, classification_report
+
     manifest = load_manifest(model_dir, verify=True)
     if manifest.task != "sentiment":
         raise data.DataError(f"{model_dir} holds a {manifest.task!r} model, not a sentiment model")
