@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from service.runtime.manifest import ArtifactError
-from training.config import CONFIGS, config_differences, from_dict, load_config, to_dict
+from training.config import (
+    CONFIGS,
+    config_differences,
+    from_dict,
+    load_config,
+    to_dict,
+    with_datasets_dir,
+)
 from training.data import DataError
 
 log = logging.getLogger("training")
@@ -111,12 +118,19 @@ def _check_resumable(run_dir: str | None, config: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ``--out``, verified on the dev set (read from ``--datasets-dir``
+    when given, else from where the checkpoint was trained); the folder there is replaced only
+    once every check of the task's ``build_artifact`` has passed."""
+    from training.export import write_artifact
+
     _setup_logging()
-    manifest = _task_module(args.task).export(
-        Path(args.checkpoint),
+    task = _task_module(args.task)
+    model, state = task.load_checkpoint(Path(args.checkpoint))
+    datasets_dir = Path(args.datasets_dir) if args.datasets_dir else None
+    config = with_datasets_dir(from_dict(args.task, state["config"]), datasets_dir)
+    manifest = write_artifact(
         Path(args.out),
-        version=args.version,
-        datasets_dir=Path(args.datasets_dir) if args.datasets_dir else None,
+        lambda folder: task.build_artifact(folder, model, state, config, args.version),
     )
     print(manifest.read_text("utf-8"))
     return 0

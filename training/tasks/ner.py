@@ -42,9 +42,9 @@ from service.text.features import (
 from service.text.tokenize import normalize_unicode
 from training import data
 from training.batching import token_budget_batches
-from training.config import NerConfig, from_dict, to_dict, with_datasets_dir
+from training.config import NerConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_file, glove_words
-from training.export import OPSET, export_onnx, write_artifact
+from training.export import OPSET, export_onnx
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
 from training.quantize import DevEvaluation, graph_sessions
@@ -396,19 +396,6 @@ def _example_inputs(encoder: NerEncoder) -> tuple[torch.Tensor, ...]:
         [encoder.encode(["EU", "rejects", "German", "call"]), encoder.encode(["Peter"])]
     )
     return tuple(torch.from_numpy(feeds[name]) for name in NER_INPUT_NAMES)
-
-
-def export(
-    checkpoint: Path, out_dir: Path, version: str = "1.0.0", datasets_dir: Path | None = None
-) -> Path:
-    """Export a checkpoint to ``out_dir`` (ONNX + JSON + manifest), verified on the dev set;
-    ``out_dir`` is replaced only once every check has passed. The dev data is read from
-    ``datasets_dir`` when given, else from where the checkpoint was trained."""
-    model, state = load_checkpoint(checkpoint)
-    config = with_datasets_dir(from_dict("ner", state["config"]), datasets_dir)
-    return write_artifact(
-        out_dir, lambda folder: build_artifact(folder, model, state, config, version)
-    )
 
 
 def build_artifact(

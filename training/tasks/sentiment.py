@@ -26,9 +26,9 @@ from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
 from training import data
 from training.batching import token_budget_batches
-from training.config import SentimentConfig, from_dict, to_dict, with_datasets_dir
+from training.config import SentimentConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_file, glove_words
-from training.export import OPSET, export_onnx, write_artifact
+from training.export import OPSET, export_onnx
 from training.models.sentiment import (
     BidirectionalLanguageModel,
     ProbabilityHead,
@@ -440,19 +440,6 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: SentimentConfig) ->
 
     texts = [r.text for r in corpus.dev.get("sst2") or next(iter(corpus.dev.values()))]
     return DevEvaluation(metrics=metrics, texts=texts)
-
-
-def export(
-    checkpoint: Path, out_dir: Path, version: str = "1.0.0", datasets_dir: Path | None = None
-) -> Path:
-    """Export a checkpoint to ``out_dir`` (ONNX + vocab/labels JSON + manifest), verified;
-    ``out_dir`` is replaced only once every check has passed. The dev data is read from
-    ``datasets_dir`` when given, else from where the checkpoint was trained."""
-    model, state = load_checkpoint(checkpoint)
-    config = with_datasets_dir(from_dict("sentiment", state["config"]), datasets_dir)
-    return write_artifact(
-        out_dir, lambda folder: build_artifact(folder, model, state, config, version)
-    )
 
 
 def build_artifact(

@@ -52,8 +52,8 @@ from service.text.padding import pad_batch
 from service.text.subword import SubwordTokenizer
 from training import data
 from training.batching import token_budget_batches
-from training.config import TranslationConfig, from_dict, to_dict, with_datasets_dir
-from training.export import OPSET, export_onnx, write_artifact
+from training.config import TranslationConfig, from_dict, to_dict
+from training.export import OPSET, export_onnx
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
 from training.quantize import DevEvaluation, GraphFiles, graph_sessions
 from training.trainer import Trainer, TrainingTask
@@ -491,20 +491,6 @@ def dev_bleu(
         for key, value in corpus_scores([p.translation for p in outputs], refs).items():
             metrics[f"dev_{key}_{name}"] = value
     return metrics
-
-
-def export(
-    checkpoint: Path, out_dir: Path, version: str = "1.0.0", datasets_dir: Path | None = None
-) -> Path:
-    """Export a checkpoint to ``out_dir`` (two ONNX graphs, subword models, manifest), verified
-    on the dev set, with greedy and beam dev BLEU measured through the service's predictor;
-    ``out_dir`` is replaced only once every check has passed. The dev data is read from
-    ``datasets_dir`` when given, else from where the checkpoint was trained."""
-    model, state = load_checkpoint(checkpoint)
-    config = with_datasets_dir(from_dict("translation", state["config"]), datasets_dir)
-    return write_artifact(
-        out_dir, lambda folder: build_artifact(folder, model, state, config, version)
-    )
 
 
 def build_artifact(
