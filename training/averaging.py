@@ -13,6 +13,9 @@ from typing import Any
 
 import torch
 
+from training.errors import CheckpointError
+from training.trainer import read_checkpoint
+
 # Saved with every checkpoint by the trainer but not part of a model-only one.
 _TRAINING_STATE = ("optimizer", "epoch", "best", "stale", "history", "rng")
 
@@ -22,7 +25,7 @@ def average_checkpoints(paths: Sequence[Path]) -> dict[str, Any]:
     else (task, config, vocabularies) comes from the last checkpoint and must agree."""
     if not paths:
         raise ValueError("no checkpoints to average")
-    states = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    states = [read_checkpoint(p) for p in paths]
     first, last = states[0], states[-1]
     # What defines the model: its task, architecture and vocabularies (not the schedule:
     # a resumed run may change epochs, learning rate or threads).
@@ -31,9 +34,9 @@ def average_checkpoints(paths: Sequence[Path]) -> dict[str, Any]:
         if state["model"].keys() != first["model"].keys() or any(
             state.get(k) != last[k] for k in same
         ):
-            raise ValueError(f"{path} is not a checkpoint of the same model as {paths[-1]}")
+            raise CheckpointError(f"{path} is not a checkpoint of the same model as {paths[-1]}")
         if state.get("config", {}).get("model") != last.get("config", {}).get("model"):
-            raise ValueError(f"{path} has another model config than {paths[-1]}")
+            raise CheckpointError(f"{path} has another model config than {paths[-1]}")
     model = {}
     for name, value in first["model"].items():
         if value.is_floating_point():

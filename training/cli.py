@@ -20,7 +20,7 @@ from training.config import (
     to_dict,
     with_datasets_dir,
 )
-from training.data import DataError
+from training.errors import CheckpointError, DataError
 
 log = logging.getLogger("training")
 
@@ -336,10 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a problem its user can fix (a missing, unreadable or malformed data file,
     data settings that select nothing, a model folder that is not a valid artifact) is printed
-    as ``error: ...`` with exit status 2."""
+    as ``error: ...`` with exit status 2. So is a file that is not a checkpoint of the task."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ArtifactError, OSError) as exc:
+    except (DataError, ArtifactError, CheckpointError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.errors import DataError
+
 SENTIMENT_LABELS = ["negative", "positive"]
 CONLL_ENTITY_TYPES = ["PER", "ORG", "LOC", "MISC"]
 DOCSTART = "-DOCSTART-"
@@ -25,11 +27,6 @@ _IMDB_LABELS = {"neg": 0, "pos": 1}
 _OWN_LABELS = {"0": 0, "1": 1, "negative": 0, "positive": 1, "neg": 0, "pos": 1}
 _OWN_HEADERS = {"text", "sentence"}
 _TREE_LEAF_RE = re.compile(r"\(\d ([^()\s]+)\)")
-
-
-class DataError(ValueError):
-    """A data file or data setting that its user can fix (the message says where and how); the
-    CLI prints it without a traceback."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,12 +21,28 @@ from torch import nn
 from tqdm import tqdm
 
 from training.config import TrainerConfig
+from training.errors import CheckpointError
 from training.plots import plot_learning_curve
 
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+
+
+def read_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
+    """The state saved at ``path`` by a training run, of ``task`` when given (raises
+    :class:`CheckpointError` for any other file: another task's checkpoint, a file that is not
+    one at all)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:  # not torch.save's format
+        raise CheckpointError(f"{path} is not a checkpoint: {exc}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint written by a training run")
+    if task is not None and state.get("task") != task:
+        raise CheckpointError(f"{path} is a {state.get('task')!r} checkpoint, not a {task!r} one")
+    return state
 
 
 @dataclass

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from training.averaging import average_checkpoints
+from training.cli import main
 
 
 def save(path: Path, weight: float, config: dict | None = None) -> Path:
@@ -37,3 +38,13 @@ def test_checkpoints_of_another_config_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="another model config"):
         average_checkpoints([one, other])
+
+
+def test_the_cli_refuses_checkpoints_of_other_models_without_a_traceback(tmp_path, capsys):
+    one = save(tmp_path / "a.pt", 1.0)
+    other = tmp_path / "b.pt"
+    torch.save({"model": {"w": torch.zeros(2, 2)}, "task": "ner"}, other)
+
+    assert main(["average", str(one), str(other), "--out", str(tmp_path / "mean.pt")]) == 2
+    assert f"error: {one} is not a checkpoint of the same model" in capsys.readouterr().err
+    assert not (tmp_path / "mean.pt").exists()

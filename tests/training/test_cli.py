@@ -1,10 +1,12 @@
-"""``python -m training train --resume``: it continues the run in --run-dir with the run's own
-settings, or refuses with the reason; it never silently starts over."""
+"""``python -m training``: ``train --resume`` continues the run in --run-dir with the run's own
+settings, or refuses with the reason (it never silently starts over); a file that is not a
+checkpoint of the task is refused with ``error: ...``."""
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import training.tasks.sentiment as sentiment
 from training.cli import main
@@ -103,3 +105,27 @@ def test_resume_needs_the_run_s_last_checkpoint(run_dir, runs):
         resume(run_dir, SETTINGS)
 
     assert runs == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"task": "ner", "model": {}}, "is a 'ner' checkpoint, not a 'sentiment' one"),
+        ({"weights": [1.0]}, "is not a checkpoint written by a training run"),
+        (b"not a checkpoint", "is not a checkpoint: "),
+        (b"", "is not a checkpoint: "),
+    ],
+)
+def test_export_refuses_a_file_that_is_not_a_checkpoint_of_the_task(
+    tmp_path, capsys, content, message
+):
+    path = tmp_path / "best.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    out = tmp_path / "model"
+
+    assert main(["export", "sentiment", "--checkpoint", str(path), "--out", str(out)]) == 2
+    assert f"error: {path} {message}" in capsys.readouterr().err
+    assert not out.exists()

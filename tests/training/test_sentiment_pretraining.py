@@ -95,6 +95,13 @@ def test_a_classifier_starts_from_the_pretrained_encoder(pretrained, tiny_datase
     assert any(split == "train" for split in splits)  # the labelled SST-2 phrases
 
 
+def test_a_pretraining_checkpoint_is_not_exported_as_a_classifier(pretrained, tmp_path, capsys):
+    args = ["export", "sentiment", "--checkpoint", str(pretrained / "best.pt")]
+    assert main([*args, "--out", str(tmp_path / "model")]) == 2  # no traceback
+    assert "is a language-model pre-training checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
 def test_padding_does_not_change_the_loss():
     model = _language_model()
     texts = [[3, 4, 5, 6, 7, 8], [9, 10, 30], [11, 25, 12, 13]]

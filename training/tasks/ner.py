@@ -48,7 +48,7 @@ from training.export import OPSET, export_onnx
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
 from training.quantize import DevEvaluation, graph_sessions
-from training.trainer import Trainer, TrainingTask
+from training.trainer import Trainer, TrainingTask, read_checkpoint
 from training.verify import VerificationError, assert_close
 
 log = logging.getLogger(__name__)
@@ -298,9 +298,7 @@ GRAPH_INPUT_SHAPES = {
 
 def load_checkpoint(path: Path) -> tuple[NerTagger, dict]:
     """Rebuild the tagger from a checkpoint, which carries its config and vocabularies."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("task") != "ner":
-        raise ValueError(f"{path} is not an NER checkpoint (task={state.get('task')!r})")
+    state = read_checkpoint(path, "ner")
     config = from_dict("ner", state["config"])
     model = build_model(
         config, len(state["vocab"]), len(state["chars"]), state["trained_words"], state["labels"]

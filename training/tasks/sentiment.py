@@ -28,6 +28,7 @@ from training import data
 from training.batching import token_budget_batches
 from training.config import SentimentConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_file, glove_words
+from training.errors import CheckpointError
 from training.export import OPSET, export_onnx
 from training.models.sentiment import (
     BidirectionalLanguageModel,
@@ -35,7 +36,7 @@ from training.models.sentiment import (
     SentimentClassifier,
 )
 from training.quantize import DevEvaluation, cpu_session, graph_sessions
-from training.trainer import Trainer, TrainingTask
+from training.trainer import Trainer, TrainingTask, read_checkpoint
 from training.verify import assert_close
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
     )
     start = None
     if config.init_from:
-        start = torch.load(config.init_from, map_location="cpu", weights_only=False)
+        start = read_checkpoint(Path(config.init_from), "sentiment")
         vocab = Vocab(start["vocab"])
         # The earlier stage's data is part of this model's history.
         earlier = start["training_data"]
@@ -392,9 +393,12 @@ GRAPH_OUTPUT = PROBABILITIES
 
 def load_checkpoint(path: Path) -> tuple[SentimentClassifier, dict]:
     """Rebuild the model from a checkpoint, which carries its config and vocabulary."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("task") != "sentiment":
-        raise ValueError(f"{path} is not a sentiment checkpoint (task={state.get('task')!r})")
+    state = read_checkpoint(path, "sentiment")
+    if state.get("objective") == LANGUAGE_MODEL:
+        raise CheckpointError(
+            f"{path} is a language-model pre-training checkpoint: train a classifier from it "
+            f"(--set init_from={path}) and export that run's best.pt"
+        )
     config = from_dict("sentiment", state["config"])
     model = build_model(config, len(state["vocab"]))
     model.load_state_dict(state["model"])

@@ -56,7 +56,7 @@ from training.config import TranslationConfig, from_dict, to_dict
 from training.export import OPSET, export_onnx
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
 from training.quantize import DevEvaluation, GraphFiles, graph_sessions
-from training.trainer import Trainer, TrainingTask
+from training.trainer import Trainer, TrainingTask, read_checkpoint
 from training.verify import VerificationError, assert_close
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
     log.info("training pairs: %d; dev: %d", len(corpus.train), len(corpus.dev))
     start = None
     if config.init_from:
-        start = torch.load(config.init_from, map_location="cpu", weights_only=False)
+        start = read_checkpoint(Path(config.init_from), "translation")
         source = SubwordTokenizer(start["source_spm"])
         target = SubwordTokenizer(start["target_spm"])
     else:
@@ -296,9 +296,7 @@ ENCODER_INPUT_SHAPES = {SRC_IDS: ["batch", "src_len"], SRC_LENGTHS: ["batch"]}
 
 def load_checkpoint(path: Path) -> tuple[Seq2Seq, dict]:
     """Rebuild the model from a checkpoint, which carries its config and subword models."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("task") != "translation":
-        raise ValueError(f"{path} is not a translation checkpoint (task={state.get('task')!r})")
+    state = read_checkpoint(path, "translation")
     config = from_dict("translation", state["config"])
     source, target = SubwordTokenizer(state["source_spm"]), SubwordTokenizer(state["target_spm"])
     model = build_model(config, len(source), len(target))

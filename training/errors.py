@@ -1,0 +1,11 @@
+"""Problems that a user of ``python -m training`` can fix: the CLI prints them as
+``error: ...`` (exit status 2) instead of a traceback. Torch-free, so the CLI can catch them
+without importing torch."""
+
+
+class DataError(ValueError):
+    """A data file or data setting that its user can fix (the message says where and how)."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint of the task it was given for."""
