@@ -210,8 +210,18 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_attention(args: argparse.Namespace) -> int:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from training.tasks.translation import plot_attention
 
+    formats = sorted(FigureCanvasAgg.get_supported_filetypes())
+    if Path(args.out).suffix.lower().lstrip(".") not in formats:
+        print(
+            f"error: --out {args.out}: name an image file ending in .png, or one of "
+            f"{', '.join(formats)}",
+            file=sys.stderr,
+        )
+        return 2
     _setup_logging()
     translation = plot_attention(
         Path(args.model), args.text, Path(args.out), beam_size=args.beam_size, threads=args.threads

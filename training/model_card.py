@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from service.runtime.manifest import load_manifest
+from service.runtime.manifest import ArtifactError, load_manifest
 from service.text.constants import MANIFEST_FILE
 
 # Terms of the data each model was trained on (from ../shared/datasets/README.md).
@@ -90,7 +90,14 @@ def model_table(models_dir: Path) -> str:
     header = ["model", "version", "trained and selected on", "dev metrics (ONNX Runtime)"]
     header += ["size", "data terms"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for folder in sorted(p.parent for p in Path(models_dir).glob(f"*/{MANIFEST_FILE}")):
+    folders = sorted(
+        p.parent
+        for p in Path(models_dir).glob(f"*/{MANIFEST_FILE}")
+        if not p.parent.name.startswith(".")  # an export's work folders (training.export)
+    )
+    if not folders:
+        raise ArtifactError(f"{models_dir}: no model folders (no */{MANIFEST_FILE})")
+    for folder in folders:
         manifest = load_manifest(folder)
         cells = [
             f"`{manifest.name}`",

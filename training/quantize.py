@@ -157,9 +157,7 @@ def quantize_model(
     """Quantize, verify and (if it qualifies, or with ``force``) record the int8 variant of
     the artifact in ``folder``. Raises :class:`QuantizationRejected` otherwise."""
     folder = Path(folder)
-    manifest = load_manifest(folder, verify=True)
-    if task is not None and manifest.task != task:
-        raise ValueError(f"{folder} holds a {manifest.task!r} model, not a {task!r} model")
+    manifest = load_manifest(folder, verify=True, task=task)
     evaluation = task_evaluation(folder, manifest, datasets_dir)
     base = manifest.model_copy(update={"variants": _without_int8(manifest)})
     files = write_int8_graphs(folder, manifest)

@@ -132,8 +132,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_manifest(folder: Path, *, verify: bool = True) -> Manifest:
-    """Read and validate ``folder/manifest.json``; with ``verify``, check every file's sha256."""
+def load_manifest(folder: Path, *, verify: bool = True, task: str | None = None) -> Manifest:
+    """Read and validate ``folder/manifest.json``; with ``verify``, check every file's sha256;
+    with ``task``, require a model of that task."""
     folder = Path(folder)
     path = folder / MANIFEST_FILE
     try:
@@ -142,6 +143,8 @@ def load_manifest(folder: Path, *, verify: bool = True) -> Manifest:
         raise ArtifactError(f"{path}: no manifest (is this a model folder?)") from None
     except ValidationError as exc:
         raise ArtifactError(f"{path}: invalid manifest: {exc}") from None
+    if task is not None and manifest.task != task:
+        raise ArtifactError(f"{folder} holds a {manifest.task!r} model, not a {task!r} model")
     if verify:
         verify_files(folder, manifest)
     return manifest

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+from training.cli import main
 from training.model_card import model_table
 
 MODELS = Path(__file__).resolve().parents[2] / "exported_models"
@@ -50,3 +51,15 @@ def test_a_model_trained_without_glove_lists_no_glove_terms(tmp_path):
     _copy("ner", tmp_path, training_config=config, training_data=data)
 
     assert "GloVe" not in model_table(tmp_path)
+
+
+def test_an_export_s_hidden_work_folder_is_not_a_model(tmp_path):
+    _copy("sentiment", tmp_path)
+    shutil.copytree(tmp_path / "sentiment", tmp_path / ".sentiment.old-0a1b2c3d")
+
+    assert model_table(tmp_path).count("| `sentiment` |") == 1
+
+
+def test_a_folder_without_models_is_an_error_not_an_empty_table(tmp_path, capsys):
+    assert main(["model-card", "--models", str(tmp_path)]) == 2
+    assert f"error: {tmp_path}: no model folders" in capsys.readouterr().err

@@ -293,7 +293,7 @@ def test_evaluate_ner_refuses_another_task_s_model_or_no_model(tmp_path, capsys,
     gold = tmp_path / "gold.txt"
     gold.write_text("EU NNP B-NP B-ORG\n", "utf-8")
     for model, message in [
-        (sentiment, "holds a 'sentiment' model, not an NER model"),
+        (sentiment, "holds a 'sentiment' model, not a 'ner' model"),
         (tmp_path / "missing", "missing"),
     ]:
         assert main(["evaluate", "ner", "--data", str(gold), "--model", str(model)]) == 2

@@ -184,4 +184,4 @@ def test_evaluate_sentiment_refuses_another_task_s_model(tmp_path, capsys):
     path.write_text("fine\t1\n", "utf-8")
     model = ["--model", str(Path(__file__).resolve().parents[2] / "exported_models" / "ner")]
     assert main(["evaluate", "sentiment", "--data", str(path), *model]) == 2
-    assert "holds a 'ner' model, not a sentiment model" in capsys.readouterr().err
+    assert "holds a 'ner' model, not a 'sentiment' model" in capsys.readouterr().err

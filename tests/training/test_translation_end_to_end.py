@@ -239,6 +239,13 @@ def test_plot_attention_writes_a_png(exported, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_attention_refuses_an_image_format_it_cannot_write(tmp_path, capsys):
+    out = tmp_path / "attention.txt"
+    assert main(["plot-attention", "--text", "A dog.", "--out", str(out)]) == 2  # no traceback
+    assert f"error: --out {out}: name an image file ending in .png" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_failed_export_writes_no_manifest_and_keeps_the_previous_model(
     trained, exported, tmp_path, monkeypatch
 ):

@@ -502,9 +502,7 @@ def evaluate_file(
     Returns seqeval's report (strict IOB2, per type and overall) and the metrics as a dict
     (``dev_`` prefix dropped: the file need not be the dev set).
     """
-    manifest = load_manifest(model_dir, verify=True)
-    if manifest.task != "ner":
-        raise data.DataError(f"{model_dir} holds a {manifest.task!r} model, not an NER model")
+    manifest = load_manifest(model_dir, verify=True, task="ner")
     sessions = {
         name: OnnxSession(
             manifest.path_of(model_dir, name), spec, SessionConfig(intra_op_threads=threads)

@@ -527,9 +527,7 @@ def evaluate_file(
     # would pay for nothing.
     from sklearn.metrics import accuracy_score, classification_report
 
-    manifest = load_manifest(model_dir, verify=True)
-    if manifest.task != "sentiment":
-        raise data.DataError(f"{model_dir} holds a {manifest.task!r} model, not a sentiment model")
+    manifest = load_manifest(model_dir, verify=True, task="sentiment")
     files = {name: manifest.path_of(model_dir, name) for name in manifest.graphs}
     predictor = SentimentPredictor.from_artifact(
         model_dir, manifest, graph_sessions(manifest, files, threads)

@@ -387,9 +387,7 @@ def export_graphs(model: Seq2Seq, source: SubwordTokenizer, out_dir: Path) -> No
 
 def load_translator(model_dir: Path, threads: int = 1) -> Translator:
     """The service's predictor over a verified artifact folder."""
-    manifest = load_manifest(model_dir, verify=True)
-    if manifest.task != "translation":
-        raise ValueError(f"{model_dir} holds a {manifest.task!r} model, not a translation model")
+    manifest = load_manifest(model_dir, verify=True, task="translation")
     return open_translator(model_dir, manifest, threads)
 
 
