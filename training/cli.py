@@ -20,7 +20,7 @@ from training.config import (
     to_dict,
     with_datasets_dir,
 )
-from training.errors import CheckpointError, DataError
+from training.errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger("training")
 
@@ -350,6 +350,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ArtifactError, CheckpointError, OSError) as exc:
+    except (ConfigError, DataError, ArtifactError, CheckpointError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,3 +9,7 @@ class DataError(ValueError):
 
 class CheckpointError(ValueError):
     """A file that is not a checkpoint of the task it was given for."""
+
+
+class ConfigError(ValueError):
+    """A setting that is unknown or has a value of the wrong type or range."""

@@ -285,7 +285,7 @@ def test_entity_types_that_are_not_a_list_of_distinct_names_are_an_error(
         f"data.entity_types={types}",
     ]
     assert main(args + overrides(tiny_conll)) == 2
-    assert "error: data.entity_types must be a list of distinct types" in capsys.readouterr().err
+    assert f"error: data.entity_types={types!r}: " in capsys.readouterr().err
 
 
 def test_evaluate_ner_refuses_another_task_s_model_or_no_model(tmp_path, capsys, exported):
