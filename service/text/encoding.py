@@ -15,6 +15,8 @@ TOKEN_IDS = "token_ids"  # int64 (batch, tokens), padded with the vocabulary's p
 LENGTHS = "lengths"  # int64 (batch,)
 PROBABILITIES = "probabilities"  # float32 (batch, labels)
 
+TYPOGRAPHIC_APOSTROPHE = "\u2019"
+
 
 class WordEncoderConfig(BaseModel):
     """Preprocessing settings, saved in the manifest so the service rebuilds the same encoder."""
@@ -24,6 +26,13 @@ class WordEncoderConfig(BaseModel):
     lowercase: bool = True
     strip_markup: bool = True
     max_tokens: int = 400
+    # Added later: models exported before have neither in their manifests and keep the
+    # preprocessing they were trained with (both off); training turns both on.
+    # Lower-case before tokenizing, so cased and lower-cased text split alike ("Mr." and "mr."):
+    # the tokenizer's rules for abbreviations, initials and currencies look at capitals.
+    lowercase_first: bool = False
+    # Read the typographic apostrophe as ASCII (isn’t -> is n't), the form of the training text.
+    fold_apostrophes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +50,16 @@ class WordEncoder:
         self.config = config
 
     def words(self, text: str) -> list[str]:
-        if self.config.strip_markup:
+        config = self.config
+        if config.strip_markup:
             text = strip_markup(text)
-        words = [t.text for t in tokenize(normalize_unicode(text))]
-        return [w.lower() for w in words] if self.config.lowercase else words
+        text = normalize_unicode(text)
+        if config.fold_apostrophes:
+            text = text.replace(TYPOGRAPHIC_APOSTROPHE, "'")
+        if config.lowercase and config.lowercase_first:
+            return [t.text for t in tokenize(text.lower())]
+        words = [t.text for t in tokenize(text)]
+        return [w.lower() for w in words] if config.lowercase else words
 
     def encode(self, text: str) -> EncodedText:
         """Encode a text; an empty result (no tokens) becomes one unknown token."""

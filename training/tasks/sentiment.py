@@ -111,7 +111,13 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
 
 def encoder_config(config: SentimentConfig, *, training: bool) -> WordEncoderConfig:
     max_tokens = config.data.max_train_tokens if training else config.max_tokens
-    return WordEncoderConfig(lowercase=True, strip_markup=True, max_tokens=max_tokens)
+    return WordEncoderConfig(
+        lowercase=True,
+        strip_markup=True,
+        max_tokens=max_tokens,
+        lowercase_first=True,
+        fold_apostrophes=True,
+    )
 
 
 def build_vocab(config: SentimentConfig, texts: Sequence[str]) -> Vocab:

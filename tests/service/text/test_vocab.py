@@ -65,3 +65,17 @@ def test_word_encoder_reads_decomposed_letters_as_composed_ones():
 def test_word_encoder_never_returns_an_empty_sequence():
     encoder = WordEncoder(Vocab([PAD_TOKEN, UNK_TOKEN]), WordEncoderConfig())
     assert encoder.encode("<br />").ids == [1]
+
+
+def test_cased_and_lower_cased_text_with_either_apostrophe_read_alike():
+    """What a model trained on lower-cased, ASCII-apostrophe text (SST-2) sees of user text."""
+    config = WordEncoderConfig(lowercase_first=True, fold_apostrophes=True)
+    encoder = WordEncoder(Vocab([PAD_TOKEN, UNK_TOKEN]), config)
+    typed = encoder.words("Mr. Smith’s film isn’t bad")
+    assert typed == encoder.words("mr. smith 's film is n't bad")
+    assert typed == ["mr", ".", "smith", "'s", "film", "is", "n't", "bad"]
+
+
+def test_an_artifact_exported_before_the_two_settings_keeps_its_preprocessing():
+    encoder = WordEncoder(Vocab([PAD_TOKEN, UNK_TOKEN]), WordEncoderConfig())
+    assert encoder.words("Mr. Smith’s film") == ["mr.", "smith", "’s", "film"]
