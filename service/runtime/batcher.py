@@ -27,9 +27,11 @@ next batch (see :func:`fill_groups`). The translator sets none: its search drops
 sentences from the batch at every step.
 
 Back-pressure and deadlines: when ``max_queue_size`` requests already wait, :meth:`submit`
-raises :class:`QueueFull` at once (the API answers 503 with ``Retry-After``); a request not
-answered within ``timeout_s`` raises :class:`DeadlineExceeded` (504) and its rows that have not
-run yet are dropped (a leader whose own batch ran past the deadline raises it afterwards).
+raises :class:`QueueFull` at once (the API answers 503 with ``Retry-After``); a request with
+rows that have not started running ``timeout_s`` after it arrived raises
+:class:`DeadlineExceeded` (504) and those rows are dropped. A batch that has started is never
+interrupted: a request whose rows are all running is answered, late if need be, and a leader
+running a batch finds out about its own deadline when that batch is done.
 
 :class:`InlineBatches` is the ``BATCHING=false`` alternative: each request's rows run in the
 request's own thread, length-sorted, ``max_batch_size`` at a time.
@@ -164,18 +166,25 @@ class InlineBatches:
         max_batch_size: int,
         observer: BatchObserver | None = None,
         min_fill: float = 0.0,
+        timeout_s: float | None = None,
     ):
         self.model = model
         self.run_rows = run_rows
         self.max_batch_size = max_batch_size
         self.observer = observer
         self.min_fill = min_fill
+        self.timeout_s = timeout_s
 
     def submit(self, rows: Sequence[Any]) -> list[Any]:
+        """Run ``rows``; with ``timeout_s``, a request whose next batch would start later than
+        that after the call raises :class:`DeadlineExceeded` instead."""
+        arrived = time.monotonic()
         results: list[Any] = [None] * len(rows)
         lengths = [len(r) for r in rows]
         batches = length_sorted_batches(lengths, self.max_batch_size, self.min_fill)
         for number, batch in enumerate(batches):
+            if self.timeout_s is not None and time.monotonic() - arrived >= self.timeout_s:
+                raise DeadlineExceeded(self.model, self.timeout_s)
             started = time.perf_counter()
             outputs = self.run_rows([rows[i] for i in batch])
             if self.observer is not None:
@@ -335,20 +344,29 @@ class DynamicBatcher:
 
     def _serve_until_done(self, request: _Request) -> None:
         """Wait for ``request``'s outputs; whenever no thread leads and rows wait, lead: gather
-        a batch, run it in this thread, hand out its outputs."""
+        a batch, run it in this thread, hand out its outputs. Past the deadline, drop the
+        request's rows that have not started and raise :class:`DeadlineExceeded`."""
         deadline = request.arrived + self.policy.timeout_s
         while not request.done:
+            if time.monotonic() >= deadline and self._drop_unstarted(request):
+                raise DeadlineExceeded(self.model, self.policy.timeout_s)
             if not self._leading and self._rows:
                 self._lead()
                 continue
             left = deadline - time.monotonic()
-            if left <= 0:
-                self._rows = [row for row in self._rows if row.request is not request]
-                self._waiting.discard(request)
-                raise DeadlineExceeded(self.model, self.policy.timeout_s)
-            request.wakeup.wait(self._lock, left)
-        if time.monotonic() > deadline:  # answered, but too late for the caller's deadline
-            raise DeadlineExceeded(self.model, self.policy.timeout_s)
+            # Past the deadline with every row running in another thread's batch: wait for it.
+            request.wakeup.wait(self._lock, left if left > 0 else 1.0)
+
+    def _drop_unstarted(self, request: _Request) -> bool:
+        """Remove ``request``'s rows that wait for a batch; whether there were any."""
+        kept = [row for row in self._rows if row.request is not request]
+        if len(kept) == len(self._rows):
+            return False
+        self._rows = kept
+        self._waiting.discard(request)
+        if self._rows and not self._leading:  # this thread may have been next to lead
+            self._rows[0].request.wakeup.wake()
+        return True
 
     def _lead(self) -> None:
         """Gather and run one batch in this thread, pass the lead on, then record the batch."""
@@ -460,4 +478,6 @@ def make_scheduler(
     """A :class:`DynamicBatcher` when the policy enables batching, else :class:`InlineBatches`."""
     if policy.enabled:
         return DynamicBatcher(model, run_rows, policy, observer)
-    return InlineBatches(model, run_rows, policy.max_batch_size, observer, policy.min_fill)
+    return InlineBatches(
+        model, run_rows, policy.max_batch_size, observer, policy.min_fill, policy.timeout_s
+    )

@@ -403,10 +403,25 @@ def test_a_request_past_its_deadline_fails_and_its_rows_never_run(
         assert 0.15 < time.monotonic() - started < 2
 
         graph.gate.set()
-        with pytest.raises(DeadlineExceeded):
-            blocked.result(5)  # its batch ran, but past its deadline
+        assert blocked.result(5) == ["BLOCKED"]  # its batch had started: answered, late
     batcher.submit(["after"])
     assert ["late"] not in graph.batches
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_request_s_own_batches_stop_at_its_deadline(graph: FakeGraph, batching: bool) -> None:
+    """A request of many batches that runs them itself (it leads, or BATCHING=false) is not
+    answered 504 only once all of them ran: the batches not started by the deadline are not."""
+    graph.delay_s = 0.15
+    settings = policy(max_batch_size=1, timeout_s=0.2, enabled=batching)
+    scheduler = make_scheduler("fake", graph, settings)
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        scheduler.submit(["a", "b", "c", "d", "e"])
+    assert time.monotonic() - started < 0.6  # two batches of 0.15 s, not five
+    assert len(graph.batches) == 2
+    scheduler.close()
 
 
 def test_a_failing_batch_fails_its_requests_not_the_batcher(make_batcher, graph) -> None:
