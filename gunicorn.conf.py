@@ -9,12 +9,22 @@ temporary folders when unset.
 
 import os
 import shutil
+import sys
 import tempfile
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    """An integer setting from the environment; anything else stops gunicorn naming it."""
     value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        sys.exit(f"invalid settings: {name}={value!r}: expected an integer >= {minimum}")
+    return number
 
 
 # Where the cgroup's CPU quota is (tests point it elsewhere through runpy's init_globals).
@@ -56,7 +66,7 @@ def _usable_cores() -> int:
     return cores
 
 
-bind = f"0.0.0.0:{_env_int('PORT', 8000)}"
+bind = f"0.0.0.0:{_env_int('PORT', 8000, minimum=0)}"
 
 # Inference is CPU-bound, not I/O-bound, so the usual "2 x cores + 1" would only make workers
 # fight for the same cores. One worker per core, each running ONNX Runtime with
@@ -88,7 +98,8 @@ preload_app = False
 # service is managed through signals and its HTTP API instead.
 control_socket_disable = True
 
-timeout = _env_int("GUNICORN_TIMEOUT", 60)  # a worker silent this long is killed and replaced
+# A worker silent this long is killed and replaced (0: never).
+timeout = _env_int("GUNICORN_TIMEOUT", 60, minimum=0)
 graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
 keepalive = 5
 
@@ -110,16 +121,23 @@ if os.path.isdir("/dev/shm"):
 # GET /metrics, whichever worker answers it, adds them all up. The variable must be set before
 # a worker imports prometheus_client, so it is set here, in the master, before any fork.
 _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-_created_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _created_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnn-metrics-", dir=_shm)
 
+
+def _folder(variable: str, prefix: str) -> bool:
+    """Set ``variable`` to a fresh temporary folder when it is unset; whether the folder is one
+    that this file created (on_exit removes those). gunicorn reads this file again on SIGHUP,
+    when the variable is already set: a marker variable remembers whose folder it is."""
+    marker = f"GUNICORN_CONF_CREATED_{variable}"
+    if not os.environ.get(variable):
+        os.environ[variable] = os.environ[marker] = tempfile.mkdtemp(prefix=prefix, dir=_shm)
+    return os.environ.get(marker) == os.environ[variable]
+
+
+_created_metrics_dir = _folder("PROMETHEUS_MULTIPROC_DIR", "rnn-metrics-")
 
 # Reloads reach every worker through signal files in a folder they share (see
 # service/runtime/reload_broadcast.py).
-_created_reload_dir = not os.environ.get("RELOAD_SIGNAL_DIR")
-if _created_reload_dir:
-    os.environ["RELOAD_SIGNAL_DIR"] = tempfile.mkdtemp(prefix="rnn-reload-", dir=_shm)
+_created_reload_dir = _folder("RELOAD_SIGNAL_DIR", "rnn-reload-")
 
 
 def on_starting(server):

@@ -65,12 +65,27 @@ def test_a_given_metrics_folder_is_emptied_at_start(env, tmp_path) -> None:
 def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) -> None:
     env.delenv(name)
 
+    env.delenv(f"GUNICORN_CONF_CREATED_{name}", raising=False)
+
     config = run_conf()
     created = Path(os.environ[name])
     assert created.is_dir()
+    config = run_conf()  # gunicorn reads its config file again on SIGHUP
+    assert os.environ[name] == str(created)
     config["on_exit"](None)
 
     assert not created.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("WEB_CONCURRENCY", "0"), ("GUNICORN_THREADS", "abc"), ("PORT", "80.5"), ("PORT", "-1")],
+)
+def test_an_invalid_setting_stops_gunicorn_naming_it(env, name: str, value: str) -> None:
+    env.setenv(name, value)
+
+    with pytest.raises(SystemExit, match=f"^invalid settings: {name}='{value}': expected an"):
+        run_conf()
 
 
 def test_gunicorns_access_log_is_off_unless_asked_for(env) -> None:
