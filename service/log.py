@@ -52,6 +52,22 @@ class JsonFormatter(logging.Formatter):
         return to_json(entry, fallback=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """A plain line per record, its extras appended as ``key=value`` (a request line's method,
+    path, status, model and duration)."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD_FIELDS]
+        if not extras:
+            return line
+        head, newline, rest = line.partition("\n")  # keep a traceback below the first line
+        return f"{head} {' '.join(extras)}{newline}{rest}"
+
+
 def configure_logging(level: str, fmt: str = "json") -> None:
     """Send the ``service`` loggers to stderr (gunicorn's error log) at ``level``, once."""
     service_logger = logging.getLogger("service")
@@ -61,7 +77,7 @@ def configure_logging(level: str, fmt: str = "json") -> None:
         handler.addFilter(RequestIdFilter())
         service_logger.addHandler(handler)
     for handler in service_logger.handlers:
-        handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
 
 
 def install_request_ids(app: Flask) -> None:

@@ -9,7 +9,7 @@ import sys
 import pytest
 from flask.testing import FlaskClient
 
-from service.log import JsonFormatter, RequestIdFilter
+from service.log import JsonFormatter, RequestIdFilter, TextFormatter
 
 
 def test_a_sent_request_id_is_echoed(client: FlaskClient) -> None:
@@ -40,6 +40,17 @@ def test_each_request_is_logged_with_its_id_model_and_status(client, caplog) -> 
     assert line["model"] == "sentiment"
     assert line["duration_ms"] > 0
     assert {"time", "level", "logger", "pid"} <= set(line)
+
+
+def test_a_text_request_line_says_as_much_as_a_json_one(client, caplog) -> None:
+    """LOG_FORMAT=text: the request line carries method, path, status, model and duration."""
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        client.post("/v1/sentiment", json={"texts": ["good"]}, headers={"X-Request-ID": "r-2"})
+
+    (record,) = [r for r in caplog.records if r.name == "service.requests"]
+    line = TextFormatter().format(record)
+    assert "[r-2] service.requests: request method=POST path=/v1/sentiment status=200" in line
+    assert "model=sentiment duration_ms=" in line and "\n" not in line
 
 
 def test_json_lines_carry_exceptions_and_outside_requests_a_dash() -> None:
