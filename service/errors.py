@@ -90,6 +90,13 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    """The body is compressed with an encoding the service does not read."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class ValidationFailed(ApiError):
     """The body is a JSON object but does not match the request schema."""
 
@@ -213,12 +220,17 @@ def _from_http_exception(exc: HTTPException) -> ApiError:
             headers={"Allow": ", ".join(allowed)},
         )
     if exc.code == 413:
-        limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        return PayloadTooLarge(
-            f"request body is larger than {limit} bytes; send fewer or shorter texts per request",
-            details={"max_body_bytes": limit},
-        )
+        return body_too_large()
     return HttpError(exc)
+
+
+def body_too_large() -> PayloadTooLarge:
+    """413 for a body (as sent, or once decompressed) over ``MAX_BODY_BYTES``."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    return PayloadTooLarge(
+        f"request body is larger than {limit} bytes; send fewer or shorter texts per request",
+        details={"max_body_bytes": limit},
+    )
 
 
 def as_api_error(exc: Exception) -> ApiError:

@@ -33,18 +33,19 @@ _DESCRIPTION = (
 
 # What each error status means on the endpoints that can answer it.
 ERROR_STATUSES: dict[int, str] = {
-    400: "the body is not a JSON object",
+    400: "the body is not a JSON object (or not valid gzip/deflate data)",
     401: "API_KEYS is set and no valid `Authorization: Bearer <key>` was sent",
     403: "the key is valid but not an admin key (ADMIN_API_KEYS)",
     404: "no such model",
     409: "the model's folder does not load; the loaded model keeps serving",
-    413: "the body is larger than MAX_BODY_BYTES",
+    413: "the body is larger than MAX_BODY_BYTES (as sent, or decompressed)",
+    415: "the body's Content-Encoding is neither gzip nor deflate",
     422: "the body does not match the request schema",
     500: "an unexpected failure (details in the server log)",
     503: "the model is not loaded, or its queue is full (see Retry-After)",
-    504: "the request waited longer than REQUEST_TIMEOUT_S",
+    504: "texts of the request still waited for a batch after REQUEST_TIMEOUT_S",
 }
-PREDICT_ERRORS = (400, 401, 413, 422, 500, 503, 504)
+PREDICT_ERRORS = (400, 401, 413, 415, 422, 500, 503, 504)
 BEARER = "bearerAuth"
 # A key is needed only when API_KEYS/ADMIN_API_KEYS are set: either the scheme or nothing.
 _OPTIONAL_BEARER = [{BEARER: []}, {}]

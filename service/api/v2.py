@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
+from service.api.body import read_body
 from service.api.v2_binary import (
     BINARY_DATA,
     BINARY_DATA_OUTPUT,
@@ -97,7 +98,7 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
     def infer(name: str, version: str | None = None) -> Response:
         model, adapter = _find(registry, name, version)
         with model.predictor.scheduler.incoming():  # batches wait for this request's rows
-            raw = request.get_data(cache=False)
+            raw = read_body()
             body, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
             infer_request = _parse_header(body)
             texts = _texts(infer_request, binary, limits)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import logging
+import zlib
 from pathlib import Path
 
 import pytest
@@ -150,6 +153,58 @@ def test_a_body_over_max_body_bytes_is_a_413(client: FlaskClient) -> None:
     error = error_of(response)
     assert error["code"] == "payload_too_large"
     assert "16384 bytes" in error["message"]
+
+
+def test_a_chunked_body_over_max_body_bytes_is_a_413_not_a_cut_one(client: FlaskClient) -> None:
+    """Sent without Content-Length (chunked), the body is not cut at the limit and parsed."""
+    body = json.dumps({"texts": ["good " * 20] * 170}).encode()
+    response = client.post(
+        URL,
+        input_stream=io.BytesIO(body),
+        environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets for chunked
+    )
+
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "payload_too_large"
+
+
+# --- compressed bodies (Content-Encoding) ------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_body_is_read(client: FlaskClient, encoding: str) -> None:
+    body = json.dumps({"texts": ["a good film", "a bad film"]}).encode()
+    packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+
+    response = client.post(URL, data=packed, headers={"Content-Encoding": encoding})
+
+    assert response.status_code == 200
+    assert response.get_json() == client.post(URL, data=body).get_json()
+
+
+def test_a_body_over_max_body_bytes_once_decompressed_is_a_413(client: FlaskClient) -> None:
+    body = json.dumps({"texts": ["good"] * 10_000}).encode()  # 90 KB, 300 bytes compressed
+    packed = gzip.compress(body)
+
+    response = client.post(URL, data=packed, headers={"Content-Encoding": "gzip"})
+
+    assert len(packed) < 16 * 1024 < len(body)
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data", "status", "message"),
+    [
+        ("br", b"...", 415, "Content-Encoding 'br' is not supported"),
+        ("gzip", b"not gzip at all", 400, "request body is not valid gzip data"),
+        ("gzip", gzip.compress(b'{"texts": ["good"]}')[:-12], 400, "it ends too early"),
+    ],
+)
+def test_an_unreadable_compressed_body_says_why(client, encoding, data, status, message) -> None:
+    response = client.post(URL, data=data, headers={"Content-Encoding": encoding})
+
+    assert response.status_code == status
+    assert message in error_of(response)["message"]
 
 
 # --- 404 / 405 -----------------------------------------------------------------------------

@@ -362,6 +362,16 @@ def test_tritonclient_sentiment_with_default_binary_data(ner_client, triton_clie
     assert result.get_output("label")["parameters"]["binary_data_size"] > 0
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests(ner_client, triton_client, algorithm: str) -> None:
+    result = triton_client.infer(
+        "sentiment", [text_tensor(SENTIMENT_TEXTS)], request_compression_algorithm=algorithm
+    )
+
+    expected = v1(ner_client, "sentiment", SENTIMENT_TEXTS)
+    assert result.as_numpy("label").tolist() == [r["label"].encode() for r in expected]
+
+
 @pytest.mark.parametrize(
     ("binary_in", "binary_out"), [(True, False), (False, True), (False, False)]
 )
