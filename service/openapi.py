@@ -36,7 +36,7 @@ ERROR_STATUSES: dict[int, str] = {
     400: "the body is not a JSON object (or not valid gzip/deflate data)",
     401: "API_KEYS is set and no valid `Authorization: Bearer <key>` was sent",
     403: "the key is valid but not an admin key (ADMIN_API_KEYS)",
-    404: "no such model",
+    404: "no such model (none of this task is served)",
     409: "the model's folder does not load; the loaded model keeps serving",
     413: "the body is larger than MAX_BODY_BYTES (as sent, or decompressed)",
     415: "the body's Content-Encoding is neither gzip nor deflate",
@@ -45,7 +45,7 @@ ERROR_STATUSES: dict[int, str] = {
     503: "the model is not loaded, or its queue is full (see Retry-After)",
     504: "texts of the request still waited for a batch after REQUEST_TIMEOUT_S",
 }
-PREDICT_ERRORS = (400, 401, 413, 415, 422, 500, 503, 504)
+PREDICT_ERRORS = (400, 401, 404, 413, 415, 422, 500, 503, 504)
 BEARER = "bearerAuth"
 # A key is needed only when API_KEYS/ADMIN_API_KEYS are set: either the scheme or nothing.
 _OPTIONAL_BEARER = [{BEARER: []}, {}]

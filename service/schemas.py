@@ -560,10 +560,19 @@ class ReloadResponse(BaseModel):
     )
 
 
-class HealthStatus(BaseModel):
-    """Body of a successful health probe."""
+class LiveStatus(BaseModel):
+    """Body of a successful liveness probe (``live`` as the KServe V2 protocol has it)."""
 
-    status: Literal["live", "ready"]
+    status: Literal["live"] = "live"
+    live: Literal[True] = True
+    models: list[str] = Field(default_factory=list, description="Models loaded in this worker.")
+
+
+class ReadyStatus(BaseModel):
+    """Body of a successful readiness probe (``ready`` as the KServe V2 protocol has it)."""
+
+    status: Literal["ready"] = "ready"
+    ready: Literal[True] = True
     models: list[str] = Field(default_factory=list, description="Models loaded in this worker.")
 
 

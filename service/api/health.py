@@ -10,7 +10,7 @@ from spectree import SpecTree
 from service.errors import NotReady
 from service.openapi import documented
 from service.runtime.registry import ModelRegistry
-from service.schemas import HealthStatus
+from service.schemas import LiveStatus, ReadyStatus
 
 
 def health_blueprint(registry: ModelRegistry, spec: SpecTree) -> Blueprint:
@@ -18,18 +18,18 @@ def health_blueprint(registry: ModelRegistry, spec: SpecTree) -> Blueprint:
     blueprint = Blueprint("health", __name__, url_prefix="/v2/health")
 
     @blueprint.get("/live")
-    @documented(spec, ok=HealthStatus, tags=["health"], public=True)
+    @documented(spec, ok=LiveStatus, tags=["health"], public=True)
     def live() -> dict[str, Any]:
         """Liveness: 200 while the worker process answers."""
-        return HealthStatus(status="live", models=sorted(registry.models)).model_dump()
+        return LiveStatus(models=sorted(registry.models)).model_dump()
 
     @blueprint.get("/ready")
-    @documented(spec, ok=HealthStatus, errors=(500, 503), tags=["health"], public=True)
+    @documented(spec, ok=ReadyStatus, errors=(500, 503), tags=["health"], public=True)
     def ready() -> dict[str, Any]:
         """Readiness: 200 when every configured model loaded, else 503 saying why."""
         if not registry.ready:
             raise not_ready_error(registry)
-        return HealthStatus(status="ready", models=sorted(registry.models)).model_dump()
+        return ReadyStatus(models=sorted(registry.models)).model_dump()
 
     return blueprint
 

@@ -101,6 +101,12 @@ def announced(registry: ModelRegistry, task: str) -> Iterator[None]:
 def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:
     """The loaded model serving ``task``, or a 503 saying that none is (and why, in details)."""
     model = registry.for_task(task)
+    if model is None and not registry.errors:  # every configured model loaded: none is one
+        raise NotFound(
+            f"no {task} model is served here; loaded: {', '.join(sorted(registry.models))} "
+            "(MODEL_DIR, MODELS)",
+            details={"loaded": sorted(registry.models)},
+        )
     if model is None:
         raise NotReady(
             f"no {task} model is loaded; GET /v2/health/ready says why",

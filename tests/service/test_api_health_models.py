@@ -27,14 +27,14 @@ def test_live_is_200(client: FlaskClient) -> None:
     response = client.get("/v2/health/live")
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "live", "models": ["sentiment"]}
+    assert response.get_json() == {"status": "live", "live": True, "models": ["sentiment"]}
 
 
 def test_ready_is_200_when_every_model_loaded(client: FlaskClient) -> None:
     response = client.get(READY)
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "models": ["sentiment"]}
+    assert response.get_json() == {"status": "ready", "ready": True, "models": ["sentiment"]}
 
 
 def test_a_corrupted_file_makes_readiness_fail_naming_the_file(app_factory, own_model_dir) -> None:

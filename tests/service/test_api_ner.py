@@ -449,18 +449,18 @@ def test_a_wrong_method_is_a_json_405(ner_client: FlaskClient, method: str) -> N
     assert "POST" in response.headers["Allow"]
 
 
-# --- 503 -----------------------------------------------------------------------------------
+# --- 404 / 503 -----------------------------------------------------------------------------
 
 
-def test_no_loaded_ner_model_is_a_503(app_factory, tiny_model_dir: Path) -> None:
-    client = app_factory(tiny_model_dir).test_client()  # sentiment only
+def test_no_ner_model_served_is_a_404_not_a_retry_later(app_factory, tiny_model_dir) -> None:
+    client = app_factory(tiny_model_dir).test_client()  # sentiment only, and it loaded
 
     response = client.post(URL, json={"texts": ["EU"]})
 
-    assert response.status_code == 503
+    assert response.status_code == 404
     error = error_of(response)
-    assert error["code"] == "not_ready"
-    assert error["message"] == "no ner model is loaded; GET /v2/health/ready says why"
+    assert error["code"] == "not_found"
+    assert error["message"] == "no ner model is served here; loaded: sentiment (MODEL_DIR, MODELS)"
     assert client.get("/v2/health/ready").status_code == 200  # NER is optional
 
 
@@ -499,4 +499,4 @@ def test_models_and_readiness_list_ner(ner_client: FlaskClient) -> None:
         "precision": "fp32",
     }
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "models": ["ner", "sentiment"]}
+    assert ready.get_json() == {"status": "ready", "ready": True, "models": ["ner", "sentiment"]}

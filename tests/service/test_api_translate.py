@@ -12,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from service.schemas import MAX_TRANSLATION_LENGTH
+from tests.service.tiny_artifact import build_tiny_artifact
 from tests.service.tiny_translation_artifact import TINY_TRANSLATION_MAX_SOURCE_TOKENS
 
 URL = "/v1/translate"
@@ -228,8 +229,19 @@ def test_wrong_method_is_405(translation_client: FlaskClient) -> None:
     assert translation_client.get(URL).status_code == 405
 
 
-def test_503_when_no_translation_model_is_loaded(ner_client: FlaskClient) -> None:
-    error = error_of(ner_client, {"texts": ["A dog runs."]}, 503)
+def test_404_when_no_translation_model_is_served(ner_client: FlaskClient) -> None:
+    error = error_of(ner_client, {"texts": ["A dog runs."]}, 404)
+    assert error["code"] == "not_found"
+    assert "no translation model is served here; loaded: ner, sentiment" in error["message"]
+
+
+def test_503_when_the_translation_model_failed_to_load(app_factory, tmp_path: Path) -> None:
+    build_tiny_artifact(tmp_path / "sentiment")
+    (tmp_path / "translation").mkdir()
+    (tmp_path / "translation" / "manifest.json").write_text("{}", "utf-8")
+    client = app_factory(tmp_path).test_client()
+
+    error = error_of(client, {"texts": ["A dog runs."]}, 503)
     assert error["code"] == "not_ready"
     assert "no translation model is loaded" in error["message"]
 
@@ -241,7 +253,7 @@ def test_bad_parameters_are_422_even_without_a_model(ner_client: FlaskClient) ->
 def test_readiness_and_models_list_the_translation_model(translation_client) -> None:
     ready = translation_client.get("/v2/health/ready")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "models": ["sentiment", "translation"]}
+    assert ready.get_json()["models"] == ["sentiment", "translation"]
     models = {m["name"]: m for m in translation_client.get("/v1/models").get_json()["models"]}
     assert models["translation"]["task"] == "translation"
     assert models["translation"]["providers"] == ["CPUExecutionProvider"]
