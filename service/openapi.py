@@ -143,7 +143,10 @@ def documented(
 def install_openapi(app: Flask, spec: SpecTree, limits: TextLimits) -> None:
     """Serve the document (with this server's ``limits``) at ``/openapi.json`` and Swagger UI
     at ``/docs``."""
-    spec.register(app)  # spectree's copy, at /docs/openapi.json, shows no limits
+    spec.register(app)  # spectree reads the routes of the app it is registered with
+    # ... and serves its own copy at /docs/openapi.json, without this server's limits: that
+    # address sends to the one document instead.
+    app.view_functions["openapi_docs"] = lambda: redirect(OPENAPI_PATH)
     blueprint = Blueprint("openapi", __name__)
     assets = f"{DOCS_PATH}/assets"
     page = _SWAGGER_PAGE.format(title=_TITLE, assets=assets, spec_url=OPENAPI_PATH)

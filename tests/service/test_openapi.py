@@ -169,6 +169,14 @@ def test_docs_are_served_without_any_internet(ner_client: FlaskClient) -> None:
     assert ner_client.get("/docs/").status_code in (301, 302, 308)
 
 
+def test_spectree_s_own_address_sends_to_the_one_document(ner_client: FlaskClient) -> None:
+    """/docs/openapi.json would be spectree's copy, without this server's limits."""
+    response = ner_client.get("/docs/openapi.json", follow_redirects=True)
+
+    assert response.request.path == "/openapi.json"
+    assert "x-limit-max-items" not in response.get_data(as_text=True)
+
+
 def test_the_optional_bearer_key_is_documented(document: dict) -> None:
     scheme = document["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
