@@ -55,6 +55,7 @@ from service.schemas import TextBatch, TextLimits
 
 SERVER_NAME = "rnn-inference-service"
 EXTENSIONS = ["binary_tensor_data"]
+CLASSIFICATION = "classification"  # an output parameter of an extension not served here
 PLATFORM = "onnxruntime_onnx"
 
 
@@ -197,6 +198,11 @@ def _wanted_outputs(infer_request: InferRequest, available: list[Any]) -> dict[s
         if output.name not in names:
             raise BadRequest(f"unknown output {output.name!r}; this model has {names}")
         where = f"outputs[{index}].parameters"
+        if CLASSIFICATION in output.parameters:  # tritonclient's class_count
+            raise BadRequest(
+                f"{where}.{CLASSIFICATION}: the classification extension is not supported; "
+                "sentiment's label, score and probabilities outputs hold the classes"
+            )
         wanted[output.name] = _flag(output.parameters, BINARY_DATA, default_binary, where)
     return wanted
 

@@ -362,6 +362,13 @@ def test_tritonclient_sentiment_with_default_binary_data(ner_client, triton_clie
     assert result.get_output("label")["parameters"]["binary_data_size"] > 0
 
 
+def test_tritonclient_class_count_is_refused_not_ignored(triton_client) -> None:
+    wanted = triton.InferRequestedOutput("probabilities", class_count=1)
+
+    with pytest.raises(InferenceServerException, match="classification extension"):
+        triton_client.infer("sentiment", [text_tensor(SENTIMENT_TEXTS)], outputs=[wanted])
+
+
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
 def test_tritonclient_compressed_requests(ner_client, triton_client, algorithm: str) -> None:
     result = triton_client.infer(
