@@ -78,6 +78,14 @@ class ModelRegistry:
             return registry
         for name in names:
             registry.load(name, settings.model_dir / name, config)
+        unknown = sorted(set(settings.batch_overrides) - set(names))
+        if unknown:  # a misspelt name would otherwise change nothing without a word
+            logger.warning(
+                "BATCH_OVERRIDES names %s, which %s not among the models served here: %s",
+                ", ".join(unknown),
+                "is" if len(unknown) == 1 else "are",
+                ", ".join(names),
+            )
         return registry
 
     def load(self, name: str, folder: Path, config: SessionConfig) -> None:

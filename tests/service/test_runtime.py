@@ -236,3 +236,11 @@ def test_each_model_gets_its_default_fill_unless_overridden(app_factory, tiny_mo
     assert min_fill(app_factory(tiny_model_dir)) == SentimentPredictor.min_batch_fill == 0.8
     overridden = app_factory(tiny_model_dir, batch_overrides={"sentiment": {"min_fill": 0}})
     assert min_fill(overridden) == 0.0
+
+
+def test_an_override_for_a_model_not_served_is_a_warning(app_factory, tiny_model_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="service.runtime.registry"):
+        app_factory(tiny_model_dir, batch_overrides={"sentimnt": {"min_fill": 0}})
+
+    expected = "BATCH_OVERRIDES names sentimnt, which is not among the models served here"
+    assert f"{expected}: sentiment" in caplog.text
