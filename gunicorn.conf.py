@@ -1,10 +1,10 @@
 """Gunicorn settings for ``gunicorn -c gunicorn.conf.py "service:create_app()"``.
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (worker processes), GUNICORN_THREADS
-(threads per worker), GUNICORN_TIMEOUT (seconds), GUNICORN_ACCESS_LOG (gunicorn's own access
-log: a path, or - for stdout; off by default), LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR (where
-workers keep their metrics) and RELOAD_SIGNAL_DIR (how a reload reaches every worker): fresh
-temporary folders when unset.
+(threads per worker), GUNICORN_TIMEOUT and GUNICORN_KEEPALIVE (seconds), GUNICORN_ACCESS_LOG
+(gunicorn's own access log: a path, or - for stdout; off by default), LOG_LEVEL,
+PROMETHEUS_MULTIPROC_DIR (where workers keep their metrics) and RELOAD_SIGNAL_DIR (how a reload
+reaches every worker): fresh temporary folders when unset.
 """
 
 import os
@@ -101,7 +101,9 @@ control_socket_disable = True
 # A worker silent this long is killed and replaced (0: never).
 timeout = _env_int("GUNICORN_TIMEOUT", 60, minimum=0)
 graceful_timeout = 30  # on SIGTERM, in-flight requests get this long to finish
-keepalive = 5
+# Seconds an idle keep-alive connection stays open; behind a load balancer, more than its idle
+# timeout, so that it is the balancer that closes idle connections (else: occasional 502s).
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5, minimum=0)
 
 # The service logs one JSON line per request itself (method, path, status, model, duration,
 # request id: service/log.py); gunicorn's plain-text access line would say it a second time.

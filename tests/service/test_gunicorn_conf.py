@@ -79,7 +79,13 @@ def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("WEB_CONCURRENCY", "0"), ("GUNICORN_THREADS", "abc"), ("PORT", "80.5"), ("PORT", "-1")],
+    [
+        ("WEB_CONCURRENCY", "0"),
+        ("GUNICORN_THREADS", "abc"),
+        ("GUNICORN_KEEPALIVE", "-5"),
+        ("PORT", "80.5"),
+        ("PORT", "-1"),
+    ],
 )
 def test_an_invalid_setting_stops_gunicorn_naming_it(env, name: str, value: str) -> None:
     env.setenv(name, value)
