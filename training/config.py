@@ -123,8 +123,17 @@ class SentimentLanguageModelConfig(Section):
     )
 
 
+class SentimentTextConfig(Section):
+    """How text becomes words (service.text.encoding.WordEncoderConfig); both were added later:
+    a configuration saved before has neither, and reads as both off (see LATER_SETTINGS)."""
+
+    lowercase_first: bool = True  # lower-case before tokenizing: "Mr." and "mr." split alike
+    fold_apostrophes: bool = True  # read ’ as ' (isn’t -> is n't)
+
+
 class SentimentConfig(Section):
     task: Literal["sentiment"] = "sentiment"
+    text: SentimentTextConfig = Field(default_factory=SentimentTextConfig)
     data: SentimentDataConfig = Field(default_factory=SentimentDataConfig)
     vocab: SentimentVocabConfig = Field(default_factory=SentimentVocabConfig)
     model: SentimentModelConfig = Field(default_factory=SentimentModelConfig)
@@ -337,12 +346,33 @@ def load_config(task: str, path: Path | None = None, overrides: list[str] = ()) 
     return config
 
 
+# Settings added after models were trained whose default changes what a model computes: a saved
+# configuration without them had the old behaviour, given here (from_dict).
+LATER_SETTINGS: dict[str, dict[str, Any]] = {
+    "sentiment": {"text": {"lowercase_first": False, "fold_apostrophes": False}},
+}
+
+
 def from_dict(task: str, values: dict[str, Any]) -> Any:
     """Rebuild a saved configuration (for instance the one stored in a checkpoint); settings
-    added since it was saved take their defaults."""
+    added since it was saved take their defaults, or the behaviour they replaced
+    (``LATER_SETTINGS``)."""
     config = CONFIGS[task]()
+    _merge(config, _missing(LATER_SETTINGS.get(task, {}), values))
     _merge(config, values)
     return config
+
+
+def _missing(later: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``later`` that ``values`` lacks (nested)."""
+    missing: dict[str, Any] = {}
+    for key, value in later.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            if inner := _missing(value, values[key]):
+                missing[key] = inner
+        elif key not in values:
+            missing[key] = value
+    return missing
 
 
 def to_dict(config: Section) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def test_overrides_are_read_as_the_setting_s_type():
         ("model.cell=lstn", "model.cell='lstn': Input should be 'rnn', 'gru' or 'lstm'"),
         ("model.dropout=1.5", "model.dropout='1.5': Input should be less than 1"),
         ("trainer.lrr=0.1", "unknown setting 'trainer.lrr' (settings here: trainer.epochs, "),
-        ("nokey=1", "unknown setting 'nokey' (settings here: task, data, "),
+        ("nokey=1", "unknown setting 'nokey' (settings here: task, text, data, "),
         ("trainer=3", "'trainer' is a group of settings"),
         ("trainer.lr", "--set 'trainer.lr': give key=value"),
         ("task=ner", "task='ner': Input should be 'sentiment'"),
@@ -80,3 +80,14 @@ def test_a_saved_configuration_round_trips_and_keeps_the_task_s_defaults():
     saved = to_dict(config)
     del saved["trainer"]["patience"]
     assert from_dict("ner", saved).trainer.patience == 6  # NER's default, not TrainerConfig's 3
+
+
+def test_a_configuration_saved_before_a_later_setting_keeps_the_old_behaviour():
+    """The sentiment text settings came later, on by default: a model trained before them was
+    trained with both off, and its saved configuration must say so."""
+    saved = to_dict(load_config("sentiment"))
+    del saved["text"]
+
+    assert from_dict("sentiment", saved).text.lowercase_first is False
+    assert from_dict("sentiment", saved).text.fold_apostrophes is False
+    assert load_config("sentiment").text.lowercase_first is True  # new runs

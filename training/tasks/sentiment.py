@@ -115,8 +115,8 @@ def encoder_config(config: SentimentConfig, *, training: bool) -> WordEncoderCon
         lowercase=True,
         strip_markup=True,
         max_tokens=max_tokens,
-        lowercase_first=True,
-        fold_apostrophes=True,
+        lowercase_first=config.text.lowercase_first,
+        fold_apostrophes=config.text.fold_apostrophes,
     )
 
 
