@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
+def _env_int(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
     """An integer setting from the environment; anything else stops gunicorn naming it."""
     value = os.environ.get(name, "").strip()
     if not value:
@@ -22,8 +22,9 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
         number = int(value)
     except ValueError:
         number = None
-    if number is None or number < minimum:
-        sys.exit(f"invalid settings: {name}={value!r}: expected an integer >= {minimum}")
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        sys.exit(f"invalid settings: {name}={value!r}: expected an integer {bounds}")
     return number
 
 
@@ -66,7 +67,7 @@ def _usable_cores() -> int:
     return cores
 
 
-bind = f"0.0.0.0:{_env_int('PORT', 8000, minimum=0)}"
+bind = f"0.0.0.0:{_env_int('PORT', 8000, minimum=0, maximum=65535)}"
 
 # Inference is CPU-bound, not I/O-bound, so the usual "2 x cores + 1" would only make workers
 # fight for the same cores. One worker per core, each running ONNX Runtime with
@@ -127,12 +128,14 @@ _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 def _folder(variable: str, prefix: str) -> bool:
     """Set ``variable`` to a fresh temporary folder when it is unset; whether the folder is one
-    that this file created (on_exit removes those). gunicorn reads this file again on SIGHUP,
-    when the variable is already set: a marker variable remembers whose folder it is."""
+    that this master process created (on_exit removes those). gunicorn reads this file again on
+    SIGHUP, when the variable is already set: a marker variable remembers which process made
+    the folder, so that a new master started by SIGUSR2 (which inherits both) leaves it alone."""
     marker = f"GUNICORN_CONF_CREATED_{variable}"
     if not os.environ.get(variable):
-        os.environ[variable] = os.environ[marker] = tempfile.mkdtemp(prefix=prefix, dir=_shm)
-    return os.environ.get(marker) == os.environ[variable]
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix, dir=_shm)
+        os.environ[marker] = f"{os.getpid()}:{os.environ[variable]}"
+    return os.environ.get(marker) == f"{os.getpid()}:{os.environ[variable]}"
 
 
 _created_metrics_dir = _folder("PROMETHEUS_MULTIPROC_DIR", "rnn-metrics-")

@@ -72,6 +72,11 @@ def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) 
     assert created.is_dir()
     config = run_conf()  # gunicorn reads its config file again on SIGHUP
     assert os.environ[name] == str(created)
+    marker = os.environ[f"GUNICORN_CONF_CREATED_{name}"]
+    env.setenv(f"GUNICORN_CONF_CREATED_{name}", marker.replace(f"{os.getpid()}:", "1:", 1))
+    run_conf()["on_exit"](None)  # a new master (SIGUSR2) inherits the folder: not its own
+    assert created.exists()
+    env.setenv(f"GUNICORN_CONF_CREATED_{name}", marker)
     config["on_exit"](None)
 
     assert not created.exists()
@@ -85,6 +90,7 @@ def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) 
         ("GUNICORN_KEEPALIVE", "-5"),
         ("PORT", "80.5"),
         ("PORT", "-1"),
+        ("PORT", "70000"),
     ],
 )
 def test_an_invalid_setting_stops_gunicorn_naming_it(env, name: str, value: str) -> None:
