@@ -38,6 +38,7 @@ def read_body() -> bytes:
     if cut and request.environ["wsgi.input"].read(1):  # chunked, sent on past the limit
         raise body_too_large()
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    encoding = "gzip" if encoding == "x-gzip" else encoding  # HTTP/1.1's alias
     if encoding in ("", "identity"):
         return raw
     if encoding not in ENCODINGS:
@@ -46,15 +47,25 @@ def read_body() -> bytes:
             f"compressed with {' or '.join(ENCODINGS)}",
             details={"supported": list(ENCODINGS)},
         )
-    inflate = zlib.decompressobj(_GZIP_OR_ZLIB)
-    try:
-        body = inflate.decompress(raw, limit + 1 if limit is not None else 0)
-    except zlib.error as exc:
-        raise BadRequest(f"request body is not valid {encoding} data: {exc}") from None
-    if limit is not None and len(body) > limit:
-        raise body_too_large()
-    if not inflate.eof:
-        raise BadRequest(f"request body is not valid {encoding} data: it ends too early")
+    return _decompress(raw, encoding, limit)
+
+
+def _decompress(raw: bytes, encoding: str, limit: int | None) -> bytes:
+    """``raw`` decompressed (gzip members one after another, as ``gzip.decompress`` reads them),
+    never more than ``limit`` + 1 bytes of it."""
+    body, rest = b"", raw
+    while rest:
+        inflate = zlib.decompressobj(_GZIP_OR_ZLIB)
+        room = limit + 1 - len(body) if limit is not None else 0
+        try:
+            body += inflate.decompress(rest, room)
+        except zlib.error as exc:
+            raise BadRequest(f"request body is not valid {encoding} data: {exc}") from None
+        if limit is not None and len(body) > limit:
+            raise body_too_large()
+        if not inflate.eof:
+            raise BadRequest(f"request body is not valid {encoding} data: it ends too early")
+        rest = inflate.unused_data
     return body
 
 

@@ -158,14 +158,20 @@ def test_a_body_over_max_body_bytes_is_a_413(client: FlaskClient) -> None:
 def test_a_chunked_body_over_max_body_bytes_is_a_413_not_a_cut_one(client: FlaskClient) -> None:
     """Sent without Content-Length (chunked), the body is not cut at the limit and parsed."""
     body = json.dumps({"texts": ["good " * 20] * 170}).encode()
-    response = client.post(
-        URL,
-        input_stream=io.BytesIO(body),
-        environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets for chunked
-    )
 
+    def chunked(data: bytes):
+        return client.post(
+            URL,
+            input_stream=io.BytesIO(data),
+            headers={"Transfer-Encoding": "chunked"},  # werkzeug then sends no Content-Length
+            environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets for chunked
+        )
+
+    response = chunked(body)
+    assert response.request.content_length is None
     assert response.status_code == 413
     assert error_of(response)["code"] == "payload_too_large"
+    assert chunked(json.dumps({"texts": ["good"]}).encode()).status_code == 200
 
 
 # --- compressed bodies (Content-Encoding) ------------------------------------------------
@@ -180,6 +186,16 @@ def test_a_compressed_body_is_read(client: FlaskClient, encoding: str) -> None:
 
     assert response.status_code == 200
     assert response.get_json() == client.post(URL, data=body).get_json()
+
+
+def test_a_gzip_body_of_several_members_is_read_whole(client: FlaskClient) -> None:
+    body = json.dumps({"texts": ["a good film", "a bad film"]}).encode()
+    packed = gzip.compress(body[:10]) + gzip.compress(body[10:])
+
+    response = client.post(URL, data=packed, headers={"Content-Encoding": "x-gzip"})
+
+    assert response.status_code == 200
+    assert len(response.get_json()["results"]) == 2
 
 
 def test_a_body_over_max_body_bytes_once_decompressed_is_a_413(client: FlaskClient) -> None:
@@ -198,6 +214,7 @@ def test_a_body_over_max_body_bytes_once_decompressed_is_a_413(client: FlaskClie
         ("br", b"...", 415, "Content-Encoding 'br' is not supported"),
         ("gzip", b"not gzip at all", 400, "request body is not valid gzip data"),
         ("gzip", gzip.compress(b'{"texts": ["good"]}')[:-12], 400, "it ends too early"),
+        ("gzip", gzip.compress(b'{"texts": ["good"]}') + b"junk", 400, "not valid gzip data"),
     ],
 )
 def test_an_unreadable_compressed_body_says_why(client, encoding, data, status, message) -> None:
