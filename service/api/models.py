@@ -15,6 +15,7 @@ from service.auth import require_admin
 from service.errors import NotFound, NotReady, ReloadFailed
 from service.metrics import tag_model
 from service.openapi import documented
+from service.runtime.manifest import ArtifactError, load_manifest
 from service.runtime.registry import LoadedModel, ModelRegistry, ReloadError
 from service.runtime.reload_broadcast import ReloadBroadcast
 from service.schemas import ModelInfo, ModelList, ReloadResponse
@@ -101,10 +102,10 @@ def announced(registry: ModelRegistry, task: str) -> Iterator[None]:
 def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:
     """The loaded model serving ``task``, or a 503 saying that none is (and why, in details)."""
     model = registry.for_task(task)
-    if model is None and not registry.errors:  # every configured model loaded: none is one
+    if model is None and not _may_be_failed(registry, task):
+        loaded = ", ".join(sorted(registry.models)) or "none"
         raise NotFound(
-            f"no {task} model is served here; loaded: {', '.join(sorted(registry.models))} "
-            "(MODEL_DIR, MODELS)",
+            f"no {task} model is served here; loaded: {loaded} (MODEL_DIR, MODELS)",
             details={"loaded": sorted(registry.models)},
         )
     if model is None:
@@ -114,3 +115,18 @@ def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:
         )
     tag_model(model.name)
     return model
+
+
+def _may_be_failed(registry: ModelRegistry, task: str) -> bool:
+    """Whether a model that failed to load may be one of ``task``: its manifest says so, or
+    cannot be read to say otherwise."""
+    if registry.settings is None:
+        return bool(registry.errors)
+    for name in registry.errors:
+        try:
+            manifest = load_manifest(registry.settings.model_dir / name, verify=False)
+        except (ArtifactError, OSError):
+            return True
+        if manifest.task == task:
+            return True
+    return False

@@ -235,6 +235,16 @@ def test_404_when_no_translation_model_is_served(ner_client: FlaskClient) -> Non
     assert "no translation model is served here; loaded: ner, sentiment" in error["message"]
 
 
+def test_404_though_a_model_of_another_task_failed_to_load(app_factory, tmp_path) -> None:
+    build_tiny_artifact(tmp_path / "sentiment")
+    build_tiny_artifact(tmp_path / "broken")  # a second sentiment model, then broken
+    (tmp_path / "broken" / "model.onnx").write_bytes(b"not a graph")
+    client = app_factory(tmp_path).test_client()
+
+    assert client.get("/v2/health/ready").status_code == 503
+    assert error_of(client, {"texts": ["A dog runs."]}, 404)["code"] == "not_found"
+
+
 def test_503_when_the_translation_model_failed_to_load(app_factory, tmp_path: Path) -> None:
     build_tiny_artifact(tmp_path / "sentiment")
     (tmp_path / "translation").mkdir()
