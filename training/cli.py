@@ -105,7 +105,10 @@ def _check_resumable(run_dir: str | None, config: Any) -> None:
                 f"--resume: {path} does not exist, so there is no run to continue "
                 "(leave out --resume to start a new one)"
             )
-    run_config = from_dict(config.task, json.loads(saved.read_text("utf-8")))
+    try:
+        run_config = from_dict(config.task, json.loads(saved.read_text("utf-8")))
+    except ConfigError as exc:
+        raise ConfigError(f"--resume: {saved}: {exc}") from None
     differences = config_differences(_comparable(run_config), _comparable(config))
     differing = {k: v for k, v in differences.items() if k not in RESUMABLE_CHANGES}
     if differing:
@@ -127,7 +130,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     task = _task_module(args.task)
     model, state = task.load_checkpoint(Path(args.checkpoint))
     datasets_dir = Path(args.datasets_dir) if args.datasets_dir else None
-    config = with_datasets_dir(from_dict(args.task, state["config"]), datasets_dir)
+    try:
+        config = with_datasets_dir(from_dict(args.task, state["config"]), datasets_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.checkpoint}: its configuration: {exc}") from None
     manifest = write_artifact(
         Path(args.out),
         lambda folder: task.build_artifact(folder, model, state, config, args.version),

@@ -36,6 +36,12 @@ Cell = Literal["rnn", "gru", "lstm"]  # training.models.rnn.CELLS
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]  # dropout, label smoothing
 
 
+def _ascending(values: list[int]) -> list[int]:
+    if not values or values != sorted(set(values)):
+        raise ValueError("give at least one cutoff, in ascending order")
+    return values
+
+
 def _distinct(values: list[str]) -> list[str]:
     if len(set(values)) != len(values):
         raise ValueError("each entity type may appear only once")
@@ -51,7 +57,12 @@ EntityTypes = Annotated[
 class Section(BaseModel):
     """A group of settings: unknown keys are refused and every assignment is validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        coerce_numbers_to_str=True,
+        allow_inf_nan=False,
+    )
 
 
 class TrainerConfig(Section):
@@ -114,7 +125,7 @@ class SentimentLanguageModelConfig(Section):
     then starts a classifier from the pre-trained checkpoint."""
 
     enabled: bool = False  # true: this run pre-trains instead of training the classifier
-    cutoffs: list[PositiveInt] = Field(
+    cutoffs: Annotated[list[PositiveInt], AfterValidator(_ascending)] = Field(
         default_factory=lambda: [500, 5000]
     )  # adaptive softmax bands
     div_value: PositiveFloat = 4.0  # each band's projection is this much smaller than the previous
@@ -301,14 +312,16 @@ def _assign(config: Section, dotted: str, value: Any, text: str | None = None) -
 
 def _assign_text(config: Section, dotted: str, raw: str) -> None:
     """Set ``dotted`` from the text of a ``key=value`` override: ``none``/``null`` is None,
-    other text is read as the setting's type (``0.01``, ``true``, ``lstm``), or else as JSON
-    (``[500, 5000]``)."""
+    other text is read as the setting's type (``0.01``, ``true``, ``lstm``), a JSON list as a
+    list (``[500, 5000]``)."""
     if raw.lower() in ("none", "null"):
         _assign(config, dotted, None, raw)
         return
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, list):  # numbers and booleans are read from the text itself
         _assign(config, dotted, raw, raw)
         return
     try:
@@ -332,7 +345,7 @@ def load_config(task: str, path: Path | None = None, overrides: list[str] = ()) 
     if path is not None:
         try:
             values = tomllib.loads(Path(path).read_text("utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not a valid TOML file: {exc}") from None
         try:
             _merge(config, values)

@@ -36,7 +36,8 @@ def read_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
     one at all)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:  # not torch.save's format
+    # Not torch.save's format, or the pickle of some other program's objects.
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ImportError, AttributeError) as exc:
         raise CheckpointError(f"{path} is not a checkpoint: {exc}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a checkpoint written by a training run")

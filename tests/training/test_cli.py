@@ -114,6 +114,7 @@ def test_resume_needs_the_run_s_last_checkpoint(run_dir, runs):
         ({"weights": [1.0]}, "is not a checkpoint written by a training run"),
         (b"not a checkpoint", "is not a checkpoint: "),
         (b"", "is not a checkpoint: "),
+        (b"cnot_a_module_xyz\nC\n.", "is not a checkpoint: "),  # another program's pickle
     ],
 )
 def test_export_refuses_a_file_that_is_not_a_checkpoint_of_the_task(

@@ -45,6 +45,9 @@ def test_overrides_are_read_as_the_setting_s_type():
         ("trainer=3", "'trainer' is a group of settings"),
         ("trainer.lr", "--set 'trainer.lr': give key=value"),
         ("task=ner", "task='ner': Input should be 'sentiment'"),
+        ("trainer.epochs=true", "trainer.epochs='true': Input should be a valid integer"),
+        ("trainer.lr=inf", "trainer.lr='inf': Input should be a finite number"),
+        ("language_model.cutoffs=[5000, 500]", "language_model.cutoffs='[5000, 500]': Value"),
     ],
 )
 def test_a_wrong_setting_is_an_error_naming_it(override, message):
@@ -65,6 +68,11 @@ def test_a_toml_file_with_a_wrong_value_or_syntax_is_named(tmp_path):
     bad_value.write_text('[model]\ncell = "transformer"\n', "utf-8")
     with pytest.raises(ConfigError, match=f"^{bad_value}: model.cell='transformer': "):
         load_config("ner", bad_value)
+
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[data]\nname = "café"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"^{latin1}: not a valid TOML file"):
+        load_config("ner", latin1)
 
     bad_syntax = tmp_path / "syntax.toml"
     bad_syntax.write_text("[model\n", "utf-8")
