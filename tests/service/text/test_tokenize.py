@@ -63,9 +63,9 @@ def test_offsets_round_trip_for_any_unicode(text):
 def test_long_letter_period_chains_take_linear_time(chain):
     # Unbounded, the abbreviation rule rescanned the rest of the chain from every letter: 7 s
     # for this 20,000-character text (a text may have up to MAX_TEXT_CHARS, 256 per request).
-    started = time.process_time()
+    started = time.thread_time()  # this thread's CPU: not the threads other tests left running
     tokens = tokenize(chain)
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert "".join(t.text for t in tokens) == chain
 
 
