@@ -55,11 +55,12 @@ format: $(VENV)/.dev-installed
 test: lint
 	$(BIN)/python -m pytest
 
-# Two stages: SST-2 phrases + IMDB reviews, then SST-2 phrases only from the first stage's best.
+# Two stages: SST-2 phrases + IMDB reviews for 3 epochs, then SST-2 phrases only from the end of
+# the first stage (its last.pt: the IMDB reviews seen for the full 3 epochs).
 train-sentiment: $(VENV)/.dev-installed
 	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN)-joint
 	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN) \
-		--set init_from=$(RUN)-joint/best.pt --set data.train_imdb=false \
+		--set init_from=$(RUN)-joint/last.pt --set data.train_imdb=false \
 		--set trainer.lr=0.0005 --set trainer.epochs=3 --set trainer.patience=2
 
 export-sentiment: $(VENV)/.dev-installed
