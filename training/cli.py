@@ -130,10 +130,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     task = _task_module(args.task)
     model, state = task.load_checkpoint(Path(args.checkpoint))
     datasets_dir = Path(args.datasets_dir) if args.datasets_dir else None
-    try:
-        config = with_datasets_dir(from_dict(args.task, state["config"]), datasets_dir)
-    except ConfigError as exc:
-        raise ConfigError(f"{args.checkpoint}: its configuration: {exc}") from None
+    config = with_datasets_dir(from_dict(args.task, state["config"]), datasets_dir)
     manifest = write_artifact(
         Path(args.out),
         lambda folder: task.build_artifact(folder, model, state, config, args.version),

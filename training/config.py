@@ -125,13 +125,13 @@ class SentimentLanguageModelConfig(Section):
     then starts a classifier from the pre-trained checkpoint."""
 
     enabled: bool = False  # true: this run pre-trains instead of training the classifier
+    # Adaptive softmax bands.
     cutoffs: Annotated[list[PositiveInt], AfterValidator(_ascending)] = Field(
         default_factory=lambda: [500, 5000]
-    )  # adaptive softmax bands
-    div_value: PositiveFloat = 4.0  # each band's projection is this much smaller than the previous
-    window: PositiveInt = (
-        100  # texts are cut into pieces of at most this many tokens (shorter loops)
     )
+    div_value: PositiveFloat = 4.0  # each band's projection is this much smaller than the previous
+    # Texts are cut into pieces of at most this many tokens (shorter loops).
+    window: PositiveInt = 100
 
 
 class SentimentTextConfig(Section):
@@ -171,14 +171,12 @@ class NerDataConfig(Section):
 
 class NerVocabConfig(Section):
     min_freq: PositiveInt = 1  # training words (lower-cased) seen this often enter the vocabulary
-    max_size: PositiveInt = (
-        100000  # with GloVe 50d: 20 MB of embeddings, the artifact stays < 25 MB
-    )
+    # With GloVe 50d: 20 MB of embeddings, the artifact stays < 25 MB.
+    max_size: PositiveInt = 100000
     glove_fill: bool = True  # fill the remaining room with frequent GloVe words
     glove_path: str | None = GLOVE_50D  # relative to data.datasets_dir, or absolute; None: none
-    char_min_freq: PositiveInt = (
-        1  # training characters seen this often enter the character vocabulary
-    )
+    # Training characters seen this often enter the character vocabulary.
+    char_min_freq: PositiveInt = 1
 
 
 class NerModelConfig(Section):
@@ -269,30 +267,22 @@ CONFIGS: dict[str, type[Section]] = {
 
 
 def _section(config: Section, dotted: str) -> tuple[Section, str]:
-    """The section holding the setting ``dotted`` (``trainer.lr``) and the setting's name."""
+    """The section holding the setting ``dotted`` (``trainer.lr``) and the setting's name; an
+    unknown one is an error listing the settings of the deepest section its path reached."""
     *parents, leaf = dotted.split(".")
-    section = config
+    section, path = config, []
     for name in parents:
-        section = getattr(section, name, None)
-        if not isinstance(section, Section):
+        inner = getattr(section, name, None)
+        if not isinstance(inner, Section):
+            leaf = None  # not a section: the setting cannot be below it
             break
-    if not isinstance(section, Section) or leaf not in type(section).model_fields:
-        raise ConfigError(f"unknown setting {dotted!r}{_known(config, dotted)}")
+        section, path = inner, [*path, name]
+    if leaf not in type(section).model_fields:
+        keys = [".".join([*path, key]) for key in type(section).model_fields]
+        raise ConfigError(f"unknown setting {dotted!r} (settings here: {', '.join(keys)})")
     if isinstance(getattr(section, leaf), Section):
         raise ConfigError(f"{dotted!r} is a group of settings: set one of its keys")
     return section, leaf
-
-
-def _known(config: Section, dotted: str) -> str:
-    """The settings that a mistyped ``dotted`` may have meant, as a hint."""
-    *parents, _ = dotted.split(".")
-    section: Any = config
-    for name in parents:
-        section = getattr(section, name, None)
-    if not isinstance(section, Section):
-        section, parents = config, []
-    keys = [".".join([*parents, key]) for key in type(section).model_fields]
-    return f" (settings here: {', '.join(keys)})"
 
 
 def _assign(config: Section, dotted: str, value: Any, text: str | None = None) -> None:

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.config import TrainerConfig
-from training.errors import CheckpointError
+from training.config import TrainerConfig, from_dict
+from training.errors import CheckpointError, ConfigError
 from training.plots import plot_learning_curve
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ def read_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a checkpoint written by a training run")
     if task is not None and state.get("task") != task:
         raise CheckpointError(f"{path} is a {state.get('task')!r} checkpoint, not a {task!r} one")
+    if task is not None:  # its settings must read (the model is rebuilt from them)
+        try:
+            from_dict(task, state.get("config", {}))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: its configuration: {exc}") from None
     return state
 
 
@@ -152,7 +157,7 @@ class Trainer:
         path = self.run_dir / LAST_CHECKPOINT
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: {path} does not exist")
-        state = torch.load(path, weights_only=False)
+        state = read_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best, self.stale = state["epoch"], state["best"], state["stale"]

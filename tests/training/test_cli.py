@@ -130,3 +130,11 @@ def test_export_refuses_a_file_that_is_not_a_checkpoint_of_the_task(
     assert main(["export", "sentiment", "--checkpoint", str(path), "--out", str(out)]) == 2
     assert f"error: {path} {message}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_export_names_the_checkpoint_whose_settings_do_not_read(tmp_path, capsys):
+    path = tmp_path / "best.pt"
+    torch.save({"task": "sentiment", "model": {}, "config": {"model": {"cell": "lstn"}}}, path)
+
+    assert main(["export", "sentiment", "--checkpoint", str(path), "--out", str(tmp_path)]) == 2
+    assert f"error: {path}: its configuration: model.cell='lstn'" in capsys.readouterr().err
