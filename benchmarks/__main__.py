@@ -4,7 +4,8 @@ Sections (all by default):
   inprocess     ONNX Runtime vs PyTorch eager, per model, batch sizes 1/8/32/128
                 (translation: the same numpy greedy and beam-5 search over either backend)
   quantization  dynamic int8 ONNX graphs: speed ratio and change of the dev metrics
-  http          real gunicorn servers (service with/without batching, naive Flask + PyTorch):
+  http          real gunicorn servers (service with/without batching, naive Flask + PyTorch,
+                and a floor: Flask with no model under the service's gunicorn settings):
                 sentiment load test at several concurrencies, 64 texts in one request vs
                 64 requests (every model), start-up time and memory per worker
   padding       multi-text requests of mixed length, with the batcher's min_fill and without

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.common import target_concurrency
-from benchmarks.serving import NAIVE, SERVICE_BATCHING, SERVICE_NO_BATCHING
+from benchmarks.serving import FLOOR, NAIVE, SERVICE_BATCHING, SERVICE_NO_BATCHING
 from training.quantize import Criteria, QuantizationReport, judge
 
 # A variant qualifies as `python -m training quantize` judges it (training/quantize.py).
@@ -114,6 +114,7 @@ def targets(results: dict) -> list[dict]:
                     measured=f"{ratio:.2f}×",
                     met=ratio >= 3,
                     kind="http",
+                    times_naive=3,
                 )
             )
         if on and off:
@@ -325,7 +326,7 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         f"≤ {QUANT_MAX_LOSS} points lost on every metric, the per-type F1 scores that the table "
         "leaves out included (`training.quantize.judge`, the criterion of `python -m training "
         "quantize`).",
-        "- **HTTP**: the suite starts the three gunicorn servers one after another on free "
+        "- **HTTP**: the suite starts the gunicorn servers one after another on free "
         "127.0.0.1 ports and keeps them all up; the load generator (`benchmarks/loadgen.py`, "
         "asyncio + aiohttp, closed loop) runs on the same machine, so it takes CPU from the "
         "server (its share is the *client CPU* column). Each level: "
@@ -366,13 +367,11 @@ def _worker_counts(http: dict) -> str:
     """The one worker count every server ran with, and where it came from."""
     if "workers" not in http:
         return ""
-    threads = {
-        s["threads"]
-        for name, s in http.get("servers", {}).items()
-        if name != NAIVE and "threads" in s
-    }
+    servers = http.get("servers", {})
+    threads = {s["threads"] for name, s in servers.items() if name != NAIVE and "threads" in s}
     each = (
         f", {'/'.join(map(str, sorted(threads)))} request threads each for the service"
+        + (" and the floor" if FLOOR in servers else "")
         if threads
         else ""
     )
@@ -404,6 +403,8 @@ def _limits(results: dict) -> list[str]:
             )
             lines.append(f"- **{server}** (service /metrics): {parts}.")
     for target in missed:
+        if target.get("times_naive"):
+            lines += _floor_limit(results, target["times_naive"])
         if target["kind"] == "http" and target.get("model"):
             lines += _one_vs_many_limit(results, target["model"], target.get("options", {}))
         if target.get("batching_of"):
@@ -445,6 +446,45 @@ def _limits(results: dict) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _floor_limit(results: dict, times: float) -> list[str]:
+    """What ``times`` × the naive baseline's throughput leaves for the service's own work per
+    request, once Flask and gunicorn have taken what they take with no model at all (the
+    floor server's load level at the target concurrency); empty without the floor."""
+    c = target_concurrency(results["mode"]["concurrency"])
+    floor, naive, service = (_load(results, s, c) for s in (FLOOR, NAIVE, SERVICE_BATCHING))
+    if not (floor and naive and service) or not min(
+        r["throughput"] for r in (floor, naive, service)
+    ):
+        return []
+    cores = results["machine"]["usable_cores"]
+    wanted = times * naive["throughput"]
+
+    def ms(throughput: float) -> float:  # the machine's CPU time per request
+        return 1000 * cores / throughput
+
+    line = (
+        f"- **Floor** (c={c}): {FLOOR}, under the service's gunicorn settings, answered "
+        f"{_f(floor['throughput'])} requests/s, {floor['throughput'] / naive['throughput']:.2f}× "
+        f"the naive baseline: {_f(ms(floor['throughput']), 2)} ms of the {cores} cores' time "
+        "per request go to HTTP, gunicorn and Flask alone (and the load generator). "
+    )
+    if wanted >= floor["throughput"]:
+        line += (
+            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) is more than that: no "
+            "change inside the service reaches it on this machine."
+        )
+    else:
+        line += (
+            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) leaves "
+            f"{_f(ms(wanted) - ms(floor['throughput']), 2)} ms per request for all the service "
+            "does beyond the floor (model, text encoding, validation, batching, logging, "
+            f"metrics); it took {_f(ms(service['throughput']) - ms(floor['throughput']), 2)} ms "
+            f"(the batching service answered {_f(service['throughput'])} requests/s, "
+            f"{100 * service['throughput'] / floor['throughput']:.0f}% of the floor)."
+        )
+    return [line]
 
 
 # Rows per graph call this close to the request threads of a worker (the most one batch can

@@ -79,6 +79,14 @@ def service_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]
     return SERVICE, {"PORT": str(port), "WEB_CONCURRENCY": str(workers)}
 
 
+def floor_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+    """The floor (:mod:`benchmarks.floor_server`) under the service's gunicorn settings."""
+    return [*SERVICE[:-1], "benchmarks.floor_server:app"], {
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+    }
+
+
 def naive_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
     """The tutorial baseline: gunicorn's default (sync) workers, ``workers`` of them (as many
     as the service has)."""

@@ -21,8 +21,9 @@ SERVERS = {
     "service (batching)": (servers.service_command, {"BATCHING": "true"}),
     "service (BATCHING=false)": (servers.service_command, {"BATCHING": "false"}),
     "naive (Flask + PyTorch eager)": (servers.naive_command, {}),
+    "floor (Flask, no model)": (servers.floor_command, {}),
 }
-SERVICE_BATCHING, SERVICE_NO_BATCHING, NAIVE = SERVERS
+SERVICE_BATCHING, SERVICE_NO_BATCHING, NAIVE, FLOOR = SERVERS
 
 
 def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dict:
@@ -79,7 +80,7 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
                         texts,
                         concurrency,
                         mode,
-                        sentiment.name if name != NAIVE else None,
+                        sentiment.name if name not in (NAIVE, FLOOR) else None,
                     )
                     levels[name, concurrency].append(summary)
                     if batching is not None:
