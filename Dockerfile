@@ -21,10 +21,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000 \
     MODEL_DIR=/app/exported_models
 
-# Base dependencies only: no [train] extra, so no torch. The import check fails the build if a
-# dependency ever starts pulling torch in.
+# Base dependencies only: no [train] extra, so no torch, at the versions pinned in
+# requirements/serve.txt (make lock), which make test runs against too. The import check fails
+# the build if a dependency ever starts pulling torch in.
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl \
+COPY requirements/serve.txt /wheels/
+RUN pip install -c /wheels/serve.txt /wheels/*.whl \
     && rm -rf /wheels \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 

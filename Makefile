@@ -10,7 +10,7 @@ MT_RUN ?= runs/translation
 MT_CHECKPOINT ?= $(MT_RUN)-cont/best.pt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve install-gpu test lint format train-sentiment export-sentiment quantize-sentiment evaluate-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
+.PHONY: serve install-gpu lock test lint format train-sentiment export-sentiment quantize-sentiment evaluate-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,19 +23,30 @@ ORT_GPU ?= onnxruntime-gpu[cuda,cudnn]>=1.18,<2
 USE_GPU_WHEEL = $(BIN)/pip uninstall -q -y onnxruntime onnxruntime-gpu && $(BIN)/pip install -q "$(ORT_GPU)"
 KEEP_GPU_WHEEL = if [ -f $(VENV)/.gpu ]; then $(USE_GPU_WHEEL); fi
 
+# The serving install's versions, pinned: requirements/serve.txt (written by `make lock`) holds
+# every package of the base install at the version the image ships, and every install here is
+# constrained by it, so that make serve, make test and the image run the same serving stack.
+LOCK := requirements/serve.txt
+
 # Serving install: the base package only (flask, gunicorn, onnxruntime, numpy, pydantic). No torch.
-$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.serve-installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q -c $(LOCK) -e .
 	$(KEEP_GPU_WHEEL)
 	touch $@
 
 # Development install: training and test/lint tools. torch is pinned to 2.13.0; on Linux, PyPI's
 # wheel of it is the CUDA build (several GB): to get the CPU build, let pip see PyTorch's CPU index,
 # e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make test
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[train,dev]"
+$(VENV)/.dev-installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q -c $(LOCK) -e ".[train,dev]"
 	$(KEEP_GPU_WHEEL)
 	touch $@ $(VENV)/.serve-installed
+
+# Re-pins requirements/serve.txt after a change to the base dependencies in pyproject.toml, keeping
+# the pins that still fit; `make lock LOCK_ARGS=--upgrade` moves every pin to the newest allowed.
+lock: $(VENV)/.dev-installed
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras \
+		--no-emit-index-url --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
 
 serve: $(VENV)/.serve-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "service:create_app()"

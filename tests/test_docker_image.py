@@ -14,10 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from service.settings import Settings
 from tests.service.live_server import free_port, http_json, running_server
@@ -25,7 +28,12 @@ from tests.service.live_server import free_port, http_json, running_server
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 CONF = REPO_ROOT / "gunicorn.conf.py"
+LOCK = REPO_ROOT / "requirements" / "serve.txt"
 TORCH_ABSENT = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+LIST_VERSIONS = (
+    "import importlib.metadata as m, json, re; print(json.dumps({re.sub(r'[-_.]+', '-', "
+    "d.metadata['Name']).lower(): d.version for d in m.distributions()}))"
+)
 
 
 def dockerfile_instructions() -> list[str]:
@@ -65,6 +73,9 @@ def test_the_dockerfile_installs_the_base_package_only() -> None:
 
     assert installs, "the Dockerfile installs nothing"
     assert not any("[" in line.split("&&")[0] for line in installs), installs  # no extras
+    # at the pinned versions that make test runs against
+    assert "COPY requirements/serve.txt /wheels/" in instructions
+    assert any("pip install -c /wheels/serve.txt /wheels/*.whl" in line for line in installs)
     assert any(TORCH_ABSENT in line for line in instructions)
     assert any(line.startswith("USER ") and "root" not in line for line in instructions)
 
@@ -91,8 +102,52 @@ def install_like_the_image(tmp_path: Path, env: dict[str, str]) -> Path:
     pip = [str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check"]
     wheels = tmp_path / "wheels"
     run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(source)], env=env)
-    run([*pip, "install", *map(str, wheels.glob("*.whl"))], env=env)
+    run([*pip, "install", "-c", str(LOCK), *map(str, wheels.glob("*.whl"))], env=env)
     return bin_dir
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """``name -> version`` of every ``name==version`` line of a pip-compile output."""
+    found = {}
+    for line in lock.read_text("utf-8").splitlines():
+        requirement = line.split("#")[0].strip()
+        if requirement:
+            name, _, version = requirement.partition("==")
+            found[canonicalize_name(name)] = version
+    return found
+
+
+def test_the_lock_pins_every_base_dependency_within_its_range_and_no_torch() -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    pinned = pins(LOCK)
+
+    assert pinned and all(pinned.values()), "every line of the lock is name==version"
+    for dependency in map(Requirement, project["dependencies"]):
+        name = canonicalize_name(dependency.name)
+        assert name in pinned, f"{name} is not in {LOCK.name}: run make lock"
+        assert dependency.specifier.contains(pinned[name]), (
+            f"{LOCK.name} pins {name}=={pinned[name]}, outside {dependency}: run make lock"
+        )
+    assert not any(name.startswith("torch") for name in pinned)
+
+
+def test_docker_build_context_holds_what_the_dockerfile_copies() -> None:
+    """.dockerignore leaves out everything (*) but what it names with !: every COPY from the
+    build context must be named, or the build fails."""
+    allowed = [
+        line[1:].strip().rstrip("/")
+        for line in (REPO_ROOT / ".dockerignore").read_text("utf-8").splitlines()
+        if line.startswith("!")
+    ]
+    copies = [
+        line.split()[1:-1]
+        for line in dockerfile_instructions()
+        if line.startswith("COPY ") and "--from" not in line
+    ]
+
+    assert copies
+    for source in (s for sources in copies for s in sources):
+        assert any(source == a or source.startswith(a + "/") for a in allowed), source
 
 
 def app_folder_like_the_image(tmp_path: Path) -> Path:
@@ -112,6 +167,10 @@ def test_the_image_steps_install_and_serve_without_torch(tmp_path: Path) -> None
     env = outside_env()
     bin_dir = install_like_the_image(tmp_path, env)
     run([str(bin_dir / "python"), "-c", TORCH_ABSENT], env=env)
+    installed = json.loads(run([str(bin_dir / "python"), "-c", LIST_VERSIONS], env=env).stdout)
+    assert {name: installed.get(name) for name in pins(LOCK)} == pins(LOCK), (
+        "the image installs the lock's versions"
+    )
     app_dir = app_folder_like_the_image(tmp_path)
     port = free_port()
     server_env = {

@@ -49,14 +49,18 @@ def test_the_gpu_install_is_the_serving_install_with_the_gpu_wheel_instead_of_th
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 @pytest.mark.parametrize("target", ["serve", "test", "install-gpu"])
-def test_every_install_of_the_project_keeps_a_gpu_choice(target: str):
+def test_every_install_of_the_project_is_pinned_and_keeps_a_gpu_choice(target: str):
     # `pip install -e .` brings the CPU wheel back next to the GPU one (they are different
     # distributions of one module), so after each install the swap is redone when chosen.
     commands = planned_commands(target)
-    installs = [i for i, c in enumerate(commands) if c.startswith(".venv/bin/pip install -q -e")]
+    installs = [
+        i for i, c in enumerate(commands) if c.startswith(".venv/bin/pip install") and " -e " in c
+    ]
 
     assert installs, commands
     for index in installs:
+        # at the serving stack's pinned versions, the image's (Dockerfile)
+        assert " -c requirements/serve.txt " in commands[index], commands[index]
         follow_up = commands[index + 1]
         assert follow_up.startswith("if [ -f .venv/.gpu ]"), commands
         assert follow_up.index("pip uninstall") < follow_up.index("onnxruntime-gpu"), follow_up
