@@ -42,11 +42,20 @@ $(VENV)/.dev-installed: pyproject.toml $(LOCK) | $(BIN)/python
 	$(KEEP_GPU_WHEEL)
 	touch $@ $(VENV)/.serve-installed
 
+ifeq ($(wildcard $(LOCK))$(filter lock,$(MAKECMDGOALS)),)
+$(error $(LOCK) is missing: `make lock` writes it)
+endif
+
 # Re-pins requirements/serve.txt after a change to the base dependencies in pyproject.toml, keeping
 # the pins that still fit; `make lock LOCK_ARGS=--upgrade` moves every pin to the newest allowed.
-lock: $(VENV)/.dev-installed
+# It needs no install of the project (whose pins may be the ones that no longer fit), and leaves
+# the file untouched when the pins are the same, so the installs above are not redone for nothing.
+lock: | $(BIN)/python
+	$(BIN)/pip install -q "pip-tools>=7.4"
+	if [ -f $(LOCK) ]; then cp $(LOCK) $(LOCK).new; fi
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras \
-		--no-emit-index-url --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
+		--no-emit-index-url --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK).new pyproject.toml
+	if cmp -s $(LOCK).new $(LOCK); then rm $(LOCK).new; else mv $(LOCK).new $(LOCK); fi
 
 serve: $(VENV)/.serve-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "service:create_app()"

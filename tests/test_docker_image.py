@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 CONF = REPO_ROOT / "gunicorn.conf.py"
 LOCK = REPO_ROOT / "requirements" / "serve.txt"
+PROJECT = "rnn-inference-service"
 TORCH_ABSENT = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 LIST_VERSIONS = (
     "import importlib.metadata as m, json, re; print(json.dumps({re.sub(r'[-_.]+', '-', "
@@ -171,6 +172,8 @@ def test_the_image_steps_install_and_serve_without_torch(tmp_path: Path) -> None
     assert {name: installed.get(name) for name in pins(LOCK)} == pins(LOCK), (
         "the image installs the lock's versions"
     )
+    unpinned = set(installed) - set(pins(LOCK)) - {"pip", "setuptools", "wheel", PROJECT}
+    assert not unpinned, f"installed but not pinned in {LOCK.name}: run make lock"
     app_dir = app_folder_like_the_image(tmp_path)
     port = free_port()
     server_env = {
