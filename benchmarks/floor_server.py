@@ -4,8 +4,8 @@ It answers ``POST /v1/sentiment`` in the service's shape (a JSON body with ``tex
 result per text out) with fixed numbers: no model, no text encoding, no validation beyond
 reading the JSON, no logging, no metrics. Run with the service's gunicorn settings
 (``gunicorn -c gunicorn.conf.py benchmarks.floor_server:app``), its throughput is about the
-most that any service built on Flask and gunicorn answers on this machine; the load test puts
-the service next to it, so the report can say how much of a target ratio is left for the model.
+most that a Flask app answers under those settings on this machine; the load test puts the
+service next to it, so the report can say how much of a target ratio is left for the model.
 """
 
 from __future__ import annotations

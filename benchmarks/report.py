@@ -450,8 +450,10 @@ def _limits(results: dict) -> list[str]:
 
 def _floor_limit(results: dict, times: float) -> list[str]:
     """What ``times`` × the naive baseline's throughput leaves for the service's own work per
-    request, once Flask and gunicorn have taken what they take with no model at all (the
-    floor server's load level at the target concurrency); empty without the floor."""
+    request, once Flask and gunicorn under the service's settings have taken what they take with
+    no model at all (the floor server's load level at the target concurrency); empty without
+    the floor. Times are the machine's core-time per request (cores / throughput: at most what a
+    request used, the load generator's share included, which the line gives for both)."""
     c = target_concurrency(results["mode"]["concurrency"])
     floor, naive, service = (_load(results, s, c) for s in (FLOOR, NAIVE, SERVICE_BATCHING))
     if not (floor and naive and service) or not min(
@@ -461,28 +463,35 @@ def _floor_limit(results: dict, times: float) -> list[str]:
     cores = results["machine"]["usable_cores"]
     wanted = times * naive["throughput"]
 
-    def ms(throughput: float) -> float:  # the machine's CPU time per request
+    def ms(throughput: float) -> float:  # the machine's core-time per request
         return 1000 * cores / throughput
+
+    def client_ms(level: dict) -> float:  # the load generator's CPU time per request
+        return 1000 * level["client_cpu"] / level["throughput"]
 
     line = (
         f"- **Floor** (c={c}): {FLOOR}, under the service's gunicorn settings, answered "
         f"{_f(floor['throughput'])} requests/s, {floor['throughput'] / naive['throughput']:.2f}× "
-        f"the naive baseline: {_f(ms(floor['throughput']), 2)} ms of the {cores} cores' time "
-        "per request go to HTTP, gunicorn and Flask alone (and the load generator). "
+        f"the naive baseline, i.e. at most {_f(ms(floor['throughput']), 2)} ms of the {cores} "
+        f"cores' time per request (the load generator's {_f(client_ms(floor), 2)} ms included). "
     )
     if wanted >= floor["throughput"]:
         line += (
-            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) is more than that: no "
-            "change inside the service reaches it on this machine."
+            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) is more than the floor "
+            "answers: with these gunicorn settings, no change to the service's own code reaches "
+            "it on this machine."
         )
     else:
         line += (
-            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) leaves "
-            f"{_f(ms(wanted) - ms(floor['throughput']), 2)} ms per request for all the service "
+            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) allows {_f(ms(wanted), 2)} "
+            f"ms: {_f(ms(wanted) - ms(floor['throughput']), 2)} ms per request for all the service "
             "does beyond the floor (model, text encoding, validation, batching, logging, "
-            f"metrics); it took {_f(ms(service['throughput']) - ms(floor['throughput']), 2)} ms "
-            f"(the batching service answered {_f(service['throughput'])} requests/s, "
-            f"{100 * service['throughput'] / floor['throughput']:.0f}% of the floor)."
+            "metrics). The "
+            f"batching service answered {_f(service['throughput'])} requests/s "
+            f"({100 * service['throughput'] / floor['throughput']:.0f}% of the floor): at most "
+            f"{_f(ms(service['throughput']), 2)} ms per request, "
+            f"{_f(ms(service['throughput']) - ms(floor['throughput']), 2)} ms beyond the floor "
+            f"(the load generator's share: {_f(client_ms(service), 2)} ms)."
         )
     return [line]
 
