@@ -60,13 +60,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--plots-dir", type=Path, default=None, help="where the PNGs go (default: the doc's folder)"
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where the raw results go (default: next to the doc, docs/benchmarks.json)",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        default=None,
+        help="measure nothing: write the doc and plots again from a run's raw results (after a "
+        "change to the report's code)",
+    )
     return parser.parse_args(argv)
+
+
+def render(args: argparse.Namespace, command: str) -> dict:
+    """The doc and plots of an earlier run, from its raw results, with today's report code (the
+    targets are judged again; every measurement is the run's)."""
+    results = json.loads(args.render.read_text(encoding="utf-8"))
+    results["targets"] = report.targets(results)
+    results["rendered_by"] = command
+    source = args.render.resolve()
+    results["raw"] = source.name if source.parent == args.doc.resolve().parent else str(args.render)
+    log.info("wrote %s from %s", write_doc(results, args), args.render)
+    return results
+
+
+def write_doc(results: dict, args: argparse.Namespace) -> Path:
+    """The markdown page and its plots, where ``args`` says; the page's path."""
+    doc = args.doc.resolve()
+    plots_dir = (args.plots_dir or doc.parent).resolve()
+    for folder in (doc.parent, plots_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    report.write(results, doc, plots_dir)
+    return doc
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+    command = shlex.join(["python", "-m", "benchmarks", *shown])
+    if args.render:
+        return render(args, command)
     mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -75,9 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
     names = [n.strip() for n in args.models.split(",") if n.strip()] or None
     models = available_models(names)
     started = time.perf_counter()
-    shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+    doc = args.doc.resolve()
+    raw = (args.json or doc.with_suffix(".json")).resolve()
     results: dict = {
-        "command": shlex.join(["python", "-m", "benchmarks", *shown]),
+        "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": asdict(mode),
         "machine": asdict(machine_info()),
@@ -107,13 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
         if m.name in missed_ort
     ]
     results["elapsed_s"] = time.perf_counter() - started
-    doc = args.doc.resolve()
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    plots_dir = (args.plots_dir or doc.parent).resolve()
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    report.write(results, doc, plots_dir)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    results["raw"] = raw.name if raw.parent == doc.parent else str(args.json)
+    write_doc(results, args)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     for target in results["targets"]:
         log.info(
             "%s: %s (%s)",

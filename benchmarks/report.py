@@ -258,7 +258,17 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "number below comes from that one run. Ratios compare measurements taken side by side in "
         "the same run (interleaved repeats, in process and over HTTP), so "
         "they hold better than absolute numbers on a shared machine. Regenerate with `make bench` "
-        "(full, under 20 minutes) or `python -m benchmarks --quick` (under 3 minutes).",
+        "(full, under 20 minutes) or `python -m benchmarks --quick` (under 3 minutes)."
+        + (
+            f" The run's raw results are in [{results['raw']}]({results['raw']})."
+            if results.get("raw")
+            else ""
+        )
+        + (
+            f" This page was written again from them by `{results['rendered_by']}`."
+            if results.get("rendered_by")
+            else ""
+        ),
         "",
         "## Machine",
         "",

@@ -103,6 +103,17 @@ def test_tiny_in_process_run_writes_the_page(tmp_path: Path) -> None:
     assert "| translation (beam 5) | 1 | 8 |" in text
     assert "beam 5, batch 1: " in text
 
+    # The raw results lie next to the page, and the page can be written again from them alone.
+    raw = tmp_path / "bench.json"
+    assert "The run's raw results are in [bench.json](bench.json)." in text
+    again = tmp_path / "again" / "bench.md"
+    main(["--render", str(raw), "--doc", str(again)])
+    rendered = f"This page was written again from them by `python -m benchmarks --render {raw} "
+    assert again.read_text() == text.replace(
+        "[bench.json](bench.json).", f"[{raw}]({raw}). {rendered}--doc {again}`.", 1
+    )
+    assert (again.parent / "bench-batch-size.png").stat().st_size > 0
+
 
 def test_load_generator_counts_requests_and_errors() -> None:
     bodies: list[dict] = []
