@@ -146,6 +146,19 @@ def main(argv: list[str] | None = None) -> dict:
         for m in models
         if m.name in missed_ort
     ]
+    missed_batching = {
+        t["batching_of"] for t in results["targets"] if t.get("batching_of") and not t["met"]
+    }
+    results["batch_profiles"] = [
+        dict(
+            model=m.name,
+            rows=inprocess.ort_cost_per_text(
+                m, [b for b in (1, 8, 32) if b in mode.batch_sizes], 40 if args.tiny else 800
+            ),
+        )
+        for m in models
+        if m.name in missed_batching
+    ]
     results["elapsed_s"] = time.perf_counter() - started
     results["raw"] = raw.name if raw.parent == doc.parent else str(args.json)
     write_doc(results, args)

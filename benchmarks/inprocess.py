@@ -183,9 +183,12 @@ def quantization(models: Sequence[ModelBench], mode: Mode) -> list[dict]:
     return results
 
 
-def ort_profile(model: ModelBench, batch: int = 1, calls: int = 50) -> list[tuple[str, float]]:
-    """Share of ONNX Runtime's node time by operator type (all the model's graphs together) in
-    the wall time of the headline variant at ``batch``, 1 thread (ORT profiler)."""
+def _ort_kernel_seconds(
+    model: ModelBench, batch: int, calls: int
+) -> tuple[dict[str, float], float]:
+    """ONNX Runtime's kernel seconds by operator type (all the model's graphs together) over
+    ``calls`` calls of the headline variant at ``batch``, 1 thread (ORT profiler), and the wall
+    seconds of those calls."""
     with tempfile.TemporaryDirectory(prefix="bench-prof-") as tmp:
         sessions = model.sessions(model.graphs, 1, profile_prefix=str(Path(tmp) / "ort"))
         batches = batches_of(model.dev_rows(200), batch)
@@ -203,12 +206,30 @@ def ort_profile(model: ModelBench, batch: int = 1, calls: int = 50) -> list[tupl
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             by_op[event["args"]["op_name"]] += event["dur"] / 1e6
-    total_ops = sum(by_op.values())
+    return dict(by_op), wall
+
+
+OUTSIDE_KERNELS = "(outside kernels: session.run overhead, I/O binding, Python around the calls)"
+
+
+def ort_profile(model: ModelBench, batch: int = 1, calls: int = 50) -> list[tuple[str, float]]:
+    """Share of ONNX Runtime's node time by operator type (all the model's graphs together) in
+    the wall time of the headline variant at ``batch``, 1 thread (ORT profiler)."""
+    by_op, wall = _ort_kernel_seconds(model, batch, calls)
     shares = sorted(((op, s / wall) for op, s in by_op.items()), key=lambda x: -x[1])
-    shares.append(
-        (
-            "(outside kernels: session.run overhead, I/O binding, Python around the calls)",
-            1 - total_ops / wall,
-        )
-    )
+    shares.append((OUTSIDE_KERNELS, 1 - sum(by_op.values()) / wall))
     return shares
+
+
+def ort_cost_per_text(model: ModelBench, batches: Sequence[int], texts: int = 800) -> list[dict]:
+    """Microseconds per text by operator type at each batch size (about ``texts`` texts each,
+    1 thread, ORT profiler): which part of a graph's cost batching shares out and which it
+    does not."""
+    rows = []
+    for batch in batches:
+        calls = max(1, texts // batch)
+        by_op, wall = _ort_kernel_seconds(model, batch, calls)
+        per_text = {op: 1e6 * seconds / (calls * batch) for op, seconds in by_op.items()}
+        per_text[OUTSIDE_KERNELS] = 1e6 * (wall - sum(by_op.values())) / (calls * batch)
+        rows.append(dict(batch=batch, us_per_text=per_text))
+    return rows

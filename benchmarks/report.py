@@ -427,6 +427,7 @@ def _limits(results: dict) -> list[str]:
                     "nothing outside the graph; every millisecond of per-request work (HTTP, "
                     "Flask, JSON, logging) that batching does not touch lowers the ratio further."
                 )
+            lines += _batch_profile(results, model)
     load = results.get("http", {}).get("load", [])
     cores = results["machine"]["usable_cores"]
     for r in stats:
@@ -456,6 +457,28 @@ def _limits(results: dict) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _batch_profile(results: dict, model: str, top: int = 4) -> list[str]:
+    """The graph's cost per text by operator at each profiled batch size (the costliest
+    operators at batch 1, and what lies outside the kernels); empty if not profiled."""
+    profile = next((p for p in results.get("batch_profiles", []) if p["model"] == model), None)
+    if not profile or not profile["rows"]:
+        return []
+    rows = profile["rows"]
+    first = rows[0]["us_per_text"]
+    ops = sorted((op for op in first if not op.startswith("(")), key=lambda op: -first[op])[:top]
+    ops += [op for op in first if op.startswith("(")]
+
+    def path(op: str) -> str:
+        return " → ".join(_f(r["us_per_text"].get(op, 0.0), 0) for r in rows)
+
+    batches = " → ".join(str(r["batch"]) for r in rows)
+    parts = "; ".join(f"{op.split(':')[0].strip('(')} {path(op)}" for op in ops)
+    return [
+        f"- **{model}, where the graph's time per text goes** (ORT profiler, 1 thread, µs per "
+        f"text at batch {batches}): {parts}."
+    ]
 
 
 def _floor_limit(results: dict, times: float) -> list[str]:

@@ -350,6 +350,23 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
         "2,000 sentences/s at batch 1, at best 4,000 (batch 32, 2.00×)"
     ) in doc.read_text()
 
+    # ... and the ORT profiler's cost per text, by operator, at each batch size says where.
+    outside = inprocess.OUTSIDE_KERNELS
+    results["batch_profiles"] = [
+        dict(
+            model="sentiment",
+            rows=[
+                dict(batch=1, us_per_text={"LSTM": 400.0, "Gather": 10.0, outside: 100.0}),
+                dict(batch=8, us_per_text={"LSTM": 300.0, "Gather": 5.0, outside: 12.4}),
+            ],
+        )
+    ]
+    report.write(results, doc, tmp_path)
+    assert (
+        "- **sentiment, where the graph's time per text goes** (ORT profiler, 1 thread, µs per "
+        "text at batch 1 → 8): LSTM 400 → 300; Gather 10 → 5; outside kernels 100 → 12."
+    ) in doc.read_text()
+
     # Short of 3× the naive baseline: the floor says what Flask and gunicorn leave for the rest.
     results["http"]["load"][2] = level(NAIVE, 32, 400.0)
     results["http"]["load"].append(level(FLOOR, 32, 1600.0))
@@ -370,6 +387,17 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
         "3× the naive baseline (1,200.0 requests/s) is more than the floor answers: with these "
         "gunicorn settings, no change to the service's own code reaches it on this machine."
     ) in doc.read_text()
+
+
+def test_the_graph_cost_per_text_is_profiled_by_operator_at_each_batch_size() -> None:
+    (sentiment,) = available_models(["sentiment"])
+
+    rows = inprocess.ort_cost_per_text(sentiment, [1, 8], texts=16)
+
+    assert [r["batch"] for r in rows] == [1, 8]
+    for row in rows:
+        assert row["us_per_text"]["LSTM"] > 0  # the recurrent kernel is timed
+        assert inprocess.OUTSIDE_KERNELS in row["us_per_text"]
 
 
 def test_the_floor_answers_in_the_services_shape() -> None:
