@@ -83,10 +83,14 @@ def render(args: argparse.Namespace, command: str) -> dict:
     results = json.loads(args.render.read_text(encoding="utf-8"))
     results["targets"] = report.targets(results)
     results["rendered_by"] = command
-    source = args.render.resolve()
-    results["raw"] = source.name if source.parent == args.doc.resolve().parent else str(args.render)
+    results["raw"] = _as_seen_from_doc(args.render, args.doc)
     log.info("wrote %s from %s", write_doc(results, args), args.render)
     return results
+
+
+def _as_seen_from_doc(path: Path, doc: Path) -> str:
+    """How the page names its raw results: by file name when they lie next to it."""
+    return path.name if path.resolve().parent == doc.resolve().parent else str(path)
 
 
 def write_doc(results: dict, args: argparse.Namespace) -> Path:
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         if m.name in missed_batching
     ]
     results["elapsed_s"] = time.perf_counter() - started
-    results["raw"] = raw.name if raw.parent == doc.parent else str(args.json)
+    results["raw"] = _as_seen_from_doc(args.json or raw, doc)
     write_doc(results, args)
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")

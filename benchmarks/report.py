@@ -502,10 +502,13 @@ def _floor_limit(results: dict, times: float) -> list[str]:
     def client_ms(level: dict) -> float:  # the load generator's CPU time per request
         return 1000 * level["client_cpu"] / level["throughput"]
 
+    floor_ms, service_ms, wanted_ms = (
+        ms(x) for x in (floor["throughput"], service["throughput"], wanted)
+    )
     line = (
         f"- **Floor** (c={c}): {FLOOR}, under the service's gunicorn settings, answered "
         f"{_f(floor['throughput'])} requests/s, {floor['throughput'] / naive['throughput']:.2f}× "
-        f"the naive baseline, i.e. at most {_f(ms(floor['throughput']), 2)} ms of the {cores} "
+        f"the naive baseline, i.e. at most {_f(floor_ms, 2)} ms of the {cores} "
         f"cores' time per request (the load generator's {_f(client_ms(floor), 2)} ms included). "
     )
     if wanted >= floor["throughput"]:
@@ -516,15 +519,13 @@ def _floor_limit(results: dict, times: float) -> list[str]:
         )
     else:
         line += (
-            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) allows {_f(ms(wanted), 2)} "
-            f"ms: {_f(ms(wanted) - ms(floor['throughput']), 2)} ms per request for all the service "
-            "does beyond the floor (model, text encoding, validation, batching, logging, "
-            "metrics). The "
+            f"{times:g}× the naive baseline ({_f(wanted)} requests/s) allows {_f(wanted_ms, 2)} "
+            f"ms: {_f(wanted_ms - floor_ms, 2)} ms per request for all the service does beyond "
+            "the floor (model, text encoding, validation, batching, logging, metrics). The "
             f"batching service answered {_f(service['throughput'])} requests/s "
             f"({100 * service['throughput'] / floor['throughput']:.0f}% of the floor): at most "
-            f"{_f(ms(service['throughput']), 2)} ms per request, "
-            f"{_f(ms(service['throughput']) - ms(floor['throughput']), 2)} ms beyond the floor "
-            f"(the load generator's share: {_f(client_ms(service), 2)} ms)."
+            f"{_f(service_ms, 2)} ms per request, {_f(service_ms - floor_ms, 2)} ms beyond the "
+            f"floor (the load generator's share: {_f(client_ms(service), 2)} ms)."
         )
     return [line]
 
