@@ -102,6 +102,7 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
             raw = read_body()
             body, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
             infer_request = _parse_header(body)
+            _check_model_named(infer_request, model)
             texts = _texts(infer_request, binary, limits)
             wanted = _wanted_outputs(infer_request, adapter.outputs(model))
             outputs = adapter.infer(model, texts, infer_request.parameters)
@@ -122,13 +123,28 @@ def _find(
             raise NotReady(f"model {name!r} failed to load: {registry.errors[name]}")
         raise NotFound(f"unknown model {name!r}; loaded models: {sorted(registry.models)}")
     if version is not None and version != model.manifest.version:
-        raise NotFound(
-            f"model {name!r} has no version {version!r}; it serves {model.manifest.version!r}"
-        )
+        raise _no_version(model, version)
     adapter = V2_ADAPTERS.get(model.manifest.task)
     if adapter is None:
         raise NotFound(f"model {name!r} ({model.manifest.task}) is not served over /v2")
     return model, adapter
+
+
+def _check_model_named(infer_request: InferRequest, model: LoadedModel) -> None:
+    """A ``model_name`` or ``model_version`` in the body must be the URL's model, served."""
+    if infer_request.model_name not in (None, model.name):
+        raise BadRequest(
+            f"model_name {infer_request.model_name!r} in the body is not the model of the URL, "
+            f"{model.name!r}"
+        )
+    if infer_request.model_version not in (None, model.manifest.version):
+        raise _no_version(model, infer_request.model_version)
+
+
+def _no_version(model: LoadedModel, version: str) -> NotFound:
+    return NotFound(
+        f"model {model.name!r} has no version {version!r}; it serves {model.manifest.version!r}"
+    )
 
 
 def _parse_header(body: bytes) -> InferRequest:
@@ -191,12 +207,14 @@ def _wanted_outputs(infer_request: InferRequest, available: list[Any]) -> dict[s
     """Requested output names -> whether each is wanted as binary data."""
     default_binary = _flag(infer_request.parameters, BINARY_DATA_OUTPUT, False, "parameters")
     names = [o.name for o in available]
-    if infer_request.outputs is None:
+    if not infer_request.outputs:  # absent or empty (as KServe's server reads it): every output
         return dict.fromkeys(names, default_binary)
     wanted: dict[str, bool] = {}
     for index, output in enumerate(infer_request.outputs):
         if output.name not in names:
             raise BadRequest(f"unknown output {output.name!r}; this model has {names}")
+        if output.name in wanted:
+            raise BadRequest(f"outputs[{index}]: output {output.name!r} is requested twice")
         where = f"outputs[{index}].parameters"
         if CLASSIFICATION in output.parameters:  # tritonclient's class_count
             raise BadRequest(

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# ``parameters`` objects: optional in the protocol; clients that serialize absent fields as null
+# (KServe's data models type them Optional) send ``"parameters": null``.
+Parameters = Annotated[dict[str, Any], BeforeValidator(_none_is_empty)]
 
 
 class TensorMetadata(BaseModel):
@@ -51,7 +60,7 @@ class RequestInput(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: Parameters = Field(default_factory=dict)
     data: list[Any] | None = None
 
 
@@ -61,7 +70,7 @@ class RequestOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: Parameters = Field(default_factory=dict)
 
 
 class InferRequest(BaseModel):
@@ -70,9 +79,13 @@ class InferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    # Not in the protocol's request body, but KServe's Python client sends both: they must name
+    # the model and version of the URL.
+    model_name: str | None = None
+    model_version: str | None = None
+    parameters: Parameters = Field(default_factory=dict)
     inputs: list[RequestInput]
-    outputs: list[RequestOutput] | None = None
+    outputs: list[RequestOutput] | None = None  # absent or empty: every output
 
 
 class ResponseOutput(BaseModel):

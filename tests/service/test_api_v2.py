@@ -156,6 +156,38 @@ def test_only_the_requested_outputs_come_back(ner_client: FlaskClient) -> None:
     assert [o["name"] for o in answer["outputs"]] == ["score"]
 
 
+def test_no_outputs_or_an_empty_list_means_every_output(ner_client: FlaskClient) -> None:
+    """As KServe's server reads ``"outputs": []``."""
+    every = [
+        o["name"]
+        for o in infer(ner_client, "sentiment", {"inputs": [text_input(["a"])]})[1]["outputs"]
+    ]
+    status, answer = infer(ner_client, "sentiment", {"inputs": [text_input(["a"])], "outputs": []})
+
+    assert status == 200 and [o["name"] for o in answer["outputs"]] == every
+    assert set(every) == {"label", "score", "probabilities"}
+
+
+def test_kserve_clients_model_name_and_null_parameters_are_accepted(ner_client) -> None:
+    """KServe's Python client puts ``model_name`` (and ``model_version``) in the body, and
+    clients writing absent fields as null send ``"parameters": null`` at every level."""
+    body = {
+        "id": "k-1",
+        "model_name": "sentiment",
+        "model_version": VERSION,
+        "parameters": None,
+        "inputs": [{**text_input(["a great movie"]), "parameters": None}],
+        "outputs": [{"name": "label", "parameters": None}],
+    }
+
+    status, answer = infer(ner_client, "sentiment", body)
+
+    assert status == 200 and answer["id"] == "k-1"
+    assert outputs_by_name(answer)["label"]["data"] == [
+        v1(ner_client, "sentiment", ["a great movie"])[0]["label"]
+    ]
+
+
 def test_nested_row_major_data_is_accepted(ner_client: FlaskClient) -> None:
     body = {
         "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": [["good"], ["bad"]]}]
@@ -180,6 +212,15 @@ def test_nested_row_major_data_is_accepted(ner_client: FlaskClient) -> None:
         ({"inputs": [text_input(["good"] * 101)]}, "at most 100 texts"),
         ({"inputs": [{k: v for k, v in text_input(["good"]).items() if k != "data"}]}, "neither"),
         ({"inputs": [text_input(["good"])], "outputs": [{"name": "logits"}]}, "unknown output"),
+        (
+            {"inputs": [text_input(["good"])], "outputs": [{"name": "score"}, {"name": "score"}]},
+            "outputs[1]: output 'score' is requested twice",
+        ),
+        (
+            {"model_name": "ner", "inputs": [text_input(["good"])]},
+            "model_name 'ner' in the body is not the model of the URL, 'sentiment'",
+        ),
+        ({"inputs": [text_input(["good"])], "modelname": "x"}, "modelname: Extra inputs"),
         ({"inputs": "text"}, "invalid inference request"),
         ({}, "invalid inference request: inputs: Field required"),
     ],
@@ -259,6 +300,8 @@ def test_infer_on_an_unknown_model_or_version_is_a_404(ner_client: FlaskClient) 
     response = ner_client.post("/v2/models/sentiment/versions/2/infer", json=body)
     assert response.status_code == 404
     assert "no version '2'" in response.get_json()["error"]
+    status, answer = infer(ner_client, "sentiment", {**body, "model_version": "2"})
+    assert status == 404 and "no version '2'" in answer["error"]
 
 
 @pytest.mark.parametrize(
