@@ -339,7 +339,9 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "- **HTTP**: the suite starts the gunicorn servers one after another on free "
         "127.0.0.1 ports and keeps them all up; the load generator (`benchmarks/loadgen.py`, "
         "asyncio + aiohttp, closed loop) runs on the same machine, so it takes CPU from the "
-        "server (its share is the *client CPU* column). Each level: "
+        "server (its share is the *client CPU* column; *server CPU* is what the server's "
+        "gunicorn master and workers used per answered request over the measured part, from "
+        "/proc, which leaves out every other process on the machine). Each level: "
         f"{_f(mode['warmup_s'])} s warm-up, then {_f(mode['level_s'])} s measured (at most "
         f"{mode['max_requests']:,} requests), on one server at a time; each of "
         f"{mode.get('http_repeats', 1)} repeats runs every level on every server in turn, the "
@@ -414,6 +416,7 @@ def _limits(results: dict) -> list[str]:
             lines.append(f"- **{server}** (service /metrics): {parts}.")
     for target in missed:
         if target.get("times_naive"):
+            lines += _cpu_limit(results, target["times_naive"])
             lines += _floor_limit(results, target["times_naive"])
         if target["kind"] == "http" and target.get("model"):
             lines += _one_vs_many_limit(results, target["model"], target.get("options", {}))
@@ -437,14 +440,20 @@ def _limits(results: dict) -> list[str]:
         if r["concurrency"] != max(x["concurrency"] for x in stats if x["server"] == r["server"]):
             continue
         graph_ms = r["mean_compute_ms"] / r["mean_rows"]
-        budget_ms = 1000 * cores / level["throughput"]
+        if level.get("server_cpu_ms") is not None:
+            budget_ms = level["server_cpu_ms"]
+            used = f"its processes used {_f(budget_ms, 2)} ms of CPU per request"
+            rest = ""
+        else:  # a run that did not measure it: the machine's core-time per request
+            budget_ms = 1000 * cores / level["throughput"]
+            used = f"at most {_f(budget_ms, 2)} ms of CPU per request on {cores} cores"
+            rest = ", plus the load generator"
         lines.append(
             f"- At c={r['concurrency']} the batching service answered "
-            f"{_f(level['throughput'])} requests/s, i.e. at most {_f(budget_ms, 2)} ms of CPU "
-            f"per request on {cores} cores; the graph took {_f(graph_ms, 2)} ms of it per text "
-            f"({_f(100 * graph_ms / budget_ms, 0)}%). The rest is per-request work outside "
-            "ONNX Runtime (HTTP parsing, Flask, validation, JSON, logging, metrics, thread "
-            "hand-offs, plus the load generator), which no batching removes. "
+            f"{_f(level['throughput'])} requests/s: {used}; the graph took "
+            f"{_f(graph_ms, 2)} ms of it per text ({_f(100 * graph_ms / budget_ms, 0)}%). The "
+            "rest is per-request work outside ONNX Runtime (HTTP parsing, Flask, validation, "
+            f"JSON, logging, metrics, thread hand-offs{rest}), which no batching removes. "
             + _batch_size_limit(results, r)
         )
     if load:
@@ -481,6 +490,52 @@ def _batch_profile(results: dict, model: str, top: int = 4) -> list[str]:
     ]
 
 
+def _client_ms(level: dict) -> float:
+    """The load generator's CPU time per request of a load level."""
+    return 1000 * level["client_cpu"] / level["throughput"]
+
+
+def _cpu_limit(results: dict, times: float) -> list[str]:
+    """What ``times`` × the naive baseline's throughput asks of the service's CPU per request,
+    from what the servers' processes used per request at the target concurrency (measured from
+    /proc, so other processes on a shared machine do not count); empty when the run did not
+    measure it."""
+    c = target_concurrency(results["mode"]["concurrency"])
+    naive, service, floor = (_load(results, s, c) for s in (NAIVE, SERVICE_BATCHING, FLOOR))
+    measured = [r for r in (naive, service, floor) if r and r["throughput"]]
+    measured = [r for r in measured if r.get("server_cpu_ms") is not None]
+    if naive not in measured or service not in measured:
+        return []
+
+    def cost(level: dict) -> str:
+        return f"{_f(level['server_cpu_ms'], 2)} ms ({_f(_client_ms(level), 2)} ms)"
+
+    naive_ms = naive["server_cpu_ms"] + _client_ms(naive)
+    service_ms = service["server_cpu_ms"] + _client_ms(service)
+    allowed = naive_ms / times - _client_ms(service)
+    line = (
+        f"- **CPU per request** (c={c}; the server's own processes, from /proc, with the load "
+        f"generator's share in brackets): {NAIVE} {cost(naive)}, {SERVICE_BATCHING} "
+        f"{cost(service)}"
+    )
+    if floor in measured:
+        line += f", {FLOOR} {cost(floor)}"
+    line += (
+        ". With the cores busy, throughput is their time divided by what a request costs, "
+        f"server and load generator together: these costs alone allow the service "
+        f"{naive_ms / service_ms:.2f}× the naive baseline's throughput. {times:g}× needs the "
+        f"service at or below {_f(allowed, 2)} ms of its own per request; "
+    )
+    if service["server_cpu_ms"] > allowed:
+        line += f"it used {_f(service['server_cpu_ms'] - allowed, 2)} ms more."
+    else:
+        line += (
+            "it used less, so the throughput it missed went to neither server nor load "
+            "generator (idle cores, or other processes on a shared machine)."
+        )
+    return [line]
+
+
 def _floor_limit(results: dict, times: float) -> list[str]:
     """What ``times`` × the naive baseline's throughput leaves for the service's own work per
     request, once Flask and gunicorn under the service's settings have taken what they take with
@@ -499,9 +554,6 @@ def _floor_limit(results: dict, times: float) -> list[str]:
     def ms(throughput: float) -> float:  # the machine's core-time per request
         return 1000 * cores / throughput
 
-    def client_ms(level: dict) -> float:  # the load generator's CPU time per request
-        return 1000 * level["client_cpu"] / level["throughput"]
-
     floor_ms, service_ms, wanted_ms = (
         ms(x) for x in (floor["throughput"], service["throughput"], wanted)
     )
@@ -509,7 +561,7 @@ def _floor_limit(results: dict, times: float) -> list[str]:
         f"- **Floor** (c={c}): {FLOOR}, under the service's gunicorn settings, answered "
         f"{_f(floor['throughput'])} requests/s, {floor['throughput'] / naive['throughput']:.2f}× "
         f"the naive baseline, i.e. at most {_f(floor_ms, 2)} ms of the {cores} "
-        f"cores' time per request (the load generator's {_f(client_ms(floor), 2)} ms included). "
+        f"cores' time per request (the load generator's {_f(_client_ms(floor), 2)} ms included). "
     )
     if wanted >= floor["throughput"]:
         line += (
@@ -525,7 +577,7 @@ def _floor_limit(results: dict, times: float) -> list[str]:
             f"batching service answered {_f(service['throughput'])} requests/s "
             f"({100 * service['throughput'] / floor['throughput']:.0f}% of the floor): at most "
             f"{_f(service_ms, 2)} ms per request, {_f(service_ms - floor_ms, 2)} ms beyond the "
-            f"floor (the load generator's share: {_f(client_ms(service), 2)} ms)."
+            f"floor (the load generator's share: {_f(_client_ms(service), 2)} ms)."
         )
     return [line]
 
@@ -751,21 +803,25 @@ def _http(results: dict) -> list[str]:
     http = results.get("http")
     if not http:
         return []
+    # Runs before the server's CPU was measured have no such column.
+    cpu = any(r.get("server_cpu_ms") is not None for r in http["load"])
     lines = [
         "## Over HTTP: POST /v1/sentiment, one text per request",
         "",
         "| server | concurrency | requests/s | p50 ms | p95 ms | p99 ms | p99/p50 | errors "
-        "| requests | client CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| requests | client CPU |" + (" server CPU ms per request |" if cpu else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if cpu else ""),
     ]
     for r in http["load"]:
+        server_ms = r.get("server_cpu_ms")
+        server_cell = f" {'–' if server_ms is None else _f(server_ms, 2)} |" if cpu else ""
         lines.append(
             f"| {r['server']} | {r['concurrency']} | {_f(r['throughput'])} | "
             f"{_f(r['p50_ms'], 2)} | "
             f"{_f(r['p95_ms'], 2)} | {_f(r['p99_ms'], 2)} | "
             f"{_f(r['p99_ms'] / r['p50_ms'] if r['p50_ms'] else float('nan'), 2)} | "
             f"{r['errors']} | "
-            f"{r['requests']:,} | {r['client_cpu'] * 100:.0f}% |"
+            f"{r['requests']:,} | {r['client_cpu'] * 100:.0f}% |{server_cell}"
         )
     if http["batching_stats"]:
         lines += [

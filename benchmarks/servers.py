@@ -180,6 +180,36 @@ def running(
                 process.wait()
 
 
+def cpu_seconds(root: int) -> tuple[frozenset[int], float] | None:
+    """CPU time (user and system, every thread) that process ``root`` and its children (a
+    gunicorn master and its workers) have used so far, with the processes counted; None when
+    /proc cannot tell (not Linux, or a process ended meanwhile)."""
+    pids = frozenset([root, *children(root)])
+    ticks = 0
+    for pid in pids:
+        try:
+            # Fields after the command name, which may hold spaces: state is field 3 of stat(5),
+            # utime and stime fields 14 and 15.
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            return None
+    return pids, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms_per_request(
+    before: tuple[frozenset[int], float] | None,
+    after: tuple[frozenset[int], float] | None,
+    requests: int,
+) -> float | None:
+    """Milliseconds of the server's CPU per answered request between two :func:`cpu_seconds`
+    readings; None when either is missing, a worker was replaced in between (its time would be
+    lost) or nothing was answered."""
+    if before is None or after is None or before[0] != after[0] or requests <= 0:
+        return None
+    return 1000 * (after[1] - before[1]) / requests
+
+
 def memory_mib(pid: int) -> dict[str, float]:
     """Resident (RSS) and proportional (PSS: shared pages split among sharers) memory."""
     values = {}

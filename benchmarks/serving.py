@@ -81,6 +81,7 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
                         concurrency,
                         mode,
                         sentiment.name if name not in (NAIVE, FLOOR) else None,
+                        running[name].process.pid,
                     )
                     levels[name, concurrency].append(summary)
                     if batching is not None:
@@ -131,11 +132,24 @@ def measure_level(
     concurrency: int,
     mode: Mode,
     model: str | None,
+    server_pid: int | None = None,
 ) -> tuple[dict, dict | None]:
     """One load level on the server at ``url`` (warm-up, then measured), and, when ``model`` is
     given, the service's batching statistics for ``model`` over the measured part only: its
-    /metrics is scraped when the warm-up has ended and again after the level."""
-    before: dict = {}
+    /metrics is scraped when the warm-up has ended and again after the level.
+
+    With ``server_pid`` (the gunicorn master), the summary's ``server_cpu_ms`` is the CPU that
+    the server's processes used per answered request over the measured part (None when it could
+    not be read); the scrapes fall outside it."""
+    metrics: dict = {}
+    cpu: list = []
+
+    def start() -> None:
+        if model:
+            metrics.update(servers.scrape(url))
+        if server_pid is not None:
+            cpu.append(servers.cpu_seconds(server_pid))
+
     summary = loadgen.run_level(
         url + endpoint,
         texts,
@@ -143,11 +157,16 @@ def measure_level(
         mode.level_s,
         mode.warmup_s,
         mode.max_requests,
-        on_measure=(lambda: before.update(servers.scrape(url))) if model else None,
+        on_measure=start,
     )
+    if server_pid is not None:
+        answered = summary["requests"] + summary["errors"]
+        summary["server_cpu_ms"] = servers.cpu_ms_per_request(
+            cpu[0], servers.cpu_seconds(server_pid), answered
+        )
     if model is None:
         return summary, None
-    return summary, servers.batching_stats(before, servers.scrape(url), model)
+    return summary, servers.batching_stats(metrics, servers.scrape(url), model)
 
 
 def _profile_under_load(
@@ -186,7 +205,7 @@ _TOTALS = ("requests", "errors")
 
 def median_level(repeats: Sequence[dict]) -> dict:
     """One level's summary over its repeats: totals of requests and errors, medians of the
-    rest (throughput, percentiles, client CPU), and the first error samples."""
+    rest (throughput, percentiles, client and server CPU), and the first error samples."""
     merged = median_fields(repeats)
     merged |= {key: sum(r[key] for r in repeats) for key in _TOTALS}
     merged["concurrency"] = repeats[0]["concurrency"]
@@ -195,13 +214,15 @@ def median_level(repeats: Sequence[dict]) -> dict:
     return merged
 
 
+def _numeric(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def median_fields(records: Sequence[dict]) -> dict:
-    """The median of every numeric field of ``records`` (the fields of the first record)."""
-    return {
-        key: median([r[key] for r in records])
-        for key, value in records[0].items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    """The median of every numeric field of ``records``, over the records where it is a number
+    (a figure that could not be measured in one repeat is None there)."""
+    keys = dict.fromkeys(k for r in records for k, v in r.items() if _numeric(v))
+    return {key: median([r[key] for r in records if _numeric(r.get(key))]) for key in keys}
 
 
 # --- install size ------------------------------------------------------------------------------

@@ -196,7 +196,9 @@ def test_load_generator_refuses_remote_hosts() -> None:
 
 
 def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
-    def level(server: str, c: int, rps: float, errors: int = 0) -> dict:
+    def level(
+        server: str, c: int, rps: float, errors: int = 0, cpu_ms: float | None = None
+    ) -> dict:
         return dict(
             server=server,
             concurrency=c,
@@ -208,7 +210,7 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
             p99_ms=50.0,
             client_cpu=0.3,
             error_samples=[],
-        )
+        ) | ({} if cpu_ms is None else {"server_cpu_ms": cpu_ms})
 
     results = {
         "command": "python -m benchmarks --tiny",
@@ -386,6 +388,36 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
     assert (
         "3× the naive baseline (1,200.0 requests/s) is more than the floor answers: with these "
         "gunicorn settings, no change to the service's own code reaches it on this machine."
+    ) in doc.read_text()
+    assert "**CPU per request**" not in doc.read_text()  # not measured: no line, no column
+    assert "| 1,000.0 | 10.00 | 20.00 | 50.00 | 5.00 | 0 | 100 | 30% |\n" in doc.read_text()
+
+    # The servers' own CPU per request says how far the service is from 3×, whatever else ran.
+    load = results["http"]["load"]
+    load[0], load[2], load[-1] = (
+        level(SERVICE_BATCHING, 32, 900.0, cpu_ms=2.5),
+        level(NAIVE, 32, 400.0, cpu_ms=5.25),
+        level(FLOOR, 32, 1000.0, cpu_ms=1.0),
+    )
+    report.write(results, doc, tmp_path)
+    text = doc.read_text()
+    assert (
+        "- **CPU per request** (c=32; the server's own processes, from /proc, with the load "
+        "generator's share in brackets): naive (Flask + PyTorch eager) 5.25 ms (0.75 ms), service "
+        "(batching) 2.50 ms (0.33 ms), floor (Flask, no model) 1.00 ms (0.30 ms). With the cores "
+        "busy, throughput is their time divided by what a request costs, server and load "
+        "generator together: these costs alone allow the service 2.12× the naive baseline's "
+        "throughput. 3× needs the service at or below 1.67 ms of its own per request; it used "
+        "0.83 ms more."
+    ) in text
+    assert "| 900.0 | 10.00 | 20.00 | 50.00 | 5.00 | 0 | 100 | 30% | 2.50 |" in text
+    assert "| 800.0 | 10.00 | 20.00 | 50.00 | 5.00 | 0 | 100 | 30% | – |" in text  # not measured
+    load[0] = level(SERVICE_BATCHING, 32, 900.0, cpu_ms=1.5)
+    report.write(results, doc, tmp_path)
+    assert (
+        "3× needs the service at or below 1.67 ms of its own per request; it used less, so the "
+        "throughput it missed went to neither server nor load generator (idle cores, or other "
+        "processes on a shared machine)."
     ) in doc.read_text()
 
 

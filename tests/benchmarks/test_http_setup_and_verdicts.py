@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -127,6 +131,65 @@ def test_batching_statistics_leave_the_warm_up_out(monkeypatch: pytest.MonkeyPat
     assert none is None and naive["requests"] > 0
 
 
+def test_server_cpu_counts_the_process_and_its_children() -> None:
+    """A parent waiting for a child that burns 0.3 s of CPU, then idles: the reading names both
+    processes and holds the child's time (a gunicorn master and its workers)."""
+    burn = (
+        "import time\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\n"
+        "time.sleep(30)\n"
+    )
+    parent = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])\n"
+    process = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        deadline = time.monotonic() + 30
+        reading = None
+        while time.monotonic() < deadline:
+            reading = servers.cpu_seconds(process.pid)
+            kids = servers.children(process.pid)
+            if reading is not None and kids and reading[1] >= 0.25:
+                break
+            time.sleep(0.05)
+        assert reading is not None
+        pids, seconds = reading
+        assert process.pid in pids and set(servers.children(process.pid)) <= pids
+        assert len(pids) == 2 and seconds >= 0.25
+    finally:
+        for kid in servers.children(process.pid):
+            os.kill(kid, signal.SIGKILL)
+        process.kill()
+        process.wait()
+
+
+def test_server_cpu_per_request_is_none_when_it_cannot_be_told() -> None:
+    before, after = (frozenset({1, 2}), 1.0), (frozenset({1, 2}), 1.5)
+    assert servers.cpu_ms_per_request(before, after, 100) == pytest.approx(5.0)
+    assert servers.cpu_ms_per_request(before, (frozenset({1, 3}), 1.5), 100) is None  # replaced
+    assert servers.cpu_ms_per_request(None, after, 100) is None
+    assert servers.cpu_ms_per_request(before, after, 0) is None
+
+
+def test_a_level_measures_the_servers_cpu_over_its_measured_part() -> None:
+    """Here the "server" is this process (the in-thread app and the load generator alike)."""
+    mode = replace(MODES["tiny"], level_s=0.3, warmup_s=0.1, max_requests=40)
+    with counting_server() as (url, _):
+        summary, _ = serving.measure_level(
+            url, "/v1/sentiment", ["a"], 2, mode, None, server_pid=os.getpid()
+        )
+        plain, _ = serving.measure_level(url, "/v1/sentiment", ["a"], 1, mode, None)
+    assert summary["requests"] > 0 and summary["server_cpu_ms"] > 0
+    assert "server_cpu_ms" not in plain
+
+
+def test_a_figure_missing_from_one_repeat_is_the_median_of_the_others() -> None:
+    merged = serving.median_fields(
+        [dict(server_cpu_ms=2.0, x=1), dict(server_cpu_ms=None, x=2), dict(server_cpu_ms=4.0, x=3)]
+    )
+    assert merged == {"server_cpu_ms": 3.0, "x": 2}
+    assert serving.median_fields([dict(server_cpu_ms=None, x=1)]) == {"x": 1}
+
+
 def _quantization_row(int8_misc: float, speedup: float = 1.5) -> dict:
     return dict(
         model="ner",
@@ -153,13 +216,14 @@ def test_int8_verdict_counts_every_metric_even_those_the_table_leaves_out() -> N
     assert "| dev_f1_MISC |" not in table  # still one row per model's overall metrics
 
 
-def _limits_text(mean_rows: float) -> str:
+def _limits_text(mean_rows: float, **level: float) -> str:
     results = {
         "targets": [dict(target="t", measured="m", met=False, kind="http")],
         "machine": {"usable_cores": 2},
         "http": {
             "load": [
                 dict(server=SERVICE_BATCHING, concurrency=32, throughput=500.0, client_cpu=0.2)
+                | level
             ],
             "batching_stats": [
                 dict(
@@ -191,3 +255,18 @@ def test_the_thread_cap_is_named_as_the_limit_only_when_batches_come_close_to_it
         "worker, GUNICORN_THREADS=4; 2 workers × 4 request threads can be inside the service at "
         "once)."
     ) in far
+
+
+def test_the_graphs_share_is_of_the_measured_cpu_when_there_is_one() -> None:
+    assert (
+        "- At c=32 the batching service answered 500.0 requests/s: at most 4.00 ms of CPU per "
+        "request on 2 cores; the graph took 1.00 ms of it per text (25%). The rest is "
+        "per-request work outside ONNX Runtime (HTTP parsing, Flask, validation, JSON, logging, "
+        "metrics, thread hand-offs, plus the load generator)"
+    ) in _limits_text(2.0)
+    assert (
+        "- At c=32 the batching service answered 500.0 requests/s: its processes used 2.50 ms "
+        "of CPU per request; the graph took 1.00 ms of it per text (40%). The rest is "
+        "per-request work outside ONNX Runtime (HTTP parsing, Flask, validation, JSON, logging, "
+        "metrics, thread hand-offs), which"
+    ) in _limits_text(2.0, server_cpu_ms=2.5)
