@@ -269,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("task", choices=sorted(CONFIGS))
     export.add_argument("--checkpoint", required=True, help="a run folder's best.pt")
     export.add_argument(
-        "--out", required=True, help="artifact folder, e.g. exported_models/sentiment"
+        "--out",
+        required=True,
+        help="the model's artifact folder, e.g. exported_models/sentiment: replaced as a whole "
+        "once the new model is verified (a folder with other files is refused)",
     )
     export.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
     export.add_argument(

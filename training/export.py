@@ -68,6 +68,7 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir} exists and is not a folder")
+    _require_model_folder(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     folder = _sibling(out_dir, "new")
     folder.mkdir()
@@ -78,6 +79,25 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Path:
         shutil.rmtree(folder, ignore_errors=True)  # left only by a failure
     log.info("artifact written to %s", out_dir)
     return out_dir / MANIFEST_FILE
+
+
+def _require_model_folder(out_dir: Path) -> None:
+    """Refuse to replace a folder that holds files but is no model's (no manifest), such as
+    MODEL_DIR itself: everything in it would go."""
+    if not out_dir.is_dir() or (out_dir / MANIFEST_FILE).is_file() or not any(out_dir.iterdir()):
+        return
+    message = (
+        f"{out_dir} holds files but no {MANIFEST_FILE}, so it is not a model folder: an export "
+        "replaces the whole folder it is given, and would delete them. Name a new or empty "
+        "folder, or a model's own folder"
+    )
+    models = sorted(p.name for p in out_dir.iterdir() if (p / MANIFEST_FILE).is_file())
+    if models:
+        message += (
+            f". It holds the model folders {', '.join(models)}: to replace one, name it "
+            f"(e.g. {out_dir / models[0]})"
+        )
+    raise FileExistsError(message)
 
 
 def _sibling(path: Path, role: str) -> Path:

@@ -102,3 +102,29 @@ def test_a_file_in_the_way_is_refused_before_any_work(tmp_path):
         write_artifact(tmp_path / "sentiment", build("1"))
 
     assert [p.name for p in tmp_path.iterdir()] == ["sentiment"]
+
+
+def test_a_folder_of_other_files_is_refused_not_replaced(tmp_path):
+    """MODEL_DIR itself, say: replacing it would delete every model in it."""
+    models = tmp_path / "exported"
+    write_artifact(models / "sentiment", build("1"))
+    write_artifact(models / "ner", build("1"))
+    (models / "NOTES.txt").write_text("mine", "utf-8")
+    before = sorted(p.name for p in models.iterdir())
+
+    with pytest.raises(FileExistsError, match=r"holds files but no manifest\.json") as refused:
+        write_artifact(models, build("2"))
+
+    assert f"model folders ner, sentiment: to replace one, name it (e.g. {models / 'ner'})" in str(
+        refused.value
+    )
+    assert sorted(p.name for p in models.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["exported"]  # nothing built beside it
+
+
+def test_an_empty_folder_is_written_into(tmp_path):
+    (tmp_path / "sentiment").mkdir()
+
+    write_artifact(tmp_path / "sentiment", build("1"))
+
+    assert load_manifest(tmp_path / "sentiment").version == "1"
