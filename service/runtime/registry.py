@@ -69,6 +69,11 @@ class ModelRegistry:
         names = settings.models or discover_models(settings.model_dir)
         if not names:
             reason = f"no folder with a {MANIFEST_FILE} in {settings.model_dir}"
+            if (settings.model_dir / MANIFEST_FILE).is_file():  # one model's own folder
+                reason += (
+                    f", which is itself a model folder: MODEL_DIR is the folder that holds the "
+                    f"model folders, here {settings.model_dir.parent}"
+                )
             registry.errors["MODEL_DIR"] = reason
             return registry
         try:

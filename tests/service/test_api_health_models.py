@@ -114,6 +114,19 @@ def test_an_empty_model_dir_is_not_ready(app_factory, tmp_path: Path) -> None:
     assert f"no folder with a manifest.json in {tmp_path}" in message
 
 
+def test_a_model_dir_that_is_one_models_folder_says_to_name_its_parent(
+    app_factory, tiny_model_dir: Path
+) -> None:
+    folder = tiny_model_dir / "sentiment"
+
+    message = not_ready_message(app_factory(folder).test_client())
+
+    assert (
+        f"no folder with a manifest.json in {folder}, which is itself a model folder: MODEL_DIR "
+        f"is the folder that holds the model folders, here {tiny_model_dir}"
+    ) in message
+
+
 def test_cuda_requested_but_unavailable_fails_readiness(
     app_factory, tiny_model_dir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
