@@ -87,7 +87,8 @@ def _comparable(config: Any) -> dict[str, Any]:
     values = json.loads(json.dumps(to_dict(config)))
     glove = getattr(getattr(config, "vocab", None), "glove_path", None)
     if glove is not None:
-        values["vocab"]["glove_path"] = str(glove_file(config.data.datasets_dir, glove))
+        path = glove_file(config.data.datasets_dir, glove, must_exist=False)
+        values["vocab"]["glove_path"] = str(path)
     return values
 
 

@@ -35,6 +35,18 @@ class LabeledText:
     label: int  # index into SENTIMENT_LABELS
 
 
+def dataset_file(datasets_dir: str | Path, path: str | Path, setting: str) -> Path:
+    """``path``, the value of the config's ``setting``, under ``datasets_dir`` (an absolute path
+    stays as it is); a file that is not there is a DataError naming the setting and the rule."""
+    full = Path(datasets_dir) / path
+    if not full.is_file():
+        raise DataError(
+            f"{setting}={str(path)!r}: {full} is not a file (data paths are relative to "
+            f"data.datasets_dir={str(datasets_dir)!r}, or absolute)"
+        )
+    return full
+
+
 def read_lines(path: Path) -> list[str]:
     """The lines of a UTF-8 text file, line ends removed (a last line end is not a line)."""
     lines = read_text(path).split("\n")
@@ -180,12 +192,19 @@ def read_conll(path: Path) -> list[TaggedSentence]:
 
 def _require_iob2(tag: str, previous: str, where: str) -> None:
     """Raise if ``tag`` is an ``I-X`` that starts an entity (``previous`` is not B-X or I-X)."""
-    if tag.startswith("I-") and previous[2:] != tag[2:]:
+    if not tag.startswith("I-") or previous[2:] == tag[2:]:
+        return
+    if previous.startswith(("B-", "I-")):  # inside an entity of another type
         raise DataError(
-            f"{where}: tag {tag!r} after {previous!r} starts an entity with I-: the file looks "
-            "like IOB1, and NER needs IOB2 tags (every entity starts with B-); convert it to "
-            "IOB2 first"
+            f"{where}: tag {tag!r} cannot follow {previous!r}: I- continues an entity of its "
+            f"own type, and in IOB2 a new entity starts with B-; fix the tag, or, if the file is "
+            "IOB1, convert it to IOB2 first"
         )
+    raise DataError(
+        f"{where}: tag {tag!r} after {previous!r} starts an entity with I-: the file looks "
+        "like IOB1, and NER needs IOB2 tags (every entity starts with B-); convert it to "
+        "IOB2 first"
+    )
 
 
 def split_holdout(records: list[LabeledText], size: int, seed: int) -> tuple[list, list]:

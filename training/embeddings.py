@@ -10,15 +10,28 @@ from pathlib import Path
 import numpy as np
 
 from service.text import Vocab
+from training.errors import DataError
 
 log = logging.getLogger(__name__)
 
 
-def glove_file(datasets_dir: str, glove_path: str | None) -> Path | None:
+def glove_file(
+    datasets_dir: str, glove_path: str | None, *, must_exist: bool = True
+) -> Path | None:
     """The GloVe file of a config's ``vocab.glove_path`` (relative to its datasets folder, or
     absolute); None when it is None: embeddings then start random and nothing fills the
-    vocabulary (data in a language GloVe does not cover)."""
-    return None if glove_path is None else Path(datasets_dir) / glove_path
+    vocabulary (data in a language GloVe does not cover). A file that is not there is a
+    DataError naming the setting, unless ``must_exist`` is false."""
+    if glove_path is None:
+        return None
+    path = Path(datasets_dir) / glove_path
+    if must_exist and not path.is_file():
+        raise DataError(
+            f"vocab.glove_path={glove_path!r}: {path} is not a file (relative to "
+            f"data.datasets_dir={datasets_dir!r}, or absolute; vocab.glove_path=none starts the "
+            "embeddings at random)"
+        )
+    return path
 
 
 def iter_glove(path: Path) -> Iterator[tuple[str, np.ndarray]]:

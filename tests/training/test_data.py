@@ -24,6 +24,16 @@ def test_parallel_files_pair_their_lines_whatever_their_last_line_end(tmp_path):
         read_parallel(src, tgt)
 
 
+@pytest.mark.parametrize("blank_in", ["src", "tgt"])
+def test_a_blank_line_in_parallel_files_is_refused_with_its_place(tmp_path, blank_in):
+    src, tgt = tmp_path / "a.en", tmp_path / "a.de"
+    src.write_text("one\n \nthree\n" if blank_in == "src" else "one\ntwo\nthree\n", "utf-8")
+    tgt.write_text("eins\n\ndrei\n" if blank_in == "tgt" else "eins\nzwei\ndrei\n", "utf-8")
+    name = "a.en" if blank_in == "src" else "a.de"
+    with pytest.raises(DataError, match=rf"{name}:2: the line is blank"):
+        read_parallel(src, tgt)
+
+
 def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
     tsv = tmp_path / "own.tsv"
     tsv.write_text("\ufefftext\tlabel\ngreat\t1\n", "utf-8")
@@ -38,3 +48,39 @@ def test_a_tsv_header_in_any_case(tmp_path, header):
     tsv = tmp_path / "own.tsv"
     tsv.write_text(f"{header}\ngreat\t1\n", "utf-8")
     assert read_labeled_texts(tsv) == [LabeledText("great", 1)]
+
+
+def test_a_missing_data_file_is_named_by_its_setting(tmp_path):
+    from training.config import load_config
+    from training.tasks import ner, sentiment, translation
+
+    own = [f"data.datasets_dir={tmp_path}"]
+    cases = [
+        (ner.load_data, "ner", [], "data.train_file='conll2003/train.txt'"),
+        (translation.load_data, "translation", [], "data.train_src='multi30k/train.en'"),
+        (
+            sentiment.load_data,
+            "sentiment",
+            ["data.use_sst=false", "data.use_imdb=false", "data.dev_file=../dev.tsv"],
+            "data.dev_file='../dev.tsv'",
+        ),
+    ]
+    for load, task, settings, setting in cases:
+        config = load_config(task, overrides=[*own, *settings])
+        with pytest.raises(DataError) as missing:
+            load(config)
+        assert str(missing.value).startswith(f"{setting}: {tmp_path}/")
+        assert f"relative to data.datasets_dir='{tmp_path}', or absolute" in str(missing.value)
+
+    config = load_config("sentiment", overrides=own)
+    with pytest.raises(DataError, match="must be the folder of the shared data sets"):
+        sentiment.load_data(config)
+
+
+def test_a_missing_glove_file_is_named_by_its_setting(tmp_path):
+    from training.embeddings import glove_file
+
+    with pytest.raises(DataError, match=r"vocab.glove_path='g.txt': .* vocab.glove_path=none"):
+        glove_file(str(tmp_path), "g.txt")
+    assert glove_file(str(tmp_path), "g.txt", must_exist=False) == tmp_path / "g.txt"
+    assert glove_file(str(tmp_path), None) is None

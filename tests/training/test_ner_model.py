@@ -174,21 +174,27 @@ def test_read_conll_refuses_a_tag_that_is_not_iob2_with_its_line(tmp_path, tag):
 
 
 @pytest.mark.parametrize(
-    ("tags", "first_bad"),
+    ("tags", "first_bad", "says"),
     [
-        (["I-PER", "I-PER"], 0),  # IOB1: an entity starts with I- (B- only between two of a type)
-        (["B-LOC", "O", "I-LOC"], 2),
-        (["B-ORG", "I-ORG", "I-LOC"], 2),  # an I- of another type starts an entity too
+        # IOB1: an entity starts with I- (B- only between two of a type)
+        (["I-PER", "I-PER"], 0, "looks like IOB1.*IOB2"),
+        (["B-LOC", "O", "I-LOC"], 2, "looks like IOB1.*IOB2"),
+        # an I- of another type starts an entity too: a wrong type, or IOB1
+        (
+            ["B-ORG", "I-ORG", "I-LOC"],
+            2,
+            "cannot follow 'I-ORG': I- continues.*if the file is IOB1",
+        ),
     ],
 )
-def test_read_conll_refuses_an_entity_that_starts_with_i(tmp_path, tags, first_bad):
+def test_read_conll_refuses_an_entity_that_starts_with_i(tmp_path, tags, first_bad, says):
     path = tmp_path / "iob1.txt"
     lines = ["-DOCSTART- -X- -X- O", "", "EU NNP B-NP B-ORG", ""]
     lines += [f"w{i} NNP I-NP {tag}" for i, tag in enumerate(tags)]
     path.write_text("\n".join(lines), "utf-8")
     line, tag = 5 + first_bad, tags[first_bad]
 
-    with pytest.raises(ValueError, match=rf"iob1.txt:{line}: .*'{tag}'.*looks like IOB1.*IOB2"):
+    with pytest.raises(ValueError, match=rf"iob1.txt:{line}: .*'{tag}'.*{says}"):
         read_conll(path)
 
 

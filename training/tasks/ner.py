@@ -67,7 +67,9 @@ class NerData:
 def load_data(config: NerConfig) -> NerData:
     """Shuffled training sentences, the dev sentences (file order) and the tag set."""
     files = config.data
-    train = data.read_conll(Path(files.datasets_dir) / files.train_file)
+    train = data.read_conll(
+        data.dataset_file(files.datasets_dir, files.train_file, "data.train_file")
+    )
     kinds = files.entity_types  # a list of distinct names (training.config.EntityTypes)
     if kinds is None:
         kinds = sorted({tag[2:] for sentence in train for _, tag in sentence if tag != "O"})
@@ -87,7 +89,9 @@ def load_data(config: NerConfig) -> NerData:
 def load_dev(config: NerConfig, tags: Sequence[str]) -> list[data.TaggedSentence]:
     """The dev sentences (file order), whose tags must be among the model's ``tags`` (export
     and quantize read only these, not the training file)."""
-    dev = data.read_conll(Path(config.data.datasets_dir) / config.data.dev_file)
+    dev = data.read_conll(
+        data.dataset_file(config.data.datasets_dir, config.data.dev_file, "data.dev_file")
+    )
     _require_tags(dev, tags, config.data.dev_file)
     return dev if config.data.limit_dev is None else dev[: config.data.limit_dev]
 

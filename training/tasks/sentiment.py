@@ -70,12 +70,12 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
 
     if files.use_sst:
         if with_train:
-            sst_train = data.read_sst2_tsv(root / SST_TRAIN)
+            sst_train = data.read_sst2_tsv(_under(root, SST_TRAIN))
             train += source("sst2_glue", "train", sst_train, SST_TRAIN)
-        dev["sst2"] = source("sst2_glue", "dev", data.read_sst2_tsv(root / SST_DEV), SST_DEV)
+        dev["sst2"] = source("sst2_glue", "dev", data.read_sst2_tsv(_under(root, SST_DEV)), SST_DEV)
     if files.use_imdb:
         imdb_train, imdb_dev = data.split_holdout(
-            data.read_imdb_tsv(root / IMDB_TRAIN), files.imdb_holdout, files.holdout_seed
+            data.read_imdb_tsv(_under(root, IMDB_TRAIN)), files.imdb_holdout, files.holdout_seed
         )
         if files.train_imdb:
             split = f"train minus held-out (seed {files.holdout_seed})"
@@ -91,10 +91,12 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
                 f"{sorted(RESERVED_NAMES)}: the dev metric is named dev_<name>_accuracy"
             )
         if files.train_file is not None and with_train:
-            own = data.read_labeled_texts(root / files.train_file)
+            own = data.read_labeled_texts(
+                data.dataset_file(root, files.train_file, "data.train_file")
+            )
             train += source(name, "train", own, files.train_file)
         if files.dev_file is not None:
-            own = data.read_labeled_texts(root / files.dev_file)
+            own = data.read_labeled_texts(data.dataset_file(root, files.dev_file, "data.dev_file"))
             dev[name] = source(name, "dev", own, files.dev_file)
     if not dev or (with_train and not train):
         raise data.DataError(
@@ -258,6 +260,19 @@ def classifier_weights(checkpoint: Mapping) -> dict[str, torch.Tensor]:
     return {k.removeprefix(prefix): v for k, v in weights if k.startswith(prefix)}
 
 
+def _under(root: Path, path: str) -> Path:
+    """One of the shared data sets' files (SST, IMDB) under ``root``: missing, data.datasets_dir
+    is likely not their folder."""
+    full = root / path
+    if not full.is_file():
+        raise data.DataError(
+            f"{full} is not a file: data.datasets_dir={str(root)!r} must be the folder of the "
+            "shared data sets (or set data.use_sst=false and data.use_imdb=false to train on "
+            "data.train_file and data.dev_file alone)"
+        )
+    return full
+
+
 # --- language-model pre-training ----------------------------------------------------------------
 
 LANGUAGE_MODEL = "language_model"
@@ -270,7 +285,9 @@ def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
     texts: list[str] = []
     sources = []
     if config.data.use_sst:
-        sentences = [r.text for r in data.read_sst_trees_binary(root / "sst/trees/train.txt")]
+        sentences = [
+            r.text for r in data.read_sst_trees_binary(_under(root, "sst/trees/train.txt"))
+        ]
         texts += sentences
         sources.append(
             dict(
@@ -282,7 +299,7 @@ def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
         )
     if config.data.use_imdb:
         reviews, _ = data.split_holdout(
-            data.read_imdb_tsv(root / IMDB_TRAIN),
+            data.read_imdb_tsv(_under(root, IMDB_TRAIN)),
             config.data.imdb_holdout,
             config.data.holdout_seed,
         )
@@ -297,7 +314,12 @@ def unlabelled_texts(config: SentimentConfig) -> tuple[list[str], list[dict]]:
             )
         )
     if config.data.train_file is not None:
-        own = [r.text for r in data.read_labeled_texts(root / config.data.train_file)]
+        own = [
+            r.text
+            for r in data.read_labeled_texts(
+                data.dataset_file(root, config.data.train_file, "data.train_file")
+            )
+        ]
         texts += own
         sources.append(
             dict(

@@ -73,17 +73,29 @@ class ParallelData:
 
 
 def read_parallel(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
-    """Aligned lines of two files as ``(source, target)`` pairs (raw text, line ends removed)."""
+    """Aligned lines of two files as ``(source, target)`` pairs (raw text, line ends removed);
+    a blank line on either side is an error naming it (it would teach the model to translate
+    nothing into a sentence, or a sentence into nothing)."""
     src, tgt = data.read_lines(src_path), data.read_lines(tgt_path)
     if len(src) != len(tgt):
         raise data.DataError(f"{src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
+    for path, lines in ((src_path, src), (tgt_path, tgt)):
+        blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
+        if blank is not None:
+            raise data.DataError(
+                f"{path}:{blank}: the line is blank; every line holds one sentence, aligned "
+                "with the same line of the other file"
+            )
     return list(zip(src, tgt, strict=True))
 
 
 def load_data(config: TranslationConfig) -> ParallelData:
     """Shuffled training pairs and the dev pairs (file order)."""
     root, files = Path(config.data.datasets_dir), config.data
-    train = read_parallel(root / files.train_src, root / files.train_tgt)
+    train = read_parallel(
+        data.dataset_file(root, files.train_src, "data.train_src"),
+        data.dataset_file(root, files.train_tgt, "data.train_tgt"),
+    )
     dev = load_dev(config)
     sources = [
         dict(
@@ -108,7 +120,10 @@ def load_data(config: TranslationConfig) -> ParallelData:
 def load_dev(config: TranslationConfig) -> list[tuple[str, str]]:
     """The dev pairs, in file order (export and quantize read only these)."""
     root, files = Path(config.data.datasets_dir), config.data
-    dev = read_parallel(root / files.dev_src, root / files.dev_tgt)
+    dev = read_parallel(
+        data.dataset_file(root, files.dev_src, "data.dev_src"),
+        data.dataset_file(root, files.dev_tgt, "data.dev_tgt"),
+    )
     return dev if files.limit_dev is None else dev[: files.limit_dev]
 
 
