@@ -122,7 +122,10 @@ def read_labeled_texts(path: Path) -> list[LabeledText]:
         else:
             text, tab, label = line.rstrip("\r\n").rpartition("\t")
             if not tab:
-                raise DataError(f"{where}: expected 'text<TAB>label', got {line[:80]!r}")
+                hint = ""
+                if line.lstrip().startswith("{"):
+                    hint = "; a file of JSON objects, one a line, needs a name ending in .jsonl"
+                raise DataError(f"{where}: expected 'text<TAB>label', got {line[:80]!r}{hint}")
             header = text.strip().lower() in _OWN_HEADERS and label.strip().lower() == "label"
             if number == 1 and header:
                 continue
@@ -130,8 +133,11 @@ def read_labeled_texts(path: Path) -> list[LabeledText]:
             raise DataError(f"{where}: the text is empty")
         key = str(label).strip().lower()
         if key not in _OWN_LABELS:
+            first = str(text).strip().lower()  # a label (or a "label" header) first: swapped
+            swapped = not jsonl and (first in _OWN_LABELS or first == "label")
             raise DataError(
                 f"{where}: unknown label {label!r}; use one of 0/1, negative/positive, neg/pos"
+                + ("; the label comes last: text<TAB>label" if swapped else "")
             )
         records.append(LabeledText(text.strip(), _OWN_LABELS[key]))
     return records

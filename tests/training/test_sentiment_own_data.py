@@ -51,6 +51,9 @@ def test_tsv_without_a_header_and_json_lines(tmp_path):
     [
         ("own.tsv", "fine\t1\nno tab here\n", r"own.tsv:2: expected 'text<TAB>label'"),
         ("own.tsv", "fine\t1\nfine\t2\n", r"own.tsv:2: unknown label '2'"),
+        ("own.tsv", "label\ttext\n1\tfine\n", r"own.tsv:1: .* the label comes last"),
+        ("own.tsv", "1\tfine\n", r"own.tsv:1: unknown label 'fine'.* the label comes last"),
+        ("own.json", '{"text": "fine", "label": 1}\n', r"own.json:1: .* name ending in \.jsonl"),
         ("own.tsv", "fine\t1\n  \tpositive\n", r"own.tsv:2: the text is empty"),
         ("own.jsonl", '{"text": "x", "label": 1}\n{"text": "x"\n', r"own.jsonl:2: not a JSON"),
         ("own.jsonl", '["x", 1]\n', r'own.jsonl:1: expected \{"text"'),
