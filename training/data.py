@@ -203,7 +203,7 @@ def _require_iob2(tag: str, previous: str, where: str) -> None:
     if previous.startswith(("B-", "I-")):  # inside an entity of another type
         raise DataError(
             f"{where}: tag {tag!r} cannot follow {previous!r}: I- continues an entity of its "
-            f"own type, and in IOB2 a new entity starts with B-; fix the tag, or, if the file is "
+            "own type, and in IOB2 a new entity starts with B-; fix the tag, or, if the file is "
             "IOB1, convert it to IOB2 first"
         )
     raise DataError(
