@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         help="the model's artifact folder, e.g. exported_models/sentiment: replaced as a whole "
-        "once the new model is verified (a folder with other files is refused)",
+        "once the new model is verified (a non-empty folder without a manifest.json is refused)",
     )
     export.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
     export.add_argument(

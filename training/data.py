@@ -35,14 +35,15 @@ class LabeledText:
     label: int  # index into SENTIMENT_LABELS
 
 
-def dataset_file(datasets_dir: str | Path, path: str | Path, setting: str) -> Path:
+def dataset_file(datasets_dir: str | Path, path: str | Path, setting: str, hint: str = "") -> Path:
     """``path``, the value of the config's ``setting``, under ``datasets_dir`` (an absolute path
-    stays as it is); a file that is not there is a DataError naming the setting and the rule."""
+    stays as it is); a file that is not there is a DataError naming the setting and the rule,
+    then ``hint``."""
     full = Path(datasets_dir) / path
     if not full.is_file():
         raise DataError(
             f"{setting}={str(path)!r}: {full} is not a file (data paths are relative to "
-            f"data.datasets_dir={str(datasets_dir)!r}, or absolute)"
+            f"data.datasets_dir={str(datasets_dir)!r}, or absolute{hint})"
         )
     return full
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from service.text import Vocab
-from training.errors import DataError
+from training.data import dataset_file
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,10 @@ def glove_file(
     DataError naming the setting, unless ``must_exist`` is false."""
     if glove_path is None:
         return None
-    path = Path(datasets_dir) / glove_path
-    if must_exist and not path.is_file():
-        raise DataError(
-            f"vocab.glove_path={glove_path!r}: {path} is not a file (relative to "
-            f"data.datasets_dir={datasets_dir!r}, or absolute; vocab.glove_path=none starts the "
-            "embeddings at random)"
-        )
-    return path
+    if not must_exist:
+        return Path(datasets_dir) / glove_path
+    hint = "; vocab.glove_path=none starts the embeddings at random"
+    return dataset_file(datasets_dir, glove_path, "vocab.glove_path", hint)
 
 
 def iter_glove(path: Path) -> Iterator[tuple[str, np.ndarray]]:

@@ -267,8 +267,8 @@ def _under(root: Path, path: str) -> Path:
     if not full.is_file():
         raise data.DataError(
             f"{full} is not a file: data.datasets_dir={str(root)!r} must be the folder of the "
-            "shared data sets (or set data.use_sst=false and data.use_imdb=false to train on "
-            "data.train_file and data.dev_file alone)"
+            "shared data sets, or turn them off (data.use_sst=false, data.use_imdb=false) to "
+            "use your own files alone"
         )
     return full
 

@@ -72,14 +72,17 @@ class ParallelData:
     sources: list[dict]  # for the manifest's training_data
 
 
-def read_parallel(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
-    """Aligned lines of two files as ``(source, target)`` pairs (raw text, line ends removed);
-    a blank line on either side is an error naming it (it would teach the model to translate
-    nothing into a sentence, or a sentence into nothing)."""
+def read_parallel(
+    src_path: Path, tgt_path: Path, *, refuse_blank: bool = True
+) -> list[tuple[str, str]]:
+    """Aligned lines of two files as ``(source, target)`` pairs (raw text, line ends removed).
+    With ``refuse_blank`` (training and dev data), a blank line on either side is an error
+    naming it: it would teach the model to translate nothing into a sentence, or a sentence
+    into nothing."""
     src, tgt = data.read_lines(src_path), data.read_lines(tgt_path)
     if len(src) != len(tgt):
         raise data.DataError(f"{src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
-    for path, lines in ((src_path, src), (tgt_path, tgt)):
+    for path, lines in ((src_path, src), (tgt_path, tgt)) if refuse_blank else ():
         blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
         if blank is not None:
             raise data.DataError(
@@ -568,7 +571,7 @@ def evaluate_files(
         translator.preprocessing = translator.preprocessing.model_copy(
             update={"length_penalty": length_penalty}
         )
-    pairs = read_parallel(src_file, ref_file)
+    pairs = read_parallel(src_file, ref_file, refuse_blank=False)  # scored as they are
     outputs = translator.predict_batch([s for s, _ in pairs], beam_size=beam_size)
     hypotheses, refs = [p.translation for p in outputs], [[t for _, t in pairs]]
     bleu = sacrebleu.metrics.BLEU()
