@@ -340,7 +340,7 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
         "127.0.0.1 ports and keeps them all up; the load generator (`benchmarks/loadgen.py`, "
         "asyncio + aiohttp, closed loop) runs on the same machine, so it takes CPU from the "
         "server (its share is the *client CPU* column; *server CPU* is what the server's "
-        "gunicorn master and workers used per answered request over the measured part, from "
+        "gunicorn master and workers used per successful request over the measured part, from "
         "/proc, which leaves out every other process on the machine). Each level: "
         f"{_f(mode['warmup_s'])} s warm-up, then {_f(mode['level_s'])} s measured (at most "
         f"{mode['max_requests']:,} requests), on one server at a time; each of "
@@ -508,7 +508,10 @@ def _cpu_limit(results: dict, times: float) -> list[str]:
 
     naive_ms = naive["server_cpu_ms"] + _client_ms(naive)
     service_ms = service["server_cpu_ms"] + _client_ms(service)
-    allowed = naive_ms / times - _client_ms(service)
+    cores = results["machine"]["usable_cores"]
+    wanted = times * naive["throughput"]
+    wanted_ms = 1000 * cores / wanted  # the cores' time per request at that throughput
+    allowed = wanted_ms - _client_ms(service)
     line = (
         f"- **CPU per request** (c={c}; the server's own processes, from /proc, with the load "
         f"generator's share in brackets): {NAIVE} {cost(naive)}, {SERVICE_BATCHING} "
@@ -517,17 +520,23 @@ def _cpu_limit(results: dict, times: float) -> list[str]:
     if floor in measured:
         line += f", {FLOOR} {cost(floor)}"
     line += (
-        ". With the cores busy, throughput is their time divided by what a request costs, "
-        f"server and load generator together: these costs alone allow the service "
-        f"{naive_ms / service_ms:.2f}× the naive baseline's throughput. {times:g}× needs the "
-        f"service at or below {_f(allowed, 2)} ms of its own per request; "
+        f". Per request, the naive baseline cost {naive_ms / service_ms:.2f}× what the service "
+        f"did, server and load generator together. {times:g}× the naive baseline's throughput "
+        f"({_f(wanted)} requests/s) leaves {_f(wanted_ms, 2)} ms of the {cores} cores' time per "
+        "request"
     )
-    if service["server_cpu_ms"] > allowed:
-        line += f"it used {_f(service['server_cpu_ms'] - allowed, 2)} ms more."
+    if allowed <= 0:
+        line += ", no more than the load generator's share alone."
+    elif service["server_cpu_ms"] > allowed:
+        line += (
+            f", {_f(allowed, 2)} ms of it for the service's own processes; they used "
+            f"{_f(service['server_cpu_ms'] - allowed, 2)} ms more."
+        )
     else:
         line += (
-            "it used less, so the throughput it missed went to neither server nor load "
-            "generator (idle cores, or other processes on a shared machine)."
+            f", {_f(allowed, 2)} ms of it for the service's own processes; they used less, so "
+            "the throughput missed went to neither server nor load generator (idle cores, or "
+            "other processes on a shared machine)."
         )
     return [line]
 

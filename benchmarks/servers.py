@@ -202,9 +202,9 @@ def cpu_ms_per_request(
     after: tuple[frozenset[int], float] | None,
     requests: int,
 ) -> float | None:
-    """Milliseconds of the server's CPU per answered request between two :func:`cpu_seconds`
-    readings; None when either is missing, a worker was replaced in between (its time would be
-    lost) or nothing was answered."""
+    """Milliseconds of the server's CPU per request (``requests`` of them) between two
+    :func:`cpu_seconds` readings; None when either is missing, a worker was replaced in between
+    (its time would be lost) or there were no requests."""
     if before is None or after is None or before[0] != after[0] or requests <= 0:
         return None
     return 1000 * (after[1] - before[1]) / requests

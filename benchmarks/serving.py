@@ -139,7 +139,7 @@ def measure_level(
     /metrics is scraped when the warm-up has ended and again after the level.
 
     With ``server_pid`` (the gunicorn master), the summary's ``server_cpu_ms`` is the CPU that
-    the server's processes used per answered request over the measured part (None when it could
+    the server's processes used per successful request over the measured part (None when it could
     not be read); the scrapes fall outside it."""
     metrics: dict = {}
     cpu: list = []
@@ -159,10 +159,9 @@ def measure_level(
         mode.max_requests,
         on_measure=start,
     )
-    if server_pid is not None:
-        answered = summary["requests"] + summary["errors"]
+    if server_pid is not None:  # per request answered 200, as throughput counts them
         summary["server_cpu_ms"] = servers.cpu_ms_per_request(
-            cpu[0], servers.cpu_seconds(server_pid), answered
+            cpu[0], servers.cpu_seconds(server_pid), summary["requests"]
         )
     if model is None:
         return summary, None

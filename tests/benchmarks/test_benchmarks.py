@@ -395,29 +395,34 @@ def test_http_targets_and_tables_from_results(tmp_path: Path) -> None:
     # The servers' own CPU per request says how far the service is from 3×, whatever else ran.
     load = results["http"]["load"]
     load[0], load[2], load[-1] = (
-        level(SERVICE_BATCHING, 32, 900.0, cpu_ms=2.5),
-        level(NAIVE, 32, 400.0, cpu_ms=5.25),
+        level(SERVICE_BATCHING, 32, 900.0, cpu_ms=1.8),
+        level(NAIVE, 32, 400.0, cpu_ms=4.0),
         level(FLOOR, 32, 1000.0, cpu_ms=1.0),
     )
     report.write(results, doc, tmp_path)
     text = doc.read_text()
     assert (
         "- **CPU per request** (c=32; the server's own processes, from /proc, with the load "
-        "generator's share in brackets): naive (Flask + PyTorch eager) 5.25 ms (0.75 ms), service "
-        "(batching) 2.50 ms (0.33 ms), floor (Flask, no model) 1.00 ms (0.30 ms). With the cores "
-        "busy, throughput is their time divided by what a request costs, server and load "
-        "generator together: these costs alone allow the service 2.12× the naive baseline's "
-        "throughput. 3× needs the service at or below 1.67 ms of its own per request; it used "
-        "0.83 ms more."
+        "generator's share in brackets): naive (Flask + PyTorch eager) 4.00 ms (0.75 ms), service "
+        "(batching) 1.80 ms (0.33 ms), floor (Flask, no model) 1.00 ms (0.30 ms). Per request, "
+        "the naive baseline cost 2.23× what the service did, server and load generator together. "
+        "3× the naive baseline's throughput (1,200.0 requests/s) leaves 1.67 ms of the 2 cores' "
+        "time per request, 1.33 ms of it for the service's own processes; they used 0.47 ms more."
     ) in text
-    assert "| 900.0 | 10.00 | 20.00 | 50.00 | 5.00 | 0 | 100 | 30% | 2.50 |" in text
+    assert "| 900.0 | 10.00 | 20.00 | 50.00 | 5.00 | 0 | 100 | 30% | 1.80 |" in text
     assert "| 800.0 | 10.00 | 20.00 | 50.00 | 5.00 | 0 | 100 | 30% | – |" in text  # not measured
-    load[0] = level(SERVICE_BATCHING, 32, 900.0, cpu_ms=1.5)
+    load[0] = level(SERVICE_BATCHING, 32, 900.0, cpu_ms=1.2)
     report.write(results, doc, tmp_path)
     assert (
-        "3× needs the service at or below 1.67 ms of its own per request; it used less, so the "
-        "throughput it missed went to neither server nor load generator (idle cores, or other "
-        "processes on a shared machine)."
+        "1.33 ms of it for the service's own processes; they used less, so the throughput missed "
+        "went to neither server nor load generator (idle cores, or other processes on a shared "
+        "machine)."
+    ) in doc.read_text()
+    load[2] = level(NAIVE, 32, 2500.0, cpu_ms=0.2)  # 3× of it: less than the client's share
+    report.write(results, doc, tmp_path)
+    assert (
+        "leaves 0.27 ms of the 2 cores' time per request, no more than the load generator's "
+        "share alone."
     ) in doc.read_text()
 
 

@@ -154,7 +154,7 @@ def test_server_cpu_counts_the_process_and_its_children() -> None:
         assert reading is not None
         pids, seconds = reading
         assert process.pid in pids and set(servers.children(process.pid)) <= pids
-        assert len(pids) == 2 and seconds >= 0.25
+        assert len(pids) == 2 and 0.25 <= seconds < 2.0  # CPU seconds, not another count
     finally:
         for kid in servers.children(process.pid):
             os.kill(kid, signal.SIGKILL)
