@@ -442,7 +442,7 @@ def _limits(results: dict) -> list[str]:
         graph_ms = r["mean_compute_ms"] / r["mean_rows"]
         # Both wall-clock: the graph's time per call includes waiting for a core, so it is set
         # against the machine's core-time per request, not against the server's CPU time.
-        budget_ms = 1000 * cores / level["throughput"]
+        budget_ms = _core_ms(results, level["throughput"])
         lines.append(
             f"- At c={r['concurrency']} the batching service answered "
             f"{_f(level['throughput'])} requests/s, i.e. at most {_f(budget_ms, 2)} ms of CPU "
@@ -486,6 +486,12 @@ def _batch_profile(results: dict, model: str, top: int = 4) -> list[str]:
     ]
 
 
+def _core_ms(results: dict, throughput: float) -> float:
+    """The machine's core-time per request at ``throughput`` requests/s: at most what a request
+    used, server and load generator together."""
+    return 1000 * results["machine"]["usable_cores"] / throughput
+
+
 def _client_ms(level: dict) -> float:
     """The load generator's CPU time per request of a load level."""
     return 1000 * level["client_cpu"] / level["throughput"]
@@ -510,7 +516,7 @@ def _cpu_limit(results: dict, times: float) -> list[str]:
     service_ms = service["server_cpu_ms"] + _client_ms(service)
     cores = results["machine"]["usable_cores"]
     wanted = times * naive["throughput"]
-    wanted_ms = 1000 * cores / wanted  # the cores' time per request at that throughput
+    wanted_ms = _core_ms(results, wanted)
     allowed = wanted_ms - _client_ms(service)
     line = (
         f"- **CPU per request** (c={c}; the server's own processes, from /proc, with the load "
@@ -555,12 +561,8 @@ def _floor_limit(results: dict, times: float) -> list[str]:
         return []
     cores = results["machine"]["usable_cores"]
     wanted = times * naive["throughput"]
-
-    def ms(throughput: float) -> float:  # the machine's core-time per request
-        return 1000 * cores / throughput
-
     floor_ms, service_ms, wanted_ms = (
-        ms(x) for x in (floor["throughput"], service["throughput"], wanted)
+        _core_ms(results, x) for x in (floor["throughput"], service["throughput"], wanted)
     )
     line = (
         f"- **Floor** (c={c}): {FLOOR}, under the service's gunicorn settings, answered "

@@ -82,13 +82,14 @@ def read_parallel(
     src, tgt = data.read_lines(src_path), data.read_lines(tgt_path)
     if len(src) != len(tgt):
         raise data.DataError(f"{src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
-    for path, lines in ((src_path, src), (tgt_path, tgt)) if refuse_blank else ():
-        blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
-        if blank is not None:
-            raise data.DataError(
-                f"{path}:{blank}: the line is blank; every line holds one sentence, aligned "
-                "with the same line of the other file"
-            )
+    if refuse_blank:
+        for path, lines in ((src_path, src), (tgt_path, tgt)):
+            blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
+            if blank is not None:
+                raise data.DataError(
+                    f"{path}:{blank}: the line is blank; every line holds one sentence, aligned "
+                    "with the same line of the other file"
+                )
     return list(zip(src, tgt, strict=True))
 
 
