@@ -13,7 +13,6 @@ probes).
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -31,32 +30,34 @@ from service.api.v2_binary import (
     split_body,
     take_binary_parts,
 )
+from service.api.v2_protocol import (
+    SERVER_NAME,
+    check_input_names,
+    check_requested_output,
+    check_text_tensor,
+    describe_model,
+    find_model,
+    no_version,
+    server_version,
+    utf8_strings,
+    valid_texts,
+)
 from service.api.v2_schemas import (
     InferRequest,
     InferResponse,
-    ModelMetadata,
     ModelReady,
     RequestInput,
     ResponseOutput,
     ServerMetadata,
 )
-from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, OutputTensor, TaskAdapter
-from service.errors import (
-    V2_PREFIX,
-    BadRequest,
-    NotFound,
-    NotReady,
-    ValidationFailed,
-    json_type_name,
-)
+from service.api.v2_tasks import OutputTensor, TaskAdapter
+from service.errors import V2_PREFIX, BadRequest, json_type_name
 from service.metrics import tag_model
 from service.runtime.registry import LoadedModel, ModelRegistry
-from service.schemas import TextBatch, TextLimits
+from service.schemas import TextLimits
 
-SERVER_NAME = "rnn-inference-service"
 EXTENSIONS = ["binary_tensor_data"]
 CLASSIFICATION = "classification"  # an output parameter of an extension not served here
-PLATFORM = "onnxruntime_onnx"
 
 
 def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
@@ -66,27 +67,14 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
     @blueprint.get("")
     def server_metadata() -> dict[str, Any]:
         return ServerMetadata(
-            name=SERVER_NAME, version=_server_version(), extensions=EXTENSIONS
+            name=SERVER_NAME, version=server_version(), extensions=EXTENSIONS
         ).model_dump()
 
     @blueprint.get("/models/<name>")
     @blueprint.get("/models/<name>/versions/<version>")
     def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
         model, adapter = _find(registry, name, version)
-        return ModelMetadata(
-            name=model.name,
-            versions=[model.manifest.version],
-            platform=PLATFORM,
-            inputs=[TEXT_INPUT],
-            outputs=adapter.outputs(model),
-            parameters={
-                "task": model.manifest.task,
-                "labels": model.manifest.labels,
-                "execution_providers": model.providers,
-                "metrics": model.metrics,
-                "precision": model.precision,
-            },
-        ).model_dump()
+        return describe_model(model, adapter).model_dump()
 
     @blueprint.get("/models/<name>/ready")
     @blueprint.get("/models/<name>/versions/<version>/ready")
@@ -114,20 +102,10 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
 def _find(
     registry: ModelRegistry, name: str, version: str | None
 ) -> tuple[LoadedModel, TaskAdapter]:
-    """The loaded model ``name`` (at ``version``, when given) and its task's V2 adapter."""
-    model = registry.models.get(name)
-    if model is not None:
+    """:func:`find_model`, with this request's metrics labelled by the model when it is loaded."""
+    if name in registry.models:
         tag_model(name)
-    else:
-        if name in registry.errors:
-            raise NotReady(f"model {name!r} failed to load: {registry.errors[name]}")
-        raise NotFound(f"unknown model {name!r}; loaded models: {sorted(registry.models)}")
-    if version is not None and version != model.manifest.version:
-        raise _no_version(model, version)
-    adapter = V2_ADAPTERS.get(model.manifest.task)
-    if adapter is None:
-        raise NotFound(f"model {name!r} ({model.manifest.task}) is not served over /v2")
-    return model, adapter
+    return find_model(registry, name, version)
 
 
 def _check_model_named(infer_request: InferRequest, model: LoadedModel) -> None:
@@ -138,13 +116,7 @@ def _check_model_named(infer_request: InferRequest, model: LoadedModel) -> None:
             f"{model.name!r}"
         )
     if infer_request.model_version not in (None, model.manifest.version):
-        raise _no_version(model, infer_request.model_version)
-
-
-def _no_version(model: LoadedModel, version: str) -> NotFound:
-    return NotFound(
-        f"model {model.name!r} has no version {version!r}; it serves {model.manifest.version!r}"
-    )
+        raise no_version(model, infer_request.model_version)
 
 
 def _parse_header(body: bytes) -> InferRequest:
@@ -161,21 +133,11 @@ def _texts(infer_request: InferRequest, binary: bytes, limits: TextLimits) -> li
     inputs = infer_request.inputs
     sizes = [_binary_size(i) for i in inputs]
     parts = take_binary_parts(sizes, binary)
-    names = [i.name for i in inputs]
-    if names != [TEXT_INPUT.name]:
-        raise BadRequest(f"expected exactly one input, 'text'; got {names}")
+    check_input_names([i.name for i in inputs])
     (tensor,), (raw,) = inputs, parts
-    if tensor.datatype != "BYTES":
-        raise BadRequest(f"input 'text' must be BYTES, got {tensor.datatype}")
-    if len(tensor.shape) != 1:
-        raise BadRequest(f"input 'text' must have shape [N], got {tensor.shape}")
-    values = _binary_strings(raw) if raw is not None else _json_strings(tensor)
-    if len(values) != tensor.shape[0]:
-        raise BadRequest(f"input 'text' has shape {tensor.shape} but {len(values)} elements")
-    try:
-        return TextBatch.model_validate({"text": values}, context={"limits": limits}).text
-    except ValidationError as exc:
-        raise BadRequest(ValidationFailed.from_pydantic(exc).message) from None
+    check_text_tensor(tensor.datatype, tensor.shape)
+    values = utf8_strings(decode_bytes_elements(raw)) if raw is not None else _json_strings(tensor)
+    return valid_texts(values, tensor.shape, limits)
 
 
 def _binary_size(tensor: RequestInput) -> int | None:
@@ -187,13 +149,6 @@ def _binary_size(tensor: RequestInput) -> int | None:
     if tensor.data is not None:
         raise BadRequest(f"input {tensor.name!r} has both 'data' and {BINARY_DATA_SIZE}")
     return size
-
-
-def _binary_strings(raw: bytes) -> list[str]:
-    try:
-        return [element.decode("utf-8") for element in decode_bytes_elements(raw)]
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"input 'text' is not valid UTF-8: {exc}") from None
 
 
 def _json_strings(tensor: RequestInput) -> list[Any]:
@@ -211,10 +166,7 @@ def _wanted_outputs(infer_request: InferRequest, available: list[Any]) -> dict[s
         return dict.fromkeys(names, default_binary)
     wanted: dict[str, bool] = {}
     for index, output in enumerate(infer_request.outputs):
-        if output.name not in names:
-            raise BadRequest(f"unknown output {output.name!r}; this model has {names}")
-        if output.name in wanted:
-            raise BadRequest(f"outputs[{index}]: output {output.name!r} is requested twice")
+        check_requested_output(index, output.name, available, list(wanted))
         where = f"outputs[{index}].parameters"
         if CLASSIFICATION in output.parameters:  # tritonclient's class_count
             raise BadRequest(
@@ -276,10 +228,3 @@ def _first_problem(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     where = ".".join(str(part) for part in error["loc"])
     return f"{where}: {error['msg']}" if where else error["msg"]
-
-
-def _server_version() -> str:
-    try:
-        return metadata.version(SERVER_NAME)
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -1,0 +1,113 @@
+"""The Open Inference Protocol's rules that do not depend on the transport: which model a
+request names, what the server and a model say about themselves, which texts a ``text`` input
+holds and which outputs a request wants. Its REST form (:mod:`service.api.v2`) and its gRPC form
+(:mod:`service.grpc_api`) both go through here, so the two answer alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.api.v2_schemas import ModelMetadata, TensorMetadata
+from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, TaskAdapter
+from service.errors import BadRequest, NotFound, NotReady, ValidationFailed
+from service.runtime.registry import LoadedModel, ModelRegistry
+from service.schemas import TextBatch, TextLimits
+
+SERVER_NAME = "rnn-inference-service"
+PLATFORM = "onnxruntime_onnx"
+
+
+def find_model(
+    registry: ModelRegistry, name: str, version: str | None
+) -> tuple[LoadedModel, TaskAdapter]:
+    """The loaded model ``name`` (at ``version``, when given) and its task's adapter."""
+    model = registry.models.get(name)
+    if model is None:
+        if name in registry.errors:
+            raise NotReady(f"model {name!r} failed to load: {registry.errors[name]}")
+        raise NotFound(f"unknown model {name!r}; loaded models: {sorted(registry.models)}")
+    if version is not None and version != model.manifest.version:
+        raise no_version(model, version)
+    adapter = V2_ADAPTERS.get(model.manifest.task)
+    if adapter is None:
+        raise NotFound(f"model {name!r} ({model.manifest.task}) is not served over /v2")
+    return model, adapter
+
+
+def no_version(model: LoadedModel, version: str) -> NotFound:
+    return NotFound(
+        f"model {model.name!r} has no version {version!r}; it serves {model.manifest.version!r}"
+    )
+
+
+def describe_model(model: LoadedModel, adapter: TaskAdapter) -> ModelMetadata:
+    """What ``GET /v2/models/{name}`` (and gRPC's ModelMetadata) says of ``model``."""
+    return ModelMetadata(
+        name=model.name,
+        versions=[model.manifest.version],
+        platform=PLATFORM,
+        inputs=[TEXT_INPUT],
+        outputs=adapter.outputs(model),
+        parameters={
+            "task": model.manifest.task,
+            "labels": model.manifest.labels,
+            "execution_providers": model.providers,
+            "metrics": model.metrics,
+            "precision": model.precision,
+        },
+    )
+
+
+def check_input_names(names: Sequence[str]) -> None:
+    """A request has exactly one input, ``text``."""
+    if list(names) != [TEXT_INPUT.name]:
+        raise BadRequest(f"expected exactly one input, 'text'; got {list(names)}")
+
+
+def check_text_tensor(datatype: str, shape: Sequence[int]) -> None:
+    """The ``text`` input is BYTES, of shape ``[N]``."""
+    if datatype != TEXT_INPUT.datatype:
+        raise BadRequest(f"input 'text' must be BYTES, got {datatype}")
+    if len(shape) != 1:
+        raise BadRequest(f"input 'text' must have shape [N], got {list(shape)}")
+
+
+def valid_texts(values: Sequence[Any], shape: Sequence[int], limits: TextLimits) -> list[str]:
+    """The ``text`` input's values, once they match its shape and the service's limits."""
+    if len(values) != shape[0]:
+        raise BadRequest(f"input 'text' has shape {list(shape)} but {len(values)} elements")
+    try:
+        return TextBatch.model_validate({"text": list(values)}, context={"limits": limits}).text
+    except ValidationError as exc:
+        raise BadRequest(ValidationFailed.from_pydantic(exc).message) from None
+
+
+def utf8_strings(elements: Sequence[bytes]) -> list[str]:
+    """BYTES elements as text."""
+    try:
+        return [element.decode("utf-8") for element in elements]
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"input 'text' is not valid UTF-8: {exc}") from None
+
+
+def check_requested_output(
+    index: int, name: str, available: Sequence[TensorMetadata], wanted: Sequence[str]
+) -> None:
+    """``outputs[index]`` must name one of the model's outputs, once."""
+    names = [o.name for o in available]
+    if name not in names:
+        raise BadRequest(f"unknown output {name!r}; this model has {names}")
+    if name in wanted:
+        raise BadRequest(f"outputs[{index}]: output {name!r} is requested twice")
+
+
+def server_version() -> str:
+    try:
+        return metadata.version(SERVER_NAME)
+    except metadata.PackageNotFoundError:
+        return "unknown"
