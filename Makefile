@@ -10,7 +10,7 @@ MT_RUN ?= runs/translation
 MT_CHECKPOINT ?= $(MT_RUN)-cont/best.pt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve install-gpu lock test lint format train-sentiment export-sentiment quantize-sentiment evaluate-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
+.PHONY: serve install-gpu lock proto test lint format train-sentiment export-sentiment quantize-sentiment evaluate-sentiment train-ner export-ner evaluate-ner train-translation continue-translation average-translation export-translation evaluate-translation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ lock: | $(BIN)/python
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras \
 		--no-emit-index-url --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK).new pyproject.toml
 	if cmp -s $(LOCK).new $(LOCK); then rm $(LOCK).new; else mv $(LOCK).new $(LOCK); fi
+
+# The gRPC protocol's descriptor, loaded by the server, after a change to its .proto file (the
+# tests check that the two agree).
+proto: $(VENV)/.dev-installed
+	$(BIN)/python -m grpc_tools.protoc -I service/grpc_api \
+		--descriptor_set_out=service/grpc_api/inference.binpb service/grpc_api/inference.proto
 
 serve: $(VENV)/.serve-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "service:create_app()"

@@ -4,7 +4,8 @@ Environment: PORT (default 8000), WEB_CONCURRENCY (worker processes), GUNICORN_T
 (threads per worker), GUNICORN_TIMEOUT and GUNICORN_KEEPALIVE (seconds), GUNICORN_ACCESS_LOG
 (gunicorn's own access log: a path, or - for stdout; off by default), LOG_LEVEL,
 PROMETHEUS_MULTIPROC_DIR (where workers keep their metrics) and RELOAD_SIGNAL_DIR (how a reload
-reaches every worker): fresh temporary folders when unset.
+reaches every worker): fresh temporary folders when unset. With GRPC_PORT set, every worker also
+serves the Open Inference Protocol over gRPC on that port (service/grpc_api).
 """
 
 import os
@@ -152,6 +153,21 @@ def on_starting(server):
     for entry in os.scandir(folder):
         if entry.is_file() and entry.name.endswith(".db"):
             os.remove(entry.path)
+
+
+def post_worker_init(worker):
+    """Serve gRPC from this worker, once its models are loaded, when GRPC_PORT is set. A port
+    that cannot be bound stops the worker, and gunicorn with it, saying why."""
+    from service.grpc_api import start_in_worker
+
+    start_in_worker(worker)
+
+
+def worker_exit(server, worker):
+    """Let this worker's gRPC calls in flight finish, then stop its gRPC server."""
+    from service.grpc_api import stop_in_worker
+
+    stop_in_worker(worker)
 
 
 def child_exit(server, worker):

@@ -233,8 +233,10 @@ def body_too_large() -> PayloadTooLarge:
     )
 
 
-def as_api_error(exc: Exception) -> ApiError:
-    """The :class:`ApiError` that answers ``exc``; an unexpected one is logged with its trace."""
+def as_api_error(exc: Exception, where: str | None = None) -> ApiError:
+    """The :class:`ApiError` that answers ``exc``; an unexpected one is logged with its trace.
+    ``where`` names the call in the log (default: this HTTP request's method and path)."""
+    where = where or f"{request.method} {request.path}"
     if isinstance(exc, ApiError):
         error = exc
     elif isinstance(exc, QueueFull):
@@ -244,10 +246,10 @@ def as_api_error(exc: Exception) -> ApiError:
     elif isinstance(exc, HTTPException):
         error = _from_http_exception(exc)
     else:
-        logger.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        logger.error("unhandled error on %s", where, exc_info=exc)
         return InternalError("internal server error; the details are in the server log")
     if error.status >= 500:
-        logger.warning("%s %s -> %d %s", request.method, request.path, error.status, error.message)
+        logger.warning("%s -> %d %s", where, error.status, error.message)
     return error
 
 

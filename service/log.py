@@ -8,6 +8,7 @@ One ``request`` line per request records method, path, status, model and duratio
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import time
@@ -25,12 +26,23 @@ _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime",
 
 logger = logging.getLogger("service.requests")
 
+# The id of the call being handled outside Flask (a gRPC call, in its own thread).
+CALL_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def request_id_from(sent: str | None) -> str:
+    """The id a client sent, when it is a sane one; else a new one."""
+    return sent if sent and _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+
 
 class RequestIdFilter(logging.Filter):
     """Adds ``record.request_id``: the id of the request being handled, or ``-``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        if has_request_context():
+            record.request_id = g.get("request_id", "-")
+        else:
+            record.request_id = CALL_REQUEST_ID.get()
         return True
 
 
@@ -85,8 +97,7 @@ def install_request_ids(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> None:
-        sent = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         g.request_started = time.perf_counter()
 
     @app.after_request

@@ -7,6 +7,8 @@ is served.
 
 * ``http_requests_total``, ``http_request_duration_seconds``: by endpoint (the route pattern),
   model and status.
+* ``grpc_requests_total``, ``grpc_request_duration_seconds``: by method, model and status code,
+  for the Open Inference Protocol over gRPC.
 * ``inference_rows_total`` and ``inference_executions_total``: texts (or NER sentence pieces)
   run, and graph calls made, per model; their ratio is the average batch size.
 * ``inference_queue_seconds``: how long a request waited for its first batch, per model.
@@ -42,6 +44,13 @@ HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
     "Time from receiving a request to having its response.",
     ["endpoint", "model", "status"],
+    buckets=_LATENCY_BUCKETS,
+)
+GRPC_REQUESTS = Counter("grpc_requests_total", "gRPC calls answered.", ["method", "model", "code"])
+GRPC_LATENCY = Histogram(
+    "grpc_request_duration_seconds",
+    "Time from receiving a gRPC call to having its response.",
+    ["method", "model", "code"],
     buckets=_LATENCY_BUCKETS,
 )
 INFERENCE_ROWS = Counter(
@@ -103,6 +112,12 @@ def install_request_metrics(app: Flask) -> None:
             _child(HTTP_REQUESTS, *labels).inc()
             _child(HTTP_LATENCY, *labels).observe(time.perf_counter() - started)
         return response
+
+
+def record_grpc_call(method: str, model: str, code: str, seconds: float) -> None:
+    """Count and time one gRPC call."""
+    _child(GRPC_REQUESTS, method, model, code).inc()
+    _child(GRPC_LATENCY, method, model, code).observe(seconds)
 
 
 def render_metrics() -> Response:

@@ -169,6 +169,36 @@ class Settings(BaseSettings):
         "(keep it below GUNICORN_TIMEOUT); counted from when a worker thread takes the request.",
     )
 
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the Open Inference Protocol over gRPC "
+        "(inference.GRPCInferenceService, as Triton's and KServe's gRPC clients speak it). "
+        "Under gunicorn every worker serves it on this port (the kernel spreads connections "
+        "over them); unset: no gRPC.",
+    )
+    grpc_threads: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="gRPC calls one worker runs at once (as GUNICORN_THREADS for HTTP); calls "
+        "to the same model are batched together, and with HTTP requests.",
+    )
+    grpc_max_concurrent_calls: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Most gRPC calls one worker holds, running or waiting for a thread; more "
+        "are refused at once with RESOURCE_EXHAUSTED.",
+    )
+
+    @field_validator("grpc_port", mode="before")
+    @classmethod
+    def _empty_port_is_unset(cls, value: object) -> object:
+        # GRPC_PORT= (empty) turns gRPC off, e.g. in the Docker image, which sets it.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("model_dir", mode="after")
     @classmethod
     def _absolute_model_dir(cls, value: Path) -> Path:

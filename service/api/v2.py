@@ -57,7 +57,6 @@ from service.runtime.registry import LoadedModel, ModelRegistry
 from service.schemas import TextLimits
 
 EXTENSIONS = ["binary_tensor_data"]
-CLASSIFICATION = "classification"  # an output parameter of an extension not served here
 
 
 def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
@@ -166,13 +165,8 @@ def _wanted_outputs(infer_request: InferRequest, available: list[Any]) -> dict[s
         return dict.fromkeys(names, default_binary)
     wanted: dict[str, bool] = {}
     for index, output in enumerate(infer_request.outputs):
-        check_requested_output(index, output.name, available, list(wanted))
+        check_requested_output(index, output.name, output.parameters, available, wanted)
         where = f"outputs[{index}].parameters"
-        if CLASSIFICATION in output.parameters:  # tritonclient's class_count
-            raise BadRequest(
-                f"{where}.{CLASSIFICATION}: the classification extension is not supported; "
-                "sentiment's label, score and probabilities outputs hold the classes"
-            )
         wanted[output.name] = _flag(output.parameters, BINARY_DATA, default_binary, where)
     return wanted
 

@@ -6,7 +6,7 @@ holds and which outputs a request wants. Its REST form (:mod:`service.api.v2`) a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -20,6 +20,7 @@ from service.schemas import TextBatch, TextLimits
 
 SERVER_NAME = "rnn-inference-service"
 PLATFORM = "onnxruntime_onnx"
+CLASSIFICATION = "classification"  # an output parameter of an extension not served here
 
 
 def find_model(
@@ -96,14 +97,24 @@ def utf8_strings(elements: Sequence[bytes]) -> list[str]:
 
 
 def check_requested_output(
-    index: int, name: str, available: Sequence[TensorMetadata], wanted: Sequence[str]
+    index: int,
+    name: str,
+    parameters: Mapping[str, Any],
+    available: Sequence[TensorMetadata],
+    wanted: Collection[str],
 ) -> None:
-    """``outputs[index]`` must name one of the model's outputs, once."""
+    """``outputs[index]`` must name one of the model's outputs, once, without asking for the
+    classification extension."""
     names = [o.name for o in available]
     if name not in names:
         raise BadRequest(f"unknown output {name!r}; this model has {names}")
     if name in wanted:
         raise BadRequest(f"outputs[{index}]: output {name!r} is requested twice")
+    if CLASSIFICATION in parameters:  # tritonclient's class_count
+        raise BadRequest(
+            f"outputs[{index}].parameters.{CLASSIFICATION}: the classification extension is not "
+            "supported; sentiment's label, score and probabilities outputs hold the classes"
+        )
 
 
 def server_version() -> str:

@@ -1,4 +1,5 @@
-"""The service runs without torch: importing it, building the app and predicting load none."""
+"""The service runs without torch: importing it, building the app and predicting load none (nor
+grpc, without GRPC_PORT)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ response = client.post("/v1/sentiment", json={"texts": ["a good movie"]})
 assert response.status_code == 200, response.get_json()
 response = client.post("/v1/ner", json={"texts": ["EU rejects German call."]})
 assert response.status_code == 200, response.get_json()
-heavy = sorted(name for name in ("torch", "onnx") if name in sys.modules)
+heavy = sorted(name for name in ("torch", "onnx", "grpc") if name in sys.modules)
 assert not heavy, f"imported {heavy}"
 """
 
@@ -40,7 +41,7 @@ def test_gunicorns_master_loads_no_runtime_before_it_forks(clean_env) -> None:
     the app must wait for the workers (their threads and sessions must not cross a fork)."""
     script = (
         "import sys, service.gunicorn_log\n"
-        "loaded = [m for m in ('onnxruntime', 'numpy', 'service.app') if m in sys.modules]\n"
+        "loaded = [m for m in ('onnxruntime', 'numpy', 'service.app', 'grpc') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
     result = subprocess.run(

@@ -77,6 +77,8 @@ def test_values_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         ("MAX_TEXTS_PER_REQUEST", "many"),
         ("MAX_BODY_BYTES", "10"),
         ("LOG_LEVEL", "LOUD"),
+        ("GRPC_PORT", "0"),
+        ("GRPC_PORT", "grpc"),
     ],
 )
 def test_an_invalid_value_is_refused_naming_the_variable(
@@ -103,6 +105,18 @@ def test_every_invalid_value_is_named_and_api_keys_are_not_repeated(
     assert "BATCH_OVERRIDES (ner.min_fill)=2: Input should be less than or equal to 1" in message
     assert "API_KEYS: Value error, every key needs at least 16 characters" in message
     assert "short-secret" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "port"), [(None, None), ("", None), ("  ", None), ("8001", 8001)]
+)
+def test_grpc_is_off_unless_grpc_port_names_a_port(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, port: int | None
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("GRPC_PORT", value)
+
+    assert Settings.from_environment().grpc_port == port
 
 
 def test_settings_are_immutable() -> None:

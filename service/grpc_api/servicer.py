@@ -1,0 +1,244 @@
+"""The calls of ``inference.GRPCInferenceService``, answered from one worker's model registry.
+
+Every call goes through :meth:`InferenceServicer._handle`, the gRPC counterpart of the Flask
+hooks of the HTTP API: a request id (the ``x-request-id`` metadata when it is a sane value, else
+a new one, sent back in the initial metadata and on every log line), the API key
+(``authorization: Bearer <key>`` metadata, as over HTTP; the health calls stay open), one
+``request`` log line, the ``grpc_requests_*`` metrics, and errors: every failure becomes the
+gRPC status of the HTTP error the same request gets over ``/v2``, with the same message.
+
+Model calls follow the rules of ``/v2`` over HTTP (:mod:`service.api.v2_protocol`): one input,
+``text`` (BYTES, shape ``[N]``), sent in ``raw_input_contents`` (as Triton's client does) or in
+``contents.bytes_contents``; outputs come back in ``raw_output_contents``, which both Triton's
+and KServe's clients read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from service.api.v2_binary import decode_bytes_elements, encode_tensor
+from service.api.v2_protocol import (
+    SERVER_NAME,
+    check_input_names,
+    check_requested_output,
+    check_text_tensor,
+    describe_model,
+    find_model,
+    server_version,
+    utf8_strings,
+    valid_texts,
+)
+from service.auth import KeyRing
+from service.errors import ApiError, BadRequest, as_api_error
+from service.grpc_api import messages
+from service.log import CALL_REQUEST_ID, REQUEST_ID_HEADER, request_id_from
+from service.metrics import record_grpc_call
+from service.runtime.registry import ModelRegistry
+from service.schemas import TextLimits
+from service.settings import Settings
+
+logger = logging.getLogger("service.requests")
+
+REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()  # gRPC metadata keys are lower case
+PUBLIC_METHODS = frozenset({"ServerLive", "ServerReady"})  # probes, as /v2/health/* over HTTP
+
+# The HTTP status of an error -> the gRPC status of the same error.
+_STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    503: grpc.StatusCode.UNAVAILABLE,  # model not loaded, or its queue full: retry later
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+class Unauthenticated(ApiError):
+    """API keys are configured and the call has no valid ``authorization`` metadata."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class _Call:
+    """What one call's log line and metrics say about it."""
+
+    __slots__ = ("method", "model")
+
+    def __init__(self, method: str):
+        self.method = method
+        self.model = ""
+
+
+class InferenceServicer:
+    """The six calls of the service, for the models of ``registry``."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings):
+        self.registry = registry
+        self.limits = TextLimits(settings.max_texts_per_request, settings.max_text_chars)
+        self.keys = KeyRing(settings.api_keys, settings.admin_api_keys)
+        self._calls: dict[str, Callable[[Any, _Call], Message]] = {
+            "ServerLive": self.server_live,
+            "ServerReady": self.server_ready,
+            "ModelReady": self.model_ready,
+            "ServerMetadata": self.server_metadata,
+            "ModelMetadata": self.model_metadata,
+            "ModelInfer": self.model_infer,
+        }
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service's method handlers, for :meth:`grpc.Server.add_generic_rpc_handlers`."""
+        handlers = {}
+        for method, (request_class, response_class) in messages.METHODS.items():
+            handlers[method] = grpc.unary_unary_rpc_method_handler(
+                self._handler_for(method),
+                request_deserializer=request_class.FromString,
+                response_serializer=response_class.SerializeToString,
+            )
+        return grpc.method_handlers_generic_handler(messages.SERVICE, handlers)
+
+    def _handler_for(self, method: str) -> Callable[[Message, grpc.ServicerContext], Message]:
+        def handle(request: Message, context: grpc.ServicerContext) -> Message:
+            return self._handle(method, request, context)
+
+        return handle
+
+    def _handle(self, method: str, request: Message, context: grpc.ServicerContext) -> Message:
+        started = time.perf_counter()
+        metadata = dict(context.invocation_metadata())
+        request_id = request_id_from(metadata.get(REQUEST_ID_KEY))
+        token = CALL_REQUEST_ID.set(request_id)
+        call = _Call(method)
+        code = grpc.StatusCode.OK
+        try:
+            context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            if method not in PUBLIC_METHODS:
+                self._check_key(metadata.get("authorization"))
+            return self._calls[method](request, call)
+        except Exception as exc:
+            error = as_api_error(exc, where=f"gRPC {method}")
+            code = _STATUS_CODES.get(error.status, grpc.StatusCode.INTERNAL)
+            context.set_trailing_metadata(
+                tuple((name.lower(), value) for name, value in error.headers.items())
+            )
+            context.set_code(code)
+            context.set_details(error.message)
+            return messages.METHODS[method][1]()
+        finally:
+            seconds = time.perf_counter() - started
+            record_grpc_call(method, call.model, code.name, seconds)
+            logger.info(
+                "request",
+                extra={
+                    "method": "gRPC",
+                    "path": f"/{messages.SERVICE}/{method}",
+                    "status": code.name,
+                    "model": call.model,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+            CALL_REQUEST_ID.reset(token)
+
+    def _check_key(self, authorization: str | None) -> None:
+        if not self.keys.enabled:
+            return
+        scheme, _, key = (authorization or "").partition(" ")
+        key = key.strip() if scheme.lower() == "bearer" else ""
+        if not key or not self.keys.is_valid(key):
+            reason = "invalid" if key else "missing"
+            raise Unauthenticated(
+                f"{reason} API key; send the metadata 'authorization: Bearer <key>'"
+            )
+
+    def server_live(self, request: Any, call: _Call) -> Message:
+        return messages.ServerLiveResponse(live=True)
+
+    def server_ready(self, request: Any, call: _Call) -> Message:
+        return messages.ServerReadyResponse(ready=self.registry.ready)
+
+    def model_ready(self, request: Any, call: _Call) -> Message:
+        """Ready when loaded; not ready when it failed to load; unknown names are NOT_FOUND."""
+        if request.name in self.registry.errors and request.name not in self.registry.models:
+            call.model = request.name
+            return messages.ModelReadyResponse(ready=False)
+        self._find(request.name, request.version, call)
+        return messages.ModelReadyResponse(ready=True)
+
+    def server_metadata(self, request: Any, call: _Call) -> Message:
+        return messages.ServerMetadataResponse(name=SERVER_NAME, version=server_version())
+
+    def model_metadata(self, request: Any, call: _Call) -> Message:
+        model, adapter = self._find(request.name, request.version, call)
+        described = describe_model(model, adapter)
+        tensor = messages.ModelMetadataResponse.TensorMetadata
+        return messages.ModelMetadataResponse(
+            name=described.name,
+            versions=described.versions,
+            platform=described.platform,
+            inputs=[tensor(**t.model_dump()) for t in described.inputs],
+            outputs=[tensor(**t.model_dump()) for t in described.outputs],
+        )
+
+    def model_infer(self, request: Any, call: _Call) -> Message:
+        model, adapter = self._find(request.model_name, request.model_version, call)
+        with model.predictor.scheduler.incoming():  # batches wait for this request's rows
+            texts = self._texts(request)
+            available = adapter.outputs(model)
+            wanted: list[str] = []
+            for index, output in enumerate(request.outputs):
+                parameters = parameter_values(output.parameters)
+                check_requested_output(index, output.name, parameters, available, wanted)
+                wanted.append(output.name)
+            wanted = wanted or [o.name for o in available]
+            outputs = adapter.infer(model, texts, parameter_values(request.parameters))
+        by_name = {o.name: o for o in outputs}
+        response = messages.ModelInferResponse(
+            model_name=model.name, model_version=model.manifest.version, id=request.id
+        )
+        for name in wanted:  # in the order asked for, as over HTTP
+            output = by_name[name]
+            response.outputs.add(name=name, datatype=output.datatype, shape=output.data.shape)
+            response.raw_output_contents.append(encode_tensor(output.datatype, output.data))
+        return response
+
+    def _find(self, name: str, version: str, call: _Call) -> Any:
+        if name in self.registry.models:
+            call.model = name
+        return find_model(self.registry, name, version or None)
+
+    def _texts(self, request: Any) -> list[str]:
+        """The ``text`` input's strings, from ``raw_input_contents`` or ``contents``."""
+        inputs = request.inputs
+        check_input_names([i.name for i in inputs])
+        (tensor,) = inputs
+        check_text_tensor(tensor.datatype, list(tensor.shape))
+        raw = request.raw_input_contents
+        if raw:
+            if len(raw) != len(inputs):
+                raise BadRequest(
+                    f"raw_input_contents has {len(raw)} entries for {len(inputs)} input(s)"
+                )
+            if tensor.HasField("contents"):
+                raise BadRequest("input 'text' has both contents and raw_input_contents")
+            values = utf8_strings(decode_bytes_elements(raw[0]))
+        else:
+            values = utf8_strings(list(tensor.contents.bytes_contents))
+        return valid_texts(values, list(tensor.shape), self.limits)
+
+
+def parameter_values(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``map<string, InferParameter>`` as plain values (an unset parameter reads as None)."""
+    values = {}
+    for name, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        values[name] = getattr(parameter, choice) if choice is not None else None
+    return values

@@ -1,0 +1,456 @@
+"""The Open Inference Protocol over gRPC, served in-process over the tiny artifacts: the stock
+``tritonclient.grpc`` client, and hand-built requests (``service.grpc_api.messages``) for what
+that client never sends. Each answer is checked against the same request over HTTP ``/v2``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from flask import Flask
+from tritonclient.utils import InferenceServerException
+
+from service.grpc_api import messages, stop_in_worker
+from service.grpc_api.server import start
+from service.log import RequestIdFilter
+from service.metrics import render_metrics
+from service.runtime.batcher import DeadlineExceeded, QueueFull
+from tests.service.metrics_text import sample_values, value
+
+SENTIMENT_TEXTS = ["a great movie", "an awful movie", "Zürich 東京 🙂 good"]
+NER_TEXTS = ["EU rejects German call to boycott British lamb.", "Zoë Ångström visited Zürich."]
+KEY = "k" * 16
+ADMIN_KEY = "a" * 16
+
+
+@contextmanager
+def grpc_serving(app: Flask) -> Iterator[str]:
+    """Serve ``app``'s models over gRPC on a free port; yield ``host:port``."""
+    server, port = start(app, 0)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None).wait()
+
+
+@contextmanager
+def triton_client(app: Flask) -> Iterator[triton.InferenceServerClient]:
+    with grpc_serving(app) as address:
+        client = triton.InferenceServerClient(address)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="module")
+def ner_grpc(ner_app: Flask) -> Iterator[triton.InferenceServerClient]:
+    """Sentiment and NER over gRPC."""
+    with triton_client(ner_app) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def ner_address(ner_app: Flask) -> Iterator[str]:
+    with grpc_serving(ner_app) as address:
+        yield address
+
+
+def text_input(texts: list[str]) -> triton.InferInput:
+    tensor = triton.InferInput("text", [len(texts)], "BYTES")
+    tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object))
+    return tensor
+
+
+def http_outputs(app: Flask, model: str, texts: list[str], **parameters: Any) -> dict[str, Any]:
+    """The same request over HTTP ``/v2``: output name -> data as a numpy array."""
+    body: dict[str, Any] = {
+        "inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
+    }
+    if parameters:
+        body["parameters"] = parameters
+    response = app.test_client().post(f"/v2/models/{model}/infer", json=body)
+    assert response.status_code == 200, response.get_json()
+    return {
+        o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in response.get_json()["outputs"]
+    }
+
+
+def call(address: str, method: str, request: Any, metadata: tuple = ()) -> tuple[Any, Any]:
+    """Make one call with the service's own message classes: (response, call)."""
+    request_class, response_class = messages.METHODS[method]
+    with grpc.insecure_channel(address) as channel:
+        stub = channel.unary_unary(
+            f"/{messages.SERVICE}/{method}",
+            request_serializer=request_class.SerializeToString,
+            response_deserializer=response_class.FromString,
+        )
+        return stub.with_call(request, metadata=metadata, timeout=30)
+
+
+def infer_request(texts: list[bytes] | None = None, **fields: Any) -> Any:
+    """A sentiment ModelInferRequest with ``texts`` in ``contents.bytes_contents``."""
+    request = messages.ModelInferRequest(model_name="sentiment", **fields)
+    if texts is not None:
+        tensor = request.inputs.add(name="text", datatype="BYTES", shape=[len(texts)])
+        tensor.contents.bytes_contents.extend(texts)
+    return request
+
+
+def rpc_error(address: str, request: Any, method: str = "ModelInfer", **kwargs: Any) -> Any:
+    with pytest.raises(grpc.RpcError) as caught:
+        call(address, method, request, **kwargs)
+    return caught.value
+
+
+# --- health and metadata ----------------------------------------------------------------------
+
+
+def test_health_and_server_metadata(ner_grpc) -> None:
+    assert ner_grpc.is_server_live()
+    assert ner_grpc.is_server_ready()
+    assert ner_grpc.is_model_ready("sentiment")
+    assert ner_grpc.is_model_ready("ner")
+    metadata = ner_grpc.get_server_metadata()
+    assert metadata.name == "rnn-inference-service"
+    assert metadata.version
+    assert list(metadata.extensions) == []  # binary_tensor_data is an HTTP extension
+
+
+@pytest.mark.parametrize("model", ["sentiment", "ner"])
+def test_model_metadata_is_the_http_metadata(ner_app: Flask, ner_grpc, model: str) -> None:
+    over_http = ner_app.test_client().get(f"/v2/models/{model}").get_json()
+
+    metadata = ner_grpc.get_model_metadata(model)
+
+    assert metadata.name == over_http["name"]
+    assert list(metadata.versions) == over_http["versions"]
+    assert metadata.platform == over_http["platform"]
+    for ours, theirs in (
+        (metadata.inputs, over_http["inputs"]),
+        (metadata.outputs, over_http["outputs"]),
+    ):
+        assert [(t.name, t.datatype, list(t.shape)) for t in ours] == [
+            (t["name"], t["datatype"], t["shape"]) for t in theirs
+        ]
+
+
+def test_a_version_that_is_not_served_is_not_found(ner_grpc) -> None:
+    for ask in (
+        lambda: ner_grpc.get_model_metadata("sentiment", model_version="9"),
+        lambda: ner_grpc.is_model_ready("sentiment", model_version="9"),
+        lambda: ner_grpc.infer("sentiment", [text_input(["good"])], model_version="9"),
+    ):
+        with pytest.raises(InferenceServerException, match="has no version '9'") as caught:
+            ask()
+        assert caught.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_an_unknown_model_is_not_found(ner_grpc) -> None:
+    with pytest.raises(InferenceServerException, match="unknown model 'nope'") as caught:
+        ner_grpc.infer("nope", [text_input(["good"])])
+    assert caught.value.status() == "StatusCode.NOT_FOUND"
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        ner_grpc.is_model_ready("nope")
+
+
+def test_a_model_that_failed_to_load_is_not_ready(app_factory, own_model_dir: Path) -> None:
+    (own_model_dir / "broken").mkdir()
+    (own_model_dir / "broken" / "manifest.json").write_text("{}", "utf-8")
+
+    with triton_client(app_factory(own_model_dir)) as client:
+        assert client.is_server_live()
+        assert not client.is_server_ready()
+        assert not client.is_model_ready("broken")
+        assert client.is_model_ready("sentiment")
+        with pytest.raises(InferenceServerException, match="'broken' failed to load") as caught:
+            client.infer("broken", [text_input(["good"])])
+        assert caught.value.status() == "StatusCode.UNAVAILABLE"
+        assert client.infer("sentiment", [text_input(["good"])]).as_numpy("label").shape == (1,)
+
+
+# --- inference --------------------------------------------------------------------------------
+
+
+def test_sentiment_answers_as_over_http(ner_app: Flask, ner_grpc) -> None:
+    result = ner_grpc.infer("sentiment", [text_input(SENTIMENT_TEXTS)], request_id="req-7")
+    expected = http_outputs(ner_app, "sentiment", SENTIMENT_TEXTS)
+
+    assert [v.decode() for v in result.as_numpy("label")] == list(expected["label"])
+    np.testing.assert_array_equal(result.as_numpy("score"), expected["score"].astype(np.float32))
+    np.testing.assert_array_equal(
+        result.as_numpy("probabilities"), expected["probabilities"].astype(np.float32)
+    )
+    response = result.get_response()
+    assert (response.model_name, response.model_version, response.id) == (
+        "sentiment",
+        "0.0.1-test",
+        "req-7",
+    )
+
+
+def test_ner_answers_as_over_http(ner_app: Flask, ner_grpc) -> None:
+    result = ner_grpc.infer("ner", [text_input(NER_TEXTS)])
+    expected = http_outputs(ner_app, "ner", NER_TEXTS)
+
+    entities = [json.loads(v.decode()) for v in result.as_numpy("entities")]
+    assert entities == [json.loads(v) for v in expected["entities"]]
+
+
+def test_translation_reads_its_parameters(translation_app: Flask) -> None:
+    texts = ["a man rides a horse .", "two dogs"]
+    with triton_client(translation_app) as client:
+        result = client.infer("translation", [text_input(texts)], parameters={"beam_size": 1})
+        expected = http_outputs(translation_app, "translation", texts, beam_size=1)
+        assert [v.decode() for v in result.as_numpy("translation")] == list(expected["translation"])
+
+        with pytest.raises(InferenceServerException, match=r"parameters\.beam_size") as caught:
+            client.infer("translation", [text_input(texts)], parameters={"beam_size": 11})
+        assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+
+
+def test_only_the_outputs_asked_for_in_that_order(ner_grpc) -> None:
+    wanted = [triton.InferRequestedOutput("probabilities"), triton.InferRequestedOutput("label")]
+
+    result = ner_grpc.infer("sentiment", [text_input(["good"])], outputs=wanted)
+
+    assert [o.name for o in result.get_response().outputs] == ["probabilities", "label"]
+    assert result.as_numpy("probabilities").shape == (1, 2)
+
+
+def test_texts_in_contents_answer_as_raw_texts(ner_address: str, ner_grpc) -> None:
+    texts = SENTIMENT_TEXTS
+    raw = ner_grpc.infer("sentiment", [text_input(texts)])
+
+    response, _ = call(ner_address, "ModelInfer", infer_request([t.encode() for t in texts]))
+
+    assert [o.name for o in response.outputs] == ["label", "score", "probabilities"]
+    probabilities = np.frombuffer(response.raw_output_contents[2], dtype="<f4").reshape(3, 2)
+    np.testing.assert_array_equal(probabilities, raw.as_numpy("probabilities"))
+
+
+# --- errors: the status and message the same request gets over HTTP -------------------------
+
+
+def _two_inputs() -> Any:
+    request = infer_request([b"good"])
+    request.inputs.add(name="other", datatype="BYTES", shape=[1]).contents.bytes_contents.append(
+        b"x"
+    )
+    return request
+
+
+def _raw_and_contents() -> Any:
+    request = infer_request([b"good"])
+    request.raw_input_contents.append(b"\x04\x00\x00\x00good")
+    return request
+
+
+def _raw(payload: bytes, count: int = 1, shape: int = 1) -> Any:
+    request = infer_request()
+    request.inputs.add(name="text", datatype="BYTES", shape=[shape])
+    request.raw_input_contents.extend([payload] * count)
+    return request
+
+
+def _with_output(name: str, duplicate: bool = False, classification: bool = False) -> Any:
+    request = infer_request([b"good"])
+    for _ in range(2 if duplicate else 1):
+        output = request.outputs.add(name=name)
+        if classification:
+            output.parameters["classification"].int64_param = 2
+    return request
+
+
+def _retyped(**changes: Any) -> Any:
+    request = infer_request([b"good"])
+    tensor = request.inputs[0]
+    for field, change in changes.items():
+        if field == "shape":
+            del tensor.shape[:]
+            tensor.shape.extend(change)
+        else:
+            setattr(tensor, field, change)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (infer_request(), "expected exactly one input, 'text'; got []"),
+        (_two_inputs(), "expected exactly one input, 'text'; got ['text', 'other']"),
+        (_retyped(name="texts"), "expected exactly one input, 'text'; got ['texts']"),
+        (_retyped(datatype="FP32"), "input 'text' must be BYTES, got FP32"),
+        (_retyped(shape=[1, 1]), "input 'text' must have shape [N], got [1, 1]"),
+        (_retyped(shape=[2]), "input 'text' has shape [2] but 1 elements"),
+        (infer_request([b""]), "text[0]: text is empty"),
+        (infer_request([b"good"] * 101), "at most 100 texts"),
+        (infer_request([b"\xff"]), "input 'text' is not valid UTF-8"),
+        (_raw_and_contents(), "input 'text' has both contents and raw_input_contents"),
+        (_raw(b"\x04\x00\x00\x00good", count=2), "raw_input_contents has 2 entries for 1 input"),
+        (_raw(b"\x09\x00\x00\x00good"), "a BYTES element of 9 bytes runs past the end"),
+        (_with_output("logits"), "unknown output 'logits'; this model has ['label', "),
+        (_with_output("label", duplicate=True), "outputs[1]: output 'label' is requested twice"),
+        (_with_output("label", classification=True), "the classification extension is not"),
+    ],
+)
+def test_a_bad_request_is_invalid_argument(ner_address: str, request_: Any, message: str) -> None:
+    error = rpc_error(ner_address, request_)
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.details()
+
+
+def test_a_message_over_max_body_bytes_is_refused(ner_address: str) -> None:
+    error = rpc_error(ner_address, infer_request([b"x" * 400] * 50))  # 20 KB > 16 KiB
+
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "message", "trailer"),
+    [
+        (QueueFull("sentiment", 64, 3), "UNAVAILABLE", "64 requests are already waiting", "3"),
+        (DeadlineExceeded("sentiment", 30), "DEADLINE_EXCEEDED", "REQUEST_TIMEOUT_S=30", None),
+        (RuntimeError("secret detail"), "INTERNAL", "internal server error", None),
+    ],
+)
+def test_batcher_failures_and_bugs_have_their_status(
+    app: Flask, monkeypatch, failure: Exception, code: str, message: str, trailer: str | None
+) -> None:
+    predictor = app.extensions["service.registry"].models["sentiment"].predictor
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(predictor, "predict_batch", fail)
+    with grpc_serving(app) as address:
+        error = rpc_error(address, infer_request([b"good"]))
+
+    assert error.code().name == code
+    assert message in error.details()
+    assert "secret" not in error.details()
+    assert dict(error.trailing_metadata()).get("retry-after") == trailer
+
+
+# --- keys, request ids, logs and metrics ------------------------------------------------------
+
+
+def test_api_keys_are_checked_but_not_on_the_health_calls(app_factory, tiny_model_dir) -> None:
+    app = app_factory(tiny_model_dir, api_keys=(KEY,), admin_api_keys=(ADMIN_KEY,))
+    with triton_client(app) as client:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        for headers, reason in (
+            (None, "missing"),
+            ({"authorization": "Bearer " + "x" * 16}, "invalid"),
+        ):
+            with pytest.raises(InferenceServerException, match=f"{reason} API key") as caught:
+                client.infer("sentiment", [text_input(["good"])], headers=headers)
+            assert caught.value.status() == "StatusCode.UNAUTHENTICATED"
+            with pytest.raises(InferenceServerException, match=f"{reason} API key"):
+                client.get_model_metadata("sentiment", headers=headers)
+        for key in (KEY, ADMIN_KEY):
+            result = client.infer(
+                "sentiment", [text_input(["good"])], headers={"authorization": f"Bearer {key}"}
+            )
+            assert result.as_numpy("label").shape == (1,)
+
+
+def test_the_request_id_is_sent_back_and_logged(ner_address: str, caplog) -> None:
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        _, sane = call(
+            ner_address, "ModelInfer", infer_request([b"good"]), (("x-request-id", "abc-1"),)
+        )
+        _, insane = call(
+            ner_address, "ServerLive", messages.ServerLiveRequest(), (("x-request-id", "a b"),)
+        )
+
+    assert dict(sane.initial_metadata())["x-request-id"] == "abc-1"
+    generated = dict(insane.initial_metadata())["x-request-id"]
+    assert len(generated) == 32 and generated != "a b"
+    lines = [r for r in caplog.records if r.name == "service.requests"]
+    infer_line = next(r for r in lines if r.request_id == "abc-1")
+    assert infer_line.path == "/inference.GRPCInferenceService/ModelInfer"
+    assert (infer_line.method, infer_line.status, infer_line.model) == ("gRPC", "OK", "sentiment")
+    assert any(r.request_id == generated and r.status == "OK" for r in lines)
+
+
+def test_calls_are_counted_by_method_model_and_code(ner_address: str) -> None:
+    labels = {"method": "ModelInfer", "model": "sentiment"}
+    before = sample_values(render_metrics().get_data(as_text=True))
+
+    call(ner_address, "ModelInfer", infer_request([b"good"]))
+    rpc_error(ner_address, infer_request([b""]))
+
+    after = sample_values(render_metrics().get_data(as_text=True))
+    for code in ("OK", "INVALID_ARGUMENT"):
+        counted = value(after, "grpc_requests_total", code=code, **labels)
+        assert counted - value(before, "grpc_requests_total", code=code, **labels) == 1
+        timed = value(after, "grpc_request_duration_seconds_count", code=code, **labels)
+        assert (
+            timed - value(before, "grpc_request_duration_seconds_count", code=code, **labels) == 1
+        )
+    rows = value(after, "inference_rows_total", model="sentiment")
+    assert rows - value(before, "inference_rows_total", model="sentiment") == 1
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(
+    app_factory, own_model_dir: Path, monkeypatch
+) -> None:
+    app = app_factory(own_model_dir)
+    predictor = app.extensions["service.registry"].models["sentiment"].predictor
+    entered, release = threading.Event(), threading.Event()
+    predict = predictor.predict_batch
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(30)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "predict_batch", slow)
+    server, port = start(app, 0)
+    address = f"127.0.0.1:{port}"
+    worker = SimpleNamespace(grpc_server=server, cfg=SimpleNamespace(graceful_timeout=30))
+    answers: list[Any] = []
+    in_flight = threading.Thread(
+        target=lambda: answers.append(call(address, "ModelInfer", infer_request([b"good"]))[0])
+    )
+    in_flight.start()
+    assert entered.wait(30)
+
+    stopping = threading.Thread(target=stop_in_worker, args=(worker,))
+    stopping.start()
+    error = rpc_error(address, messages.ServerLiveRequest(), method="ServerLive")
+    release.set()
+    stopping.join(30)
+    in_flight.join(30)
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert not stopping.is_alive()
+    assert [list(a.raw_output_contents) != [] for a in answers] == [True]
+
+
+def test_no_grpc_server_without_grpc_port(app: Flask) -> None:
+    worker = SimpleNamespace(wsgi=app)
+
+    from service.grpc_api import start_in_worker
+
+    start_in_worker(worker)
+
+    assert not hasattr(worker, "grpc_server")
+    stop_in_worker(worker)  # nothing to stop
