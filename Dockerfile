@@ -1,7 +1,7 @@
 # Serving image: the base package only (Flask, gunicorn, ONNX Runtime, numpy, pydantic), the
 # exported models and the gunicorn config. No torch, no training code, no tests.
 #   docker build -t rnn-inference-service .
-#   docker run --rm -p 8000:8000 rnn-inference-service
+#   docker run --rm -p 8000:8000 -p 8001:8001 rnn-inference-service   (HTTP, gRPC)
 # tests/test_docker_image.py repeats the install and start steps below without Docker.
 
 # ---- build: turn the source into a wheel --------------------------------------------------
@@ -19,6 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PORT=8000 \
+    GRPC_PORT=8001 \
     MODEL_DIR=/app/exported_models
 
 # Base dependencies only: no [train] extra, so no torch, at the versions pinned in
@@ -36,7 +37,8 @@ COPY gunicorn.conf.py ./
 COPY exported_models ./exported_models
 USER app
 
-EXPOSE 8000
+# HTTP (PORT) and the Open Inference Protocol over gRPC (GRPC_PORT; unset it to turn gRPC off).
+EXPOSE 8000 8001
 # Ready = every model loaded and verified (slim has no curl, hence python).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('PORT', '8000'), timeout=4)"]

@@ -17,7 +17,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -66,6 +68,20 @@ def test_compose_lets_gunicorn_finish_requests_in_flight_and_keeps_the_image_hea
     assert grace and int(grace[1]) > int(graceful[1]), "Docker would SIGKILL before gunicorn ends"
     # The image's HEALTHCHECK follows $PORT; a compose copy would not.
     assert "healthcheck" not in inference
+
+
+def test_the_image_and_compose_serve_grpc_on_the_port_they_publish() -> None:
+    instructions = dockerfile_instructions()
+    env = next(line for line in instructions if line.startswith("ENV ") and "PORT=" in line)
+    grpc_port = re.search(r"\bGRPC_PORT=(\d+)", env)
+    assert grpc_port, "the image sets no GRPC_PORT"
+    exposed = next(line for line in instructions if line.startswith("EXPOSE ")).split()[1:]
+    assert grpc_port[1] in exposed
+    (inference,) = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text("utf-8"))[
+        "services"
+    ].values()
+    published = inference["environment"]["GRPC_PORT"]
+    assert f"{published}:{published}" in inference["ports"]
 
 
 def test_the_dockerfile_installs_the_base_package_only() -> None:
@@ -182,13 +198,20 @@ def test_the_image_steps_install_and_serve_without_torch(tmp_path: Path) -> None
         "PORT": str(port),
         "MODEL_DIR": str(app_dir / "exported_models"),
         "WEB_CONCURRENCY": "1",
+        "GRPC_PORT": str(grpc_port := free_port()),
     }
     command, healthcheck = exec_form("CMD"), exec_form("HEALTHCHECK")
 
     with running_server(command, cwd=app_dir, env=server_env, port=port, log_dir=tmp_path) as srv:
         status, body = http_json("POST", f"{srv.url}/v1/sentiment", {"texts": ["Great fun."]})
         probe = subprocess.run(healthcheck, env=server_env, capture_output=True, timeout=30)
+        # gRPC from the installed package (its protocol descriptor is package data)
+        with triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
+            text = triton_grpc.InferInput("text", [1], "BYTES")
+            text.set_data_from_numpy(np.array([b"Great fun."], dtype=object))
+            label = client.infer("sentiment", [text]).as_numpy("label")[0].decode()
 
     assert status == 200, body
     assert body["results"][0]["label"] in {"negative", "positive"}
+    assert label == body["results"][0]["label"]
     assert probe.returncode == 0, probe.stderr
