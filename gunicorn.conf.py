@@ -10,6 +10,7 @@ serves the Open Inference Protocol over gRPC on that port (service/grpc_api).
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 
@@ -147,7 +148,9 @@ _created_reload_dir = _folder("RELOAD_SIGNAL_DIR", "rnn-reload-")
 
 
 def on_starting(server):
-    """Empty the metrics folder: files left by an earlier run would be counted again."""
+    """Refuse a GRPC_PORT that is in use; empty the metrics folder (files left by an earlier
+    run would be counted again)."""
+    _refuse_a_grpc_port_in_use(server.cfg.address)
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
@@ -168,6 +171,27 @@ def worker_exit(server, worker):
     from service.grpc_api import stop_in_worker
 
     stop_in_worker(worker)
+
+
+def _refuse_a_grpc_port_in_use(http_addresses):
+    """Stop here if GRPC_PORT is gunicorn's own port or another process listens on it. The
+    workers bind it with SO_REUSEPORT, which would let them share it, silently, with another
+    gRPC server of the same user; this plain bind cannot. Skipped for a new master started by
+    SIGUSR2 (GUNICORN_FD is set), whose old workers still hold the port."""
+    if not os.environ.get("GRPC_PORT", "").strip() or os.environ.get("GUNICORN_FD"):
+        return
+    port = _env_int("GRPC_PORT", 0, maximum=65535)
+    tcp = [address for address in http_addresses if isinstance(address, tuple)]
+    if any(address[1] == port for address in tcp):
+        sys.exit(f"invalid settings: GRPC_PORT={port} is gunicorn's HTTP port; choose another")
+    host = tcp[0][0] if tcp else "0.0.0.0"  # where the workers will bind it
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            sys.exit(f"GRPC_PORT={port} is in use ({exc.strerror}); free it or choose another")
 
 
 def child_exit(server, worker):

@@ -66,7 +66,12 @@ def install_api_keys(app: Flask, settings: Settings) -> None:
 
 def bearer_key() -> str | None:
     """The key of an ``Authorization: Bearer <key>`` header, if there is one."""
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    return parse_bearer(request.headers.get("Authorization"))
+
+
+def parse_bearer(authorization: str | None) -> str | None:
+    """The key of a ``Bearer <key>`` credential (an HTTP header's or gRPC metadata's value)."""
+    scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer":
         return None
     return key.strip() or None

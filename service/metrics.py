@@ -49,7 +49,7 @@ HTTP_LATENCY = Histogram(
 GRPC_REQUESTS = Counter("grpc_requests_total", "gRPC calls answered.", ["method", "model", "code"])
 GRPC_LATENCY = Histogram(
     "grpc_request_duration_seconds",
-    "Time from receiving a gRPC call to having its response.",
+    "Time from a gRPC thread taking up a call to having its response.",
     ["method", "model", "code"],
     buckets=_LATENCY_BUCKETS,
 )

@@ -93,7 +93,9 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
             texts = _texts(infer_request, binary, limits)
             wanted = _wanted_outputs(infer_request, adapter.outputs(model))
             outputs = adapter.infer(model, texts, infer_request.parameters)
-        return _response(model, infer_request.id, [o for o in outputs if o.name in wanted], wanted)
+        by_name = {output.name: output for output in outputs}
+        # In the order asked for (every output: the metadata's order), as Triton answers.
+        return _response(model, infer_request.id, [by_name[name] for name in wanted], wanted)
 
     return blueprint
 

@@ -36,7 +36,9 @@ def find_model(
         raise no_version(model, version)
     adapter = V2_ADAPTERS.get(model.manifest.task)
     if adapter is None:
-        raise NotFound(f"model {name!r} ({model.manifest.task}) is not served over /v2")
+        raise NotFound(
+            f"model {name!r} ({model.manifest.task}) is not served by the Open Inference Protocol"
+        )
     return model, adapter
 
 

@@ -5,7 +5,9 @@ hooks of the HTTP API: a request id (the ``x-request-id`` metadata when it is a 
 a new one, sent back in the initial metadata and on every log line), the API key
 (``authorization: Bearer <key>`` metadata, as over HTTP; the health calls stay open), one
 ``request`` log line, the ``grpc_requests_*`` metrics, and errors: every failure becomes the
-gRPC status of the HTTP error the same request gets over ``/v2``, with the same message.
+gRPC status of the HTTP error the same request gets over ``/v2``, with the same message. The
+request message is parsed there too, so a malformed one is an ``INVALID_ARGUMENT`` that is
+logged and counted like any other bad request.
 
 Model calls follow the rules of ``/v2`` over HTTP (:mod:`service.api.v2_protocol`): one input,
 ``text`` (BYTES, shape ``[N]``), sent in ``raw_input_contents`` (as Triton's client does) or in
@@ -21,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from service.api.v2_binary import decode_bytes_elements, encode_tensor
 from service.api.v2_protocol import (
@@ -35,8 +37,8 @@ from service.api.v2_protocol import (
     utf8_strings,
     valid_texts,
 )
-from service.auth import KeyRing
-from service.errors import ApiError, BadRequest, as_api_error
+from service.auth import KeyRing, parse_bearer
+from service.errors import BadRequest, Unauthorized, as_api_error
 from service.grpc_api import messages
 from service.log import CALL_REQUEST_ID, REQUEST_ID_HEADER, request_id_from
 from service.metrics import record_grpc_call
@@ -53,20 +55,11 @@ PUBLIC_METHODS = frozenset({"ServerLive", "ServerReady"})  # probes, as /v2/heal
 _STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
-    413: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     503: grpc.StatusCode.UNAVAILABLE,  # model not loaded, or its queue full: retry later
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-
-
-class Unauthenticated(ApiError):
-    """API keys are configured and the call has no valid ``authorization`` metadata."""
-
-    status = 401
-    code = "unauthorized"
 
 
 class _Call:
@@ -98,31 +91,40 @@ class InferenceServicer:
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's method handlers, for :meth:`grpc.Server.add_generic_rpc_handlers`."""
         handlers = {}
-        for method, (request_class, response_class) in messages.METHODS.items():
+        for method, (_, response_class) in messages.METHODS.items():
             handlers[method] = grpc.unary_unary_rpc_method_handler(
                 self._handler_for(method),
-                request_deserializer=request_class.FromString,
+                request_deserializer=None,  # parsed in _handle: see the module's docstring
                 response_serializer=response_class.SerializeToString,
             )
         return grpc.method_handlers_generic_handler(messages.SERVICE, handlers)
 
-    def _handler_for(self, method: str) -> Callable[[Message, grpc.ServicerContext], Message]:
-        def handle(request: Message, context: grpc.ServicerContext) -> Message:
+    def _handler_for(self, method: str) -> Callable[[bytes, grpc.ServicerContext], Message]:
+        def handle(request: bytes, context: grpc.ServicerContext) -> Message:
             return self._handle(method, request, context)
 
         return handle
 
-    def _handle(self, method: str, request: Message, context: grpc.ServicerContext) -> Message:
+    def _handle(self, method: str, raw: bytes, context: grpc.ServicerContext) -> Message:
         started = time.perf_counter()
         metadata = dict(context.invocation_metadata())
         request_id = request_id_from(metadata.get(REQUEST_ID_KEY))
         token = CALL_REQUEST_ID.set(request_id)
         call = _Call(method)
         code = grpc.StatusCode.OK
+        request_class, response_class = messages.METHODS[method]
         try:
-            context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            try:
+                context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            except grpc.RpcError:  # the client is gone
+                code = grpc.StatusCode.CANCELLED
+                return response_class()
             if method not in PUBLIC_METHODS:
                 self._check_key(metadata.get("authorization"))
+            try:
+                request = request_class.FromString(raw)
+            except DecodeError as exc:
+                raise BadRequest(f"not a valid {request_class.__name__} message: {exc}") from None
             return self._calls[method](request, call)
         except Exception as exc:
             error = as_api_error(exc, where=f"gRPC {method}")
@@ -132,7 +134,7 @@ class InferenceServicer:
             )
             context.set_code(code)
             context.set_details(error.message)
-            return messages.METHODS[method][1]()
+            return response_class()
         finally:
             seconds = time.perf_counter() - started
             record_grpc_call(method, call.model, code.name, seconds)
@@ -141,7 +143,8 @@ class InferenceServicer:
                 extra={
                     "method": "gRPC",
                     "path": f"/{messages.SERVICE}/{method}",
-                    "status": code.name,
+                    # Not "status", an HTTP status (a number) on the HTTP API's lines.
+                    "grpc_code": code.name,
                     "model": call.model,
                     "duration_ms": round(seconds * 1000, 3),
                 },
@@ -151,13 +154,10 @@ class InferenceServicer:
     def _check_key(self, authorization: str | None) -> None:
         if not self.keys.enabled:
             return
-        scheme, _, key = (authorization or "").partition(" ")
-        key = key.strip() if scheme.lower() == "bearer" else ""
-        if not key or not self.keys.is_valid(key):
-            reason = "invalid" if key else "missing"
-            raise Unauthenticated(
-                f"{reason} API key; send the metadata 'authorization: Bearer <key>'"
-            )
+        key = parse_bearer(authorization)
+        if key is None or not self.keys.is_valid(key):
+            reason = "missing" if key is None else "invalid"
+            raise Unauthorized(f"{reason} API key; send the metadata 'authorization: Bearer <key>'")
 
     def server_live(self, request: Any, call: _Call) -> Message:
         return messages.ServerLiveResponse(live=True)

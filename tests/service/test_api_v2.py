@@ -168,6 +168,17 @@ def test_no_outputs_or_an_empty_list_means_every_output(ner_client: FlaskClient)
     assert set(every) == {"label", "score", "probabilities"}
 
 
+def test_outputs_come_in_the_order_asked_for(ner_client: FlaskClient) -> None:
+    """As Triton answers (and the gRPC form of the protocol here)."""
+    wanted = [{"name": "probabilities"}, {"name": "label"}]
+
+    status, answer = infer(
+        ner_client, "sentiment", {"inputs": [text_input(["a"])], "outputs": wanted}
+    )
+
+    assert status == 200 and [o["name"] for o in answer["outputs"]] == ["probabilities", "label"]
+
+
 def test_kserve_clients_model_name_and_null_parameters_are_accepted(ner_client) -> None:
     """KServe's Python client puts ``model_name`` (and ``model_version``) in the body, and
     clients writing absent fields as null send ``"parameters": null`` at every level."""

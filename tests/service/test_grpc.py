@@ -1,12 +1,14 @@
 """The Open Inference Protocol over gRPC, served in-process over the tiny artifacts: the stock
 ``tritonclient.grpc`` client, and hand-built requests (``service.grpc_api.messages``) for what
-that client never sends. Each answer is checked against the same request over HTTP ``/v2``."""
+that client never sends. Answers are checked against the same request over HTTP ``/v2``, and
+errors against the messages that ``/v2`` gives (``test_api_v2.py``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,8 @@ from tests.service.metrics_text import sample_values, value
 SENTIMENT_TEXTS = ["a great movie", "an awful movie", "Zürich 東京 🙂 good"]
 NER_TEXTS = ["EU rejects German call to boycott British lamb.", "Zoë Ångström visited Zürich."]
 KEY = "k" * 16
+# How a stopping server refuses a call: no listener any more, or a call it cancels at once.
+REFUSED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 ADMIN_KEY = "a" * 16
 
 
@@ -219,12 +223,18 @@ def test_translation_reads_its_parameters(translation_app: Flask) -> None:
         assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
-def test_only_the_outputs_asked_for_in_that_order(ner_grpc) -> None:
+def test_only_the_outputs_asked_for_in_that_order_as_over_http(ner_app: Flask, ner_grpc) -> None:
     wanted = [triton.InferRequestedOutput("probabilities"), triton.InferRequestedOutput("label")]
+    body = {
+        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["good"]}],
+        "outputs": [{"name": "probabilities"}, {"name": "label"}],
+    }
+    over_http = ner_app.test_client().post("/v2/models/sentiment/infer", json=body).get_json()
 
     result = ner_grpc.infer("sentiment", [text_input(["good"])], outputs=wanted)
 
-    assert [o.name for o in result.get_response().outputs] == ["probabilities", "label"]
+    names = [o.name for o in result.get_response().outputs]
+    assert names == [o["name"] for o in over_http["outputs"]] == ["probabilities", "label"]
     assert result.as_numpy("probabilities").shape == (1, 2)
 
 
@@ -311,6 +321,42 @@ def test_a_bad_request_is_invalid_argument(ner_address: str, request_: Any, mess
     assert message in error.details()
 
 
+def test_a_malformed_message_is_invalid_argument_and_counted(ner_address: str) -> None:
+    labels = {"method": "ModelInfer", "model": "", "code": "INVALID_ARGUMENT"}
+    before = value(
+        sample_values(render_metrics().get_data(as_text=True)), "grpc_requests_total", **labels
+    )
+    with grpc.insecure_channel(ner_address) as channel:
+        send_bytes = channel.unary_unary(f"/{messages.SERVICE}/ModelInfer")
+        with pytest.raises(grpc.RpcError) as caught:
+            send_bytes(b"\x0a\x01\xff", timeout=30)  # model_name: one byte, not UTF-8
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid ModelInferRequest message" in caught.value.details()
+    after = value(
+        sample_values(render_metrics().get_data(as_text=True)), "grpc_requests_total", **labels
+    )
+    assert after - before == 1
+
+
+def test_calls_past_grpc_max_concurrent_calls_are_refused(
+    app_factory, own_model_dir, monkeypatch
+) -> None:
+    app = app_factory(own_model_dir, grpc_threads=1, grpc_max_concurrent_calls=1)
+    entered, release = _hold_predictions(app, monkeypatch)
+    with grpc_serving(app) as address:
+        held = threading.Thread(target=call, args=(address, "ModelInfer", infer_request([b"good"])))
+        held.start()
+        try:
+            assert entered.wait(30)
+            error = rpc_error(address, messages.ServerLiveRequest(), method="ServerLive")
+        finally:
+            release.set()
+            held.join(30)
+
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def test_a_message_over_max_body_bytes_is_refused(ner_address: str) -> None:
     error = rpc_error(ner_address, infer_request([b"x" * 400] * 50))  # 20 KB > 16 KiB
 
@@ -383,8 +429,13 @@ def test_the_request_id_is_sent_back_and_logged(ner_address: str, caplog) -> Non
     lines = [r for r in caplog.records if r.name == "service.requests"]
     infer_line = next(r for r in lines if r.request_id == "abc-1")
     assert infer_line.path == "/inference.GRPCInferenceService/ModelInfer"
-    assert (infer_line.method, infer_line.status, infer_line.model) == ("gRPC", "OK", "sentiment")
-    assert any(r.request_id == generated and r.status == "OK" for r in lines)
+    assert (infer_line.method, infer_line.grpc_code, infer_line.model) == (
+        "gRPC",
+        "OK",
+        "sentiment",
+    )
+    assert not hasattr(infer_line, "status")  # an HTTP status, a number, on HTTP lines
+    assert any(r.request_id == generated and r.grpc_code == "OK" for r in lines)
 
 
 def test_calls_are_counted_by_method_model_and_code(ner_address: str) -> None:
@@ -409,20 +460,26 @@ def test_calls_are_counted_by_method_model_and_code(ner_address: str) -> None:
 # --- stopping ---------------------------------------------------------------------------------
 
 
-def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(
-    app_factory, own_model_dir: Path, monkeypatch
-) -> None:
-    app = app_factory(own_model_dir)
+def _hold_predictions(app: Flask, monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Make sentiment predictions of ``app`` wait: (entered, release)."""
     predictor = app.extensions["service.registry"].models["sentiment"].predictor
     entered, release = threading.Event(), threading.Event()
     predict = predictor.predict_batch
 
-    def slow(*args: Any, **kwargs: Any) -> Any:
+    def held(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         assert release.wait(30)
         return predict(*args, **kwargs)
 
-    monkeypatch.setattr(predictor, "predict_batch", slow)
+    monkeypatch.setattr(predictor, "predict_batch", held)
+    return entered, release
+
+
+def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(
+    app_factory, own_model_dir: Path, monkeypatch
+) -> None:
+    app = app_factory(own_model_dir)
+    entered, release = _hold_predictions(app, monkeypatch)
     server, port = start(app, 0)
     address = f"127.0.0.1:{port}"
     worker = SimpleNamespace(grpc_server=server, cfg=SimpleNamespace(graceful_timeout=30))
@@ -435,14 +492,22 @@ def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(
 
     stopping = threading.Thread(target=stop_in_worker, args=(worker,))
     stopping.start()
-    error = rpc_error(address, messages.ServerLiveRequest(), method="ServerLive")
+    refused = None
+    for _ in range(100):  # until the server has stopped taking calls
+        try:
+            call(address, "ServerLive", messages.ServerLiveRequest())
+        except grpc.RpcError as error:
+            refused = error
+            break
+        time.sleep(0.05)
+    still_stopping = stopping.is_alive()  # waiting for the call in flight
     release.set()
     stopping.join(30)
     in_flight.join(30)
 
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert not stopping.is_alive()
-    assert [list(a.raw_output_contents) != [] for a in answers] == [True]
+    assert refused is not None and refused.code() in REFUSED
+    assert still_stopping and not stopping.is_alive()
+    assert len(answers) == 1 and len(answers[0].raw_output_contents) == 3
 
 
 def test_no_grpc_server_without_grpc_port(app: Flask) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import runpy
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from tests.service.live_server import free_port
 
 CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 
@@ -19,7 +23,7 @@ def run_conf(cgroup_root: Path | None = None) -> dict:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for name in ("WEB_CONCURRENCY", "ORT_INTRA_OP_THREADS"):
+    for name in ("WEB_CONCURRENCY", "ORT_INTRA_OP_THREADS", "GRPC_PORT", "GUNICORN_FD"):
         # Set, then deleted: monkeypatch then restores the variable (or its absence) after the
         # test, though the config itself sets ORT_INTRA_OP_THREADS in os.environ.
         monkeypatch.setenv(name, "")
@@ -48,12 +52,17 @@ def test_an_explicit_intra_op_thread_count_wins(env) -> None:
     assert os.environ["ORT_INTRA_OP_THREADS"] == "3"
 
 
+def master_with_bind(*addresses: object) -> SimpleNamespace:
+    """What on_starting reads of gunicorn's arbiter: the bind addresses."""
+    return SimpleNamespace(cfg=SimpleNamespace(address=list(addresses)))
+
+
 def test_a_given_metrics_folder_is_emptied_at_start(env, tmp_path) -> None:
     config = run_conf()
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "counter_1.db").write_bytes(b"old")
 
-    config["on_starting"](None)
+    config["on_starting"](master_with_bind(("0.0.0.0", 8000)))
 
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics")
     assert not (tmp_path / "metrics" / "counter_1.db").exists()
@@ -142,3 +151,32 @@ def test_workers_follow_a_container_cpu_quota(env, tmp_path, files, workers) -> 
 
 def test_no_control_socket_is_opened(env) -> None:
     assert run_conf()["control_socket_disable"] is True
+
+
+def test_a_free_grpc_port_or_none_lets_gunicorn_start(env) -> None:
+    on_starting = run_conf()["on_starting"]
+    on_starting(master_with_bind(("0.0.0.0", 8000)))  # no GRPC_PORT
+    env.setenv("GRPC_PORT", str(free_port()))
+    on_starting(master_with_bind(("127.0.0.1", 8000)))
+
+
+def test_a_grpc_port_that_is_gunicorns_own_is_refused(env) -> None:
+    env.setenv("GRPC_PORT", "8000")
+
+    with pytest.raises(SystemExit, match="GRPC_PORT=8000 is gunicorn's HTTP port"):
+        run_conf()["on_starting"](master_with_bind(("0.0.0.0", 8000)))
+
+
+def test_a_grpc_port_in_use_is_refused_unless_a_new_master_inherits_it(env) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as a gRPC server binds
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env.setenv("GRPC_PORT", str(port))
+        on_starting = run_conf()["on_starting"]
+
+        with pytest.raises(SystemExit, match=f"GRPC_PORT={port} is in use"):
+            on_starting(master_with_bind(("127.0.0.1", 8000)))
+        env.setenv("GUNICORN_FD", "5")  # a new master started by SIGUSR2: the old workers hold it
+        on_starting(master_with_bind(("127.0.0.1", 8000)))
