@@ -23,6 +23,7 @@ from flask import Flask
 from tritonclient.utils import InferenceServerException
 
 from service.grpc_api import messages, stop_in_worker
+from service.grpc_api import server as server_module
 from service.grpc_api.server import start
 from service.log import RequestIdFilter
 from service.metrics import render_metrics
@@ -508,6 +509,28 @@ def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(
     assert refused is not None and refused.code() in REFUSED
     assert still_stopping and not stopping.is_alive()
     assert len(answers) == 1 and len(answers[0].raw_output_contents) == 3
+
+
+def test_connections_are_closed_after_their_maximum_age(app: Flask, monkeypatch) -> None:
+    """So that a long-lived client reconnects, and lands on any worker (the kernel's choice)."""
+    monkeypatch.setattr(server_module, "MAX_CONNECTION_AGE_S", 1)
+    states: list[grpc.ChannelConnectivity] = []
+    with grpc_serving(app) as address, grpc.insecure_channel(address) as channel:
+        channel.subscribe(states.append)
+        live = channel.unary_unary(
+            f"/{messages.SERVICE}/ServerLive",
+            request_serializer=messages.ServerLiveRequest.SerializeToString,
+            response_deserializer=messages.ServerLiveResponse.FromString,
+        )
+        assert live(messages.ServerLiveRequest(), timeout=30).live
+        deadline = time.monotonic() + 20
+        while grpc.ChannelConnectivity.IDLE not in states[states.index(READY) :]:
+            assert time.monotonic() < deadline, states
+            time.sleep(0.1)
+        assert live(messages.ServerLiveRequest(), timeout=30).live  # on a new connection
+
+
+READY = grpc.ChannelConnectivity.READY
 
 
 def test_no_grpc_server_without_grpc_port(app: Flask) -> None:
