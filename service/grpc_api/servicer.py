@@ -63,12 +63,12 @@ _STATUS_CODES = {
 
 
 class _Call:
-    """What one call's log line and metrics say about it."""
+    """What one call's log line and metrics say about it, beside its method: its model (set
+    once the model it names is found loaded)."""
 
-    __slots__ = ("method", "model")
+    __slots__ = ("model",)
 
-    def __init__(self, method: str):
-        self.method = method
+    def __init__(self) -> None:
         self.model = ""
 
 
@@ -110,7 +110,7 @@ class InferenceServicer:
         metadata = dict(context.invocation_metadata())
         request_id = request_id_from(metadata.get(REQUEST_ID_KEY))
         token = CALL_REQUEST_ID.set(request_id)
-        call = _Call(method)
+        call = _Call()
         code = grpc.StatusCode.OK
         request_class, response_class = messages.METHODS[method]
         try:
