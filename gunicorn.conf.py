@@ -161,14 +161,15 @@ def on_starting(server):
 def post_worker_init(worker):
     """Serve gRPC from this worker, once its models are loaded, when GRPC_PORT is set. A port
     that cannot be bound stops the worker, and gunicorn with it, saying why."""
-    from service.grpc_api import start_in_worker
+    from service.grpc_api.worker import start_in_worker
 
     start_in_worker(worker)
 
 
 def worker_exit(server, worker):
-    """Let this worker's gRPC calls in flight finish, then stop its gRPC server."""
-    from service.grpc_api import stop_in_worker
+    """Hand gRPC over to newer workers, let this worker's calls in flight finish, then stop its
+    gRPC server (service/grpc_api/worker.py)."""
+    from service.grpc_api.worker import stop_in_worker
 
     stop_in_worker(worker)
 

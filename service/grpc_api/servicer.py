@@ -168,8 +168,7 @@ class InferenceServicer:
     def model_ready(self, request: Any, call: _Call) -> Message:
         """Ready when loaded; not ready when it failed to load; unknown names are NOT_FOUND."""
         if request.name in self.registry.errors and request.name not in self.registry.models:
-            call.model = request.name
-            return messages.ModelReadyResponse(ready=False)
+            return messages.ModelReadyResponse(ready=False)  # labelled as over HTTP: no model
         self._find(request.name, request.version, call)
         return messages.ModelReadyResponse(ready=True)
 

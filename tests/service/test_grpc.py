@@ -22,9 +22,10 @@ import tritonclient.grpc as triton
 from flask import Flask
 from tritonclient.utils import InferenceServerException
 
-from service.grpc_api import messages, stop_in_worker
+from service.grpc_api import messages
 from service.grpc_api import server as server_module
 from service.grpc_api.server import start
+from service.grpc_api.worker import start_in_worker, stop_in_worker
 from service.log import RequestIdFilter
 from service.metrics import render_metrics
 from service.runtime.batcher import DeadlineExceeded, QueueFull
@@ -535,8 +536,6 @@ READY = grpc.ChannelConnectivity.READY
 
 def test_no_grpc_server_without_grpc_port(app: Flask) -> None:
     worker = SimpleNamespace(wsgi=app)
-
-    from service.grpc_api import start_in_worker
 
     start_in_worker(worker)
 
