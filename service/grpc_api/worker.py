@@ -50,9 +50,7 @@ def start_in_worker(worker: Any) -> None:
     worker.grpc_server = server
     worker.grpc_marker = None
     if settings.reload_signal_dir is not None:
-        pid = os.getpid()
-        marker = _MARKER.format(pid=pid, start=_parent_and_start(pid)[1])
-        worker.grpc_marker = Path(settings.reload_signal_dir) / marker
+        worker.grpc_marker = marker_of(os.getpid(), Path(settings.reload_signal_dir))
         worker.grpc_marker.touch()
     _before_signal(signal.SIGTERM, lambda: _begin_handover(worker))
     _before_signal(signal.SIGINT, lambda: server.stop(None))
@@ -88,7 +86,7 @@ def _hand_over(worker: Any) -> None:
     marker = getattr(worker, "grpc_marker", None)
     deadline = time.monotonic() + HANDOVER_LIMIT_S
     if marker is not None:
-        while (starting := _starting_siblings(marker.parent)) and time.monotonic() < deadline:
+        while (starting := starting_siblings(marker.parent)) and time.monotonic() < deadline:
             time.sleep(_POLL_S)
         if starting:
             logger.warning("gRPC handover: workers %s still not serving; stopping anyway", starting)
@@ -96,9 +94,10 @@ def _hand_over(worker: Any) -> None:
     logger.info("gRPC stopped taking calls")
 
 
-def _starting_siblings(folder: Path) -> list[int]:
-    """Workers of this process's master started after it that serve no gRPC yet."""
-    me = os.getpid()
+def starting_siblings(folder: Path, me: int | None = None) -> list[int]:
+    """Workers of the master of process ``me`` (this one by default) started after it, that
+    serve no gRPC yet (have no marker in ``folder``)."""
+    me = os.getpid() if me is None else me
     master, started = _parent_and_start(me)
     return [
         pid
@@ -108,6 +107,11 @@ def _starting_siblings(folder: Path) -> list[int]:
         and start >= started
         and not (folder / _MARKER.format(pid=pid, start=start)).exists()
     ]
+
+
+def marker_of(pid: int, folder: Path) -> Path:
+    """The file in ``folder`` that says process ``pid`` serves gRPC."""
+    return folder / _MARKER.format(pid=pid, start=_parent_and_start(pid)[1])
 
 
 def _processes() -> dict[int, tuple[int, int]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from tritonclient.utils import InferenceServerException
 from service.grpc_api import messages
 from service.grpc_api import server as server_module
 from service.grpc_api.server import start
-from service.grpc_api.worker import start_in_worker, stop_in_worker
+from service.grpc_api.worker import marker_of, start_in_worker, starting_siblings, stop_in_worker
 from service.log import RequestIdFilter
 from service.metrics import render_metrics
 from service.runtime.batcher import DeadlineExceeded, QueueFull
@@ -541,3 +543,24 @@ def test_no_grpc_server_without_grpc_port(app: Flask) -> None:
 
     assert not hasattr(worker, "grpc_server")
     stop_in_worker(worker)  # nothing to stop
+
+
+def test_a_stopping_worker_waits_for_newer_siblings_only(tmp_path: Path) -> None:
+    """Siblings: children of one parent (here, this process), like a master's workers."""
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    older = subprocess.Popen(sleep)
+    time.sleep(0.05)  # start times count in clock ticks (10 ms)
+    younger = subprocess.Popen(sleep)
+    try:
+        assert starting_siblings(tmp_path, me=older.pid) == [younger.pid]
+        assert starting_siblings(tmp_path, me=younger.pid) == []  # the older one is not newer
+        marker_of(younger.pid, tmp_path).touch()  # the younger one serves gRPC
+        assert starting_siblings(tmp_path, me=older.pid) == []
+        marker_of(younger.pid, tmp_path).unlink()
+        younger.kill()
+        younger.wait()
+        assert starting_siblings(tmp_path, me=older.pid) == []  # gone: nothing to wait for
+    finally:
+        for process in (older, younger):
+            process.kill()
+            process.wait()
