@@ -158,6 +158,13 @@ def on_starting(server):
             os.remove(entry.path)
 
 
+def post_fork(server, worker):
+    """In the new worker: say that it is starting (the gRPC handover waits for such workers)."""
+    from service.grpc_api.worker import mark_starting
+
+    mark_starting()
+
+
 def post_worker_init(worker):
     """Serve gRPC from this worker, once its models are loaded, when GRPC_PORT is set. A port
     that cannot be bound stops the worker, and gunicorn with it, saying why."""
@@ -167,8 +174,8 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Hand gRPC over to newer workers, let this worker's calls in flight finish, then stop its
-    gRPC server (service/grpc_api/worker.py)."""
+    """Hand gRPC over to newer workers and let this worker's calls in flight finish
+    (service/grpc_api/worker.py)."""
     from service.grpc_api.worker import stop_in_worker
 
     stop_in_worker(worker)
@@ -196,10 +203,14 @@ def _refuse_a_grpc_port_in_use(http_addresses):
 
 
 def child_exit(server, worker):
-    """Tell prometheus_client that a worker is gone (its live gauges stop counting)."""
+    """Tell prometheus_client that a worker is gone (its live gauges stop counting), and
+    remove its gRPC handover files."""
     from prometheus_client import multiprocess
 
+    from service.grpc_api.worker import forget_worker
+
     multiprocess.mark_process_dead(worker.pid)
+    forget_worker(worker.pid)
 
 
 def on_exit(server):

@@ -1,19 +1,24 @@
-"""A gunicorn worker's gRPC server: started after the worker has loaded its models
-(``post_worker_init``), handed over to newer workers and stopped when the worker exits
-(``worker_exit``).
+"""A gunicorn worker's gRPC server: started once the worker has loaded its models
+(``post_worker_init``), handed over to newer workers on SIGTERM, and waited for when the worker
+exits (``worker_exit``).
 
 HTTP connections wait in gunicorn's listening socket, which the master holds, while workers come
 and go. gRPC has no such socket: each worker listens itself, so a worker that stopped listening
 at once on SIGTERM would leave the port without a listener while its replacements load their
 models (a SIGHUP reload replaces every worker at once). So, from SIGTERM, a worker keeps serving
 gRPC while a newer worker of the same master is still starting (at most
-:data:`HANDOVER_LIMIT_S`), and then stops taking calls, letting those in flight finish within
-gunicorn's graceful timeout. On a full stop there is no newer worker, and it stops taking calls at
-once. Each worker serving gRPC says so with a file in RELOAD_SIGNAL_DIR, the folder that
-gunicorn.conf.py gives the workers of one server (and removes with it); without it, there is no
-handover. The file names the process and its start time, so it is never mistaken for that of a
-later process with the same pid, and it stays after the worker exits (the worker's older
-siblings, stopping at the same time, must not take it for one still starting).
+:data:`HANDOVER_LIMIT_S`, and half of gunicorn's graceful timeout), then stops taking calls;
+those in flight get what is left of the graceful timeout, counted from the signal. On a full stop
+there is no newer worker starting, and it stops taking calls at once. SIGINT and SIGQUIT
+(gunicorn's quick stop) end the calls in flight at once.
+
+Workers say where they are with files in a folder under RELOAD_SIGNAL_DIR, which gunicorn.conf.py
+gives the workers of one server: ``starting-<pid>-<start time>`` from the fork (``post_fork``),
+``serving-<pid>-<start time>`` once gRPC listens. Processes with a ``starting`` file are waited
+for, and, for :data:`FORK_GRACE_S`, the master's other new children (a worker may not have
+written its file yet), so its other children (a new master started by SIGUSR2, orphans adopted
+by a master running as PID 1) delay a handover by that much at most; the master removes a
+worker's files when it has exited (``child_exit``). Without that folder, there is no handover.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,86 +37,164 @@ from service import SETTINGS_KEY
 logger = logging.getLogger(__name__)
 
 HANDOVER_LIMIT_S = 20.0
+MARKER_FOLDER = "grpc-workers"  # a folder, so that reload signals (files) never include these
+FORK_GRACE_S = 2.0
 _POLL_S = 0.1
-_MARKER = "grpc-serving-{pid}-{start}"
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def mark_starting(environ: Mapping[str, str] = os.environ) -> None:
+    """gunicorn's ``post_fork``, in the new worker: it is starting, and will serve gRPC."""
+    folder = _marker_folder(environ.get("RELOAD_SIGNAL_DIR"))
+    if environ.get("GRPC_PORT", "").strip() and folder is not None:
+        _touch(marker_of("starting", os.getpid(), folder))
+
+
+def forget_worker(pid: int, environ: Mapping[str, str] = os.environ) -> None:
+    """gunicorn's ``child_exit``, in the master: remove the files of a worker that has exited."""
+    directory = environ.get("RELOAD_SIGNAL_DIR")
+    if directory:
+        for marker in (Path(directory) / MARKER_FOLDER).glob(f"*-{pid}-*"):
+            marker.unlink(missing_ok=True)
 
 
 def start_in_worker(worker: Any) -> None:
     """gunicorn's ``post_worker_init``: serve gRPC from this worker when GRPC_PORT is set, on
-    the host of gunicorn's (first TCP) bind address; SIGTERM starts the handover, and SIGINT
-    and SIGQUIT (gunicorn's quick stop) end the calls in flight at once."""
+    the host of gunicorn's (first TCP) bind address, unless the worker was told to stop while it
+    loaded its models."""
     settings = worker.wsgi.extensions[SETTINGS_KEY]
-    if settings.grpc_port is None:
+    if settings.grpc_port is None or not worker.alive:
         return
     from service.grpc_api.server import DEFAULT_HOST, start
 
     hosts = [address[0] for address in worker.cfg.address if isinstance(address, tuple)]
     server, _ = start(worker.wsgi, host=hosts[0] if hosts else DEFAULT_HOST)
-    worker.grpc_server = server
-    worker.grpc_marker = None
-    if settings.reload_signal_dir is not None:
-        worker.grpc_marker = marker_of(os.getpid(), Path(settings.reload_signal_dir))
-        worker.grpc_marker.touch()
-    _before_signal(signal.SIGTERM, lambda: _begin_handover(worker))
-    _before_signal(signal.SIGINT, lambda: server.stop(None))
-    _before_signal(signal.SIGQUIT, lambda: server.stop(None))
+    folder = _marker_folder(settings.reload_signal_dir)
+    if folder is not None:
+        _touch(marker_of("serving", os.getpid(), folder))
+    handover = Handover(server, worker.cfg.graceful_timeout, folder, master=worker.ppid)
+    worker.grpc_handover = handover
+    _before_signal(signal.SIGTERM, handover.begin)
+    _before_signal(signal.SIGINT, handover.quit)
+    _before_signal(signal.SIGQUIT, handover.quit)
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn has it: signal() resets it
 
 
 def stop_in_worker(worker: Any) -> None:
-    """gunicorn's ``worker_exit``: finish the handover, then wait for this worker's gRPC calls in
-    flight (up to gunicorn's graceful timeout from when it stopped taking calls). A worker that
-    exits without a signal (``max_requests``) hands over from here."""
-    server = getattr(worker, "grpc_server", None)
-    if server is None:
-        return
-    _begin_handover(worker)
-    worker.grpc_handover.join()
-    # The handover's stop set the deadline; a later call can only make it sooner.
-    server.stop(worker.cfg.graceful_timeout).wait()
+    """gunicorn's ``worker_exit``: hand over (a worker that exits without a signal, after
+    ``max_requests``, starts here), then wait for the calls in flight."""
+    handover = getattr(worker, "grpc_handover", None)
+    if handover is not None:
+        handover.begin()
+        handover.wait()
 
 
-def _begin_handover(worker: Any) -> None:
-    """Start handing over, once: in a thread, since SIGTERM's handler must not block."""
-    if getattr(worker, "grpc_handover", None) is not None:
-        return
-    worker.grpc_handover = threading.Thread(
-        target=_hand_over, args=(worker,), name="grpc-handover", daemon=True
-    )
-    worker.grpc_handover.start()
+class Handover:
+    """Stops a gRPC server once newer workers serve, in a thread of its own that runs from the
+    start: a signal handler only sets flags (starting a thread there could deadlock)."""
 
+    def __init__(self, server: Any, graceful_s: float, folder: Path | None, master: int):
+        self.server = server
+        self.graceful_s = graceful_s
+        self.folder = folder
+        self.master = master
+        self.quick = False
+        self.signalled_at: float | None = None
+        self._requested = threading.Event()
+        self._stopped: threading.Event | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="grpc-handover", daemon=True)
+        self._thread.start()
 
-def _hand_over(worker: Any) -> None:
-    """Serve until no newer sibling worker is still starting, then stop taking calls."""
-    marker = getattr(worker, "grpc_marker", None)
-    deadline = time.monotonic() + HANDOVER_LIMIT_S
-    if marker is not None:
-        while (starting := starting_siblings(marker.parent)) and time.monotonic() < deadline:
-            time.sleep(_POLL_S)
-        if starting:
-            logger.warning("gRPC handover: workers %s still not serving; stopping anyway", starting)
-    worker.grpc_server.stop(worker.cfg.graceful_timeout)
-    logger.info("gRPC stopped taking calls")
+    def begin(self) -> None:
+        if self.signalled_at is None:
+            self.signalled_at = time.monotonic()
+        self._requested.set()
+
+    def quit(self) -> None:
+        self.quick = True
+        self.begin()
+
+    def wait(self) -> None:
+        """Until the server has stopped and its calls in flight have ended."""
+        self._done.wait()
+        if self._stopped is not None:
+            self._stopped.wait()
+
+    def _run(self) -> None:
+        self._requested.wait()
+        assert self.signalled_at is not None
+        if not self.quick and self.folder is not None and os.getppid() == self.master:
+            deadline = self.signalled_at + min(HANDOVER_LIMIT_S, self.graceful_s / 2)
+            starting = starting_siblings(self.folder)
+            while starting and not self.quick and time.monotonic() < deadline:
+                time.sleep(_POLL_S)
+                starting = starting_siblings(self.folder)
+            if starting and not self.quick:
+                logger.warning(
+                    "gRPC handover: workers %s still starting; stopping anyway", starting
+                )
+        left = 0.0 if self.quick else self.graceful_s - (time.monotonic() - self.signalled_at)
+        self._stopped = self.server.stop(max(0.0, left))
+        logger.info("gRPC stopped taking calls")
+        self._done.set()
 
 
 def starting_siblings(folder: Path, me: int | None = None) -> list[int]:
-    """Workers of the master of process ``me`` (this one by default) started after it, that
-    serve no gRPC yet (have no marker in ``folder``)."""
+    """Workers of the master of process ``me`` (this one by default) started after it that do
+    not serve gRPC yet: they have a ``starting`` file in ``folder`` and no ``serving`` file. A
+    child of the master younger than :data:`FORK_GRACE_S` without either may be a worker that
+    has not written its ``starting`` file yet (SIGHUP sends SIGTERM to the old workers right
+    after forking the new ones), and counts too."""
     me = os.getpid() if me is None else me
     master, started = _parent_and_start(me)
-    return [
-        pid
-        for pid, (parent, start) in _processes().items()
-        if parent == master
-        and pid != me
-        and start >= started
-        and not (folder / _MARKER.format(pid=pid, start=start)).exists()
-    ]
+    now = _uptime_ticks()
+    siblings = []
+    for pid, (parent, start) in _processes().items():
+        if parent != master or pid == me or start < started:
+            continue
+        if (folder / _marker_name("serving", pid, start)).exists():
+            continue
+        just_forked = now - start < FORK_GRACE_S * _TICKS_PER_S
+        if just_forked or (folder / _marker_name("starting", pid, start)).exists():
+            siblings.append(pid)
+    return siblings
 
 
-def marker_of(pid: int, folder: Path) -> Path:
-    """The file in ``folder`` that says process ``pid`` serves gRPC."""
-    return folder / _MARKER.format(pid=pid, start=_parent_and_start(pid)[1])
+def _uptime_ticks() -> float:
+    """Now, in the clock ticks of process start times."""
+    with open("/proc/uptime") as handle:
+        return float(handle.read().split()[0]) * _TICKS_PER_S
+
+
+def marker_of(state: str, pid: int, folder: Path) -> Path:
+    """The file in ``folder`` that says process ``pid`` is ``starting`` or ``serving``."""
+    return folder / _marker_name(state, pid, _parent_and_start(pid)[1])
+
+
+def _marker_name(state: str, pid: int, start: int) -> str:
+    return f"{state}-{pid}-{start}"
+
+
+def _marker_folder(reload_signal_dir: str | Path | None) -> Path | None:
+    """The markers' folder, made if missing; None without RELOAD_SIGNAL_DIR or if it cannot be
+    made (then there is no handover, said once in the log)."""
+    if not reload_signal_dir:
+        return None
+    folder = Path(reload_signal_dir) / MARKER_FOLDER
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.warning("gRPC handover off: cannot use %s (%s)", folder, exc)
+        return None
+    return folder
+
+
+def _touch(marker: Path) -> None:
+    try:
+        marker.touch()
+    except OSError as exc:
+        logger.warning("gRPC handover: cannot write %s (%s)", marker, exc)
 
 
 def _processes() -> dict[int, tuple[int, int]]:
@@ -133,12 +216,15 @@ def _parent_and_start(pid: int) -> tuple[int, int]:
 
 
 def _before_signal(signum: int, action: Callable[[], Any]) -> None:
-    """Run ``action`` when ``signum`` arrives, then the handler gunicorn installed."""
+    """Run ``action`` when ``signum`` arrives, then, whatever happens, the handler gunicorn
+    installed."""
     previous = signal.getsignal(signum)
 
     def handler(sig: int, frame: Any) -> None:
-        action()
-        if callable(previous):
-            previous(sig, frame)
+        try:
+            action()
+        finally:
+            if callable(previous):
+                previous(sig, frame)
 
     signal.signal(signum, handler)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -26,11 +27,22 @@ from tritonclient.utils import InferenceServerException
 
 from service.grpc_api import messages
 from service.grpc_api import server as server_module
+from service.grpc_api import worker as worker_module
 from service.grpc_api.server import start
-from service.grpc_api.worker import marker_of, start_in_worker, starting_siblings, stop_in_worker
+from service.grpc_api.worker import (
+    MARKER_FOLDER,
+    Handover,
+    forget_worker,
+    mark_starting,
+    marker_of,
+    start_in_worker,
+    starting_siblings,
+    stop_in_worker,
+)
 from service.log import RequestIdFilter
 from service.metrics import render_metrics
 from service.runtime.batcher import DeadlineExceeded, QueueFull
+from tests.service.live_server import free_port
 from tests.service.metrics_text import sample_values, value
 
 SENTIMENT_TEXTS = ["a great movie", "an awful movie", "Zürich 東京 🙂 good"]
@@ -486,7 +498,8 @@ def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(
     entered, release = _hold_predictions(app, monkeypatch)
     server, port = start(app, 0)
     address = f"127.0.0.1:{port}"
-    worker = SimpleNamespace(grpc_server=server, cfg=SimpleNamespace(graceful_timeout=30))
+    handover = Handover(server, graceful_s=30, folder=None, master=os.getppid())
+    worker = SimpleNamespace(grpc_handover=handover)
     answers: list[Any] = []
     in_flight = threading.Thread(
         target=lambda: answers.append(call(address, "ModelInfer", infer_request([b"good"]))[0])
@@ -541,26 +554,60 @@ def test_no_grpc_server_without_grpc_port(app: Flask) -> None:
 
     start_in_worker(worker)
 
-    assert not hasattr(worker, "grpc_server")
+    assert not hasattr(worker, "grpc_handover")
     stop_in_worker(worker)  # nothing to stop
 
 
-def test_a_stopping_worker_waits_for_newer_siblings_only(tmp_path: Path) -> None:
+def test_a_stopping_worker_waits_for_newer_starting_siblings_only(
+    tmp_path: Path, monkeypatch
+) -> None:
     """Siblings: children of one parent (here, this process), like a master's workers."""
+    monkeypatch.setattr(worker_module, "FORK_GRACE_S", 0.0)
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
     older = subprocess.Popen(sleep)
     time.sleep(0.05)  # start times count in clock ticks (10 ms)
-    younger = subprocess.Popen(sleep)
+    younger, other = subprocess.Popen(sleep), subprocess.Popen(sleep)  # other: not a worker
     try:
+        marker_of("starting", younger.pid, tmp_path).touch()  # post_fork
         assert starting_siblings(tmp_path, me=older.pid) == [younger.pid]
         assert starting_siblings(tmp_path, me=younger.pid) == []  # the older one is not newer
-        marker_of(younger.pid, tmp_path).touch()  # the younger one serves gRPC
+        marker_of("serving", younger.pid, tmp_path).touch()  # gRPC listens
         assert starting_siblings(tmp_path, me=older.pid) == []
-        marker_of(younger.pid, tmp_path).unlink()
+        # A child just forked may be a worker that has not written its file yet.
+        monkeypatch.setattr(worker_module, "FORK_GRACE_S", 60.0)
+        assert starting_siblings(tmp_path, me=older.pid) == [other.pid]
+        monkeypatch.setattr(worker_module, "FORK_GRACE_S", 0.0)
+        marker_of("serving", younger.pid, tmp_path).unlink()
         younger.kill()
         younger.wait()
         assert starting_siblings(tmp_path, me=older.pid) == []  # gone: nothing to wait for
     finally:
-        for process in (older, younger):
+        for process in (older, younger, other):
             process.kill()
             process.wait()
+
+
+def test_handover_files_go_in_a_folder_made_if_missing_and_leave_with_the_worker(
+    tmp_path: Path,
+) -> None:
+    signals = tmp_path / "not-yet" / "reload"
+    environ = {"RELOAD_SIGNAL_DIR": str(signals), "GRPC_PORT": "8001"}
+
+    mark_starting(environ)
+
+    (marker,) = (signals / MARKER_FOLDER).iterdir()
+    assert marker.name.startswith(f"starting-{os.getpid()}-")
+    assert [p for p in signals.iterdir() if p.is_file()] == []  # never read as reload signals
+    forget_worker(os.getpid(), environ)
+    assert list((signals / MARKER_FOLDER).iterdir()) == []
+    mark_starting({"RELOAD_SIGNAL_DIR": str(signals), "GRPC_PORT": ""})  # gRPC off: no file
+    assert list((signals / MARKER_FOLDER).iterdir()) == []
+
+
+def test_a_worker_told_to_stop_while_loading_serves_no_grpc(app_factory, tiny_model_dir) -> None:
+    app = app_factory(tiny_model_dir, grpc_port=free_port())
+    worker = SimpleNamespace(wsgi=app, alive=False)  # SIGTERM came during load_wsgi
+
+    start_in_worker(worker)
+
+    assert not hasattr(worker, "grpc_handover")

@@ -146,20 +146,20 @@ def test_a_sighup_reload_hands_grpc_over_without_a_gap(
         deadline = time.monotonic() + 60
         # Until both new workers serve, and the old ones have stopped: a call on a new
         # connection every few milliseconds.
-        while len(server.pids_logging(listening) - old) < 2 or stopped(server) < old:
+        while len(server.pids_logging(listening) - old) < 2 or not stopped(server) >= old:
             assert time.monotonic() < deadline, server.logs()
             with grpc.insecure_channel(address) as channel:
                 try:
                     live_call(channel)(messages.ServerLiveRequest(), timeout=5)
                     answered += 1
                 except grpc.RpcError as error:
-                    if error.code() == grpc.StatusCode.UNAVAILABLE:  # nothing listened
-                        refused.append(error.details())
+                    refused.append(f"{error.code().name}: {error.details()}")
             time.sleep(0.02)
         handovers = [e for e in server.json_logs() if e["message"] == "gRPC stopped taking calls"]
 
-    # Without the handover, dozens are refused. A connection that the kernel queued at an old
-    # worker's listener just as it closed is reset (SO_REUSEPORT): a rare race, tolerated once.
+    # Without the handover, dozens are refused. A call that meets an old worker just as it stops
+    # taking calls (or a connection queued at its listener as it closes, which the kernel
+    # resets: SO_REUSEPORT) fails: a rare race, tolerated once.
     assert len(refused) <= 1, (refused, server.logs())
     assert answered > 0
     assert {e["pid"] for e in handovers} >= old
