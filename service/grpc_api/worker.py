@@ -45,8 +45,10 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 def mark_starting(environ: Mapping[str, str] = os.environ) -> None:
     """gunicorn's ``post_fork``, in the new worker: it is starting, and will serve gRPC."""
+    if not environ.get("GRPC_PORT", "").strip():
+        return
     folder = _marker_folder(environ.get("RELOAD_SIGNAL_DIR"))
-    if environ.get("GRPC_PORT", "").strip() and folder is not None:
+    if folder is not None:
         _touch(marker_of("starting", os.getpid(), folder))
 
 
