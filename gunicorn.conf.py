@@ -188,11 +188,12 @@ def _refuse_a_grpc_port_in_use(http_addresses):
     SIGUSR2 (GUNICORN_FD is set), whose old workers still hold the port."""
     if not os.environ.get("GRPC_PORT", "").strip() or os.environ.get("GUNICORN_FD"):
         return
+    from service.grpc_api.worker import grpc_host
+
     port = _env_int("GRPC_PORT", 0, maximum=65535)
-    tcp = [address for address in http_addresses if isinstance(address, tuple)]
-    if any(address[1] == port for address in tcp):
+    if any(isinstance(address, tuple) and address[1] == port for address in http_addresses):
         sys.exit(f"invalid settings: GRPC_PORT={port} is gunicorn's HTTP port; choose another")
-    host = tcp[0][0] if tcp else "0.0.0.0"  # where the workers will bind it
+    host = grpc_host(http_addresses)  # where the workers will bind it
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

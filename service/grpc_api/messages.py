@@ -35,19 +35,15 @@ def message_class(name: str) -> type[Message]:
     return message_factory.GetMessageClass(POOL.FindMessageTypeByName(f"{PACKAGE}.{name}"))
 
 
+# The classes named by the servicer and the tests (METHODS holds every request and response).
 ServerLiveRequest = message_class("ServerLiveRequest")
 ServerLiveResponse = message_class("ServerLiveResponse")
-ServerReadyRequest = message_class("ServerReadyRequest")
 ServerReadyResponse = message_class("ServerReadyResponse")
-ModelReadyRequest = message_class("ModelReadyRequest")
 ModelReadyResponse = message_class("ModelReadyResponse")
-ServerMetadataRequest = message_class("ServerMetadataRequest")
 ServerMetadataResponse = message_class("ServerMetadataResponse")
-ModelMetadataRequest = message_class("ModelMetadataRequest")
 ModelMetadataResponse = message_class("ModelMetadataResponse")
 ModelInferRequest = message_class("ModelInferRequest")
 ModelInferResponse = message_class("ModelInferResponse")
-InferParameter = message_class("InferParameter")
 
 # Each method of the service: its request and response classes.
 METHODS: dict[str, tuple[type[Message], type[Message]]] = {

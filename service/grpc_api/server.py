@@ -18,15 +18,17 @@ from flask import Flask
 
 from service import REGISTRY_KEY, SETTINGS_KEY
 from service.grpc_api.servicer import InferenceServicer
+from service.grpc_api.worker import ALL_INTERFACES
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HOST = "0.0.0.0"
 MAX_CONNECTION_AGE_S = 60
 
 
-def start(app: Flask, port: int | None = None, host: str = DEFAULT_HOST) -> tuple[grpc.Server, int]:
+def start(
+    app: Flask, port: int | None = None, host: str = ALL_INTERFACES
+) -> tuple[grpc.Server, int]:
     """Serve the models of ``app`` over gRPC on ``host:port`` (default GRPC_PORT; 0: any free
     port); the server and the port it listens on. A port that cannot be bound raises
     RuntimeError."""

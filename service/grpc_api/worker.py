@@ -36,6 +36,7 @@ from service import SETTINGS_KEY
 
 logger = logging.getLogger(__name__)
 
+ALL_INTERFACES = "0.0.0.0"
 HANDOVER_LIMIT_S = 20.0
 MARKER_FOLDER = "grpc-workers"  # a folder, so that reload signals (files) never include these
 FORK_GRACE_S = 2.0
@@ -67,10 +68,9 @@ def start_in_worker(worker: Any) -> None:
     settings = worker.wsgi.extensions[SETTINGS_KEY]
     if settings.grpc_port is None or not worker.alive:
         return
-    from service.grpc_api.server import DEFAULT_HOST, start
+    from service.grpc_api.server import start
 
-    hosts = [address[0] for address in worker.cfg.address if isinstance(address, tuple)]
-    server, _ = start(worker.wsgi, host=hosts[0] if hosts else DEFAULT_HOST)
+    server, _ = start(worker.wsgi, host=grpc_host(worker.cfg.address))
     folder = _marker_folder(settings.reload_signal_dir)
     if folder is not None:
         _touch(marker_of("serving", os.getpid(), folder))
@@ -80,6 +80,12 @@ def start_in_worker(worker: Any) -> None:
     _before_signal(signal.SIGINT, handover.quit)
     _before_signal(signal.SIGQUIT, handover.quit)
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn has it: signal() resets it
+
+
+def grpc_host(http_addresses: list[Any]) -> str:
+    """Where gRPC listens: the host of gunicorn's first TCP bind address (``worker.cfg.address``:
+    (host, port) tuples, or unix socket paths), else every interface."""
+    return next((a[0] for a in http_addresses if isinstance(a, tuple)), ALL_INTERFACES)
 
 
 def stop_in_worker(worker: Any) -> None:
