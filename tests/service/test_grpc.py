@@ -588,6 +588,15 @@ def test_a_stopping_worker_waits_for_newer_starting_siblings_only(
             process.wait()
 
 
+def test_now_is_counted_in_whole_ticks_like_process_start_times(tmp_path: Path, monkeypatch):
+    uptime = tmp_path / "uptime"
+    uptime.write_text("81145.01 160000.00\n")  # 81145.01 * 100 is 8114500.999... as floats
+    monkeypatch.setattr(worker_module, "_UPTIME", str(uptime))
+    monkeypatch.setattr(worker_module, "_TICKS_PER_S", 100)
+
+    assert worker_module._uptime_ticks() == 8114501  # not before a process started this tick
+
+
 def test_handover_files_go_in_a_folder_made_if_missing_and_leave_with_the_worker(
     tmp_path: Path,
 ) -> None:
