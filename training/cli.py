@@ -235,8 +235,12 @@ def cmd_plot_attention(args: argparse.Namespace) -> int:
 
 
 def cmd_model_card(args: argparse.Namespace) -> int:
-    from training.model_card import model_table
+    from training.model_card import model_table, write_cards
 
+    if args.write:
+        for path in write_cards(Path(args.models)):
+            print(f"wrote {path}")
+        return 0
     print(model_table(Path(args.models)), end="")
     return 0
 
@@ -344,8 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     plot.set_defaults(func=cmd_plot_attention)
 
-    card = commands.add_parser("model-card", help="print the README's model table from manifests")
+    card = commands.add_parser(
+        "model-card",
+        help="print the README's model table from the manifests, or write each model's card",
+    )
     card.add_argument("--models", default="exported_models", help="folder of exported models")
+    card.add_argument(
+        "--write",
+        action="store_true",
+        help="write MODEL_CARD.md in each model folder again from its verified manifest (export "
+        "and quantize write it themselves), and list it in the manifest",
+    )
     card.set_defaults(func=cmd_model_card)
     return parser
 

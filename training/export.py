@@ -13,8 +13,9 @@ import onnx
 import torch
 from torch import nn
 
-from service.runtime.manifest import Manifest, write_manifest
+from service.runtime.manifest import Manifest
 from service.text.constants import MANIFEST_FILE
+from training.model_card import seal
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Path:
     folder = _sibling(out_dir, "new")
     folder.mkdir()
     try:
-        write_manifest(folder, build(folder))
+        seal(folder, build(folder))
         _swap_in(folder, out_dir)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # left only by a failure

@@ -1,12 +1,17 @@
-"""The README's model table, rendered from the exported manifests (so it cannot drift)."""
+"""The README's model table and each model folder's ``MODEL_CARD.md``, rendered from the
+exported manifests (so they cannot drift from what was measured)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
-from service.runtime.manifest import ArtifactError, load_manifest
+from service.runtime.manifest import ArtifactError, Manifest, load_manifest, write_manifest
 from service.text.constants import MANIFEST_FILE
+
+CARD_FILE = "MODEL_CARD.md"
 
 # Terms of the data each model was trained on (from ../shared/datasets/README.md).
 DATA_TERMS = {
@@ -89,15 +94,8 @@ def model_table(models_dir: Path) -> str:
     """A markdown table: one row per model folder with a manifest."""
     header = ["model", "version", "trained and selected on", "dev metrics (ONNX Runtime)"]
     header += ["size", "data terms"]
-    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    folders = sorted(
-        p.parent
-        for p in Path(models_dir).glob(f"*/{MANIFEST_FILE}")
-        if not p.parent.name.startswith(".")  # an export's work folders (training.export)
-    )
-    if not folders:
-        raise ArtifactError(f"{models_dir}: no model folders (no */{MANIFEST_FILE})")
-    for folder in folders:
+    rows = [_row(header), _row(["---"] * len(header))]
+    for folder in _model_folders(models_dir):
         manifest = load_manifest(folder)
         cells = [
             f"`{manifest.name}`",
@@ -107,5 +105,259 @@ def model_table(models_dir: Path) -> str:
             _size_mb(folder, manifest),
             _terms(manifest),
         ]
-        rows.append("| " + " | ".join(cells) + " |")
+        rows.append(_row(cells))
     return "\n".join(rows) + "\n"
+
+
+def _model_folders(models_dir: Path) -> list[Path]:
+    folders = sorted(
+        p.parent
+        for p in Path(models_dir).glob(f"*/{MANIFEST_FILE}")
+        if not p.parent.name.startswith(".")  # an export's work folders (training.export)
+    )
+    if not folders:
+        raise ArtifactError(f"{models_dir}: no model folders (no */{MANIFEST_FILE})")
+    return folders
+
+
+# The metrics that only the cards show.
+CARD_METRIC_NAMES = {
+    "dev_mean_accuracy": "mean of the dev accuracies, which selected the epoch",
+    "dev_precision": "{data} entity precision",
+    "dev_recall": "{data} entity recall",
+    "dev_chrf_greedy": "{data} chrF, greedy",
+    "dev_chrf_beam": "{data} chrF, beam",
+}
+_F1_PER_TYPE = re.compile(r"dev_f1_([A-Za-z]+)")
+
+# What each task's model is and does, and the limits that hold whatever it was trained on.
+TASKS = {
+    "sentiment": {
+        "what": "Classifies English text as {labels}, from a short sentence to a whole review.",
+        "architecture": "Word embeddings (GloVe-initialised unless `vocab.glove_path` is unset) "
+        "→ bidirectional recurrent layer over packed sequences (no padding is read) → pooling "
+        "over time → linear → softmax",
+        "limits": [
+            "Every text gets one of the two labels: neutral, mixed or off-topic text is not "
+            "recognised as such (its two probabilities are only closer together).",
+            "Texts longer than {max_tokens} tokens are cut to their first {max_tokens} tokens, "
+            "and the result says `truncated`.",
+        ],
+    },
+    "ner": {
+        "what": "Finds the named entities ({entity_types}) in English text, with their exact "
+        "character offsets.",
+        "architecture": "Lower-cased word embeddings (GloVe-initialised unless "
+        "`vocab.glove_path` is unset), a casing feature and a character CNN → bidirectional "
+        "recurrent layer over packed sentences → linear emission scores → CRF, decoded by "
+        "Viterbi in the service (its transition scores are `crf.json`)",
+        "limits": [
+            "Only the entity types above: dates, numbers and other kinds of names are not tagged.",
+            "Text is split into sentences and tokens by the service's own rules; a sentence "
+            "longer than {max_tokens} tokens is tagged in overlapping windows of that many.",
+        ],
+    },
+    "translation": {
+        "what": "Translates English text into German, by greedy or beam search over a "
+        "one-step decoder.",
+        "architecture": "Subword embeddings (SentencePiece models `source.model`, "
+        "`target.model`) → bidirectional recurrent encoder → recurrent decoder with "
+        "multiplicative attention and input feeding (Luong et al. 2015), run one step at a "
+        "time by the service's search, which returns the attention weights on request",
+        "limits": [
+            "Source texts longer than {max_source_tokens} subwords are cut, and the result "
+            "says `truncated`.",
+            "Words made of subwords never seen in training are spelled out piece by piece, "
+            "or copied badly: names and rare words are the weakest part.",
+        ],
+    },
+}
+# What the standard data sets hold, so a card says where its model is on home ground.
+DATA_DOMAINS = {
+    "sst2_glue": "sentences and phrases of English film reviews from Rotten Tomatoes (Stanford "
+    "Sentiment Treebank, as in GLUE SST-2)",
+    "imdb": "whole English film reviews from IMDb (Large Movie Review Dataset)",
+    "conll2003": "English Reuters news stories of 1996 and 1997 (CoNLL-2003)",
+    "multi30k": "short English descriptions of photographs and their German translations "
+    "(Multi30k): mostly one simple sentence about people, animals and scenes",
+}
+
+
+def card(manifest: Manifest, files: dict[str, int]) -> str:
+    """``MODEL_CARD.md`` for one model: what it does, on what data, how well (the dev metrics
+    measured at export), its limits, and how it is built. ``files``: the size of each file in
+    the folder (but the card and the manifest)."""
+    task = TASKS[manifest.task]
+    values = {
+        "labels": " or ".join(f"`{label}`" for label in manifest.labels),
+        "entity_types": ", ".join(_entity_types(manifest.labels)),
+        "max_tokens": manifest.preprocessing.get("max_tokens", "the model's maximum of"),
+        "max_source_tokens": manifest.preprocessing.get("max_source_tokens", "its maximum of"),
+    }
+    names = list(dict.fromkeys(d.name for d in manifest.training_data))
+    known = [n for n in names if n in DATA_DOMAINS]
+    lines = [
+        f"# Model card: `{manifest.name}` {manifest.version}",
+        "",
+        f"Written from `{MANIFEST_FILE}` each time that is (`python -m training export`, "
+        "`quantize`, `model-card --write`): every figure is one measured by the export or "
+        "the quantization.",
+        "",
+        "## What it does",
+        "",
+        task["what"].format(**values),
+        f"Served at `/v1/{_endpoint(manifest.task)}`, and by the Open Inference Protocol under "
+        "its folder's name.",
+        "",
+        "## Data",
+        "",
+        "| data set | split | examples | read from |",
+        "|---|---|---|---|",
+        *(
+            f"| {d.name} | {d.split} | {d.examples:,} | `{d.source}` |"
+            for d in manifest.training_data
+        ),
+        "",
+        *(f"- **{n}**: {DATA_DOMAINS[n]}." for n in known),
+        *([""] if known else []),
+        f"Terms of the data: {_terms(manifest) or 'those of your own data'}.",
+        "",
+        "## Dev metrics (ONNX Runtime, on the dev data above)",
+        "",
+        _row(["metric", "fp32", *manifest.variants]),
+        _row(["---"] * (2 + len(manifest.variants))),
+        *(
+            _row(
+                [
+                    _metric_label(key, _dev_data(manifest)),
+                    _value(value),
+                    *(_value(v.metrics.get(key)) for v in manifest.variants.values()),
+                ]
+            )
+            for key, value in manifest.metrics.items()
+        ),
+        "",
+        *_variant_lines(manifest),
+        "## Limits",
+        "",
+        *(f"- {limit.format(**values)}" for limit in task["limits"]),
+        "- "
+        + (
+            "Trained on " + " and ".join(DATA_DOMAINS[n].split(" (")[0] for n in known) + ": "
+            "other kinds of text were not measured here and may fare worse."
+            if known
+            else "Quality outside the data above was not measured."
+        ),
+        "",
+        "## How it is built",
+        "",
+        f"{task['architecture']}.",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *(
+            f"| `model.{key}` | {_value(value)} |"
+            for key, value in (manifest.training_config.get("model") or {}).items()
+        ),
+        "",
+        "The whole training configuration is `training_config` in "
+        f"`{MANIFEST_FILE}`; the README's *Retraining and re-exporting* section shows how "
+        "to train and export again.",
+        "",
+        "## Files",
+        "",
+        "| file | size |",
+        "|---|---|",
+        *(f"| `{name}` | {_size(size)} |" for name, size in sorted(files.items())),
+        "",
+        f"ONNX opset {manifest.opset}; exported {manifest.created_at}"
+        + "".join(f"; {name} {version}" for name, version in manifest.framework.items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def folder_card(folder: Path, manifest: Manifest) -> str:
+    """The card of the model in ``folder``, as its files are now."""
+    files = {
+        p.name: p.stat().st_size
+        for p in Path(folder).iterdir()
+        if p.is_file() and p.name not in (CARD_FILE, MANIFEST_FILE)
+    }
+    return card(manifest, files)
+
+
+def write_card(folder: Path, manifest: Manifest) -> Path:
+    """Write ``MODEL_CARD.md`` into ``folder`` (before its manifest, which then lists it)."""
+    path = Path(folder) / CARD_FILE
+    path.write_text(folder_card(folder, manifest), "utf-8")
+    return path
+
+
+def seal(folder: Path, manifest: Manifest) -> Path:
+    """Write the model card, then the manifest with the sha256 of every file, card included."""
+    write_card(folder, manifest)
+    return write_manifest(folder, manifest)
+
+
+def write_cards(models_dir: Path) -> list[Path]:
+    """Write the card of every model folder in ``models_dir`` again, from its verified
+    manifest (a folder whose files do not match their sha256 is refused, not re-sealed)."""
+    written = []
+    for folder in _model_folders(models_dir):
+        seal(folder, load_manifest(folder))
+        written.append(folder / CARD_FILE)
+    return written
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _endpoint(task: str) -> str:
+    return {"translation": "translate"}.get(task, task)
+
+
+def _entity_types(labels: list[str]) -> list[str]:
+    return list(dict.fromkeys(label[2:] for label in labels if label[:2] in ("B-", "I-")))
+
+
+def _metric_label(key: str, data: str) -> str:
+    """A card names every metric (the README's table shows only the headline ones)."""
+    name = _metric_name(key, data) or CARD_METRIC_NAMES.get(key)
+    per_type = _F1_PER_TYPE.fullmatch(key)
+    if name is None and per_type is not None:
+        name = f"{{data}} F1, {per_type.group(1)} only"
+    return f"{name.format(data=data)} (`{key}`)" if name else f"`{key}`"
+
+
+def _variant_lines(manifest: Manifest) -> list[str]:
+    lines = []
+    for name, variant in manifest.variants.items():
+        speed = ", ".join(f"{r:.2f}× at {b.replace('_', ' ')}" for b, r in variant.speedup.items())
+        verdict = "met" if variant.qualified else "did **not** meet"
+        lines += [
+            f"`{name}` graphs ({', '.join(f'`{f}`' for f in variant.graphs.values())}), served "
+            f"with `MODEL_PRECISION={name}`: speed-up over fp32 on one thread {speed}; they "
+            f"{verdict} the quantization criteria when verified.",
+            "",
+        ]
+    return lines
+
+
+def _value(value: Any) -> str:
+    """A table cell: numbers as they are (floats to two places), anything else as JSON code."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"`{json.dumps(value)}`"
+
+
+def _size(size: int) -> str:
+    if size >= 100_000:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e3:.1f} kB" if size >= 1000 else f"{size} bytes"

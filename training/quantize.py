@@ -38,9 +38,10 @@ import onnxruntime as ort
 
 from service.predictors import PREDICTOR_FACTORIES
 from service.runtime.batcher import InlineBatches
-from service.runtime.manifest import Manifest, VariantSpec, load_manifest, write_manifest
+from service.runtime.manifest import Manifest, VariantSpec, load_manifest
 from service.runtime.session import OnnxSession, SessionConfig
 from training.config import from_dict, with_datasets_dir
+from training.model_card import seal
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def quantize_model(
     if not report.qualified:
         log.warning("recording a non-qualifying int8 variant (--force): %s", report.failures)
     variant = variant_spec(report, criteria, timing)
-    write_manifest(folder, base.model_copy(update={"variants": {**base.variants, INT8: variant}}))
+    seal(folder, base.model_copy(update={"variants": {**base.variants, INT8: variant}}))
     report.recorded = True
     return report
 
@@ -401,4 +402,4 @@ def _discard(folder: Path, files: Mapping[str, str], manifest: Manifest, base: M
     for file in files.values():
         (folder / file).unlink(missing_ok=True)
     if INT8 in manifest.variants:
-        write_manifest(folder, base)
+        seal(folder, base)

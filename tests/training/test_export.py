@@ -57,7 +57,7 @@ def test_a_first_export_creates_the_folder_with_its_manifest(tmp_path):
     path = write_artifact(out, build("1", seen))
 
     assert path == out / "manifest.json"
-    assert load_manifest(out).files.keys() == {"model.onnx", "vocab.json"}  # sha256 verified
+    assert load_manifest(out).files.keys() == {"model.onnx", "vocab.json", "MODEL_CARD.md"}
     assert seen[0].parent == out.parent and seen[0] != out  # built next to it, then renamed
     assert [p.name for p in out.parent.iterdir()] == ["sentiment"]
 
@@ -70,7 +70,7 @@ def test_a_new_export_replaces_the_whole_folder(tmp_path):
     write_artifact(out, build("2"))
 
     assert load_manifest(out).version == "2"
-    assert sorted(contents(out)) == ["manifest.json", "model.onnx", "vocab.json"]
+    assert sorted(contents(out)) == ["MODEL_CARD.md", "manifest.json", "model.onnx", "vocab.json"]
     assert (out / "model.onnx").read_bytes() == b"graph 2"
     assert [p.name for p in tmp_path.iterdir()] == ["sentiment"]
 

@@ -1,11 +1,15 @@
-"""The README's model table names each metric after the data set it was measured on."""
+"""The README's model table and each model's card: measured figures, named after the data set
+they were measured on, from manifests that vouch for them."""
 
 import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+from service.runtime.manifest import ArtifactError, load_manifest
 from training.cli import main
-from training.model_card import model_table
+from training.model_card import CARD_FILE, folder_card, model_table
 
 MODELS = Path(__file__).resolve().parents[2] / "exported_models"
 
@@ -63,3 +67,64 @@ def test_an_export_s_hidden_work_folder_is_not_a_model(tmp_path):
 def test_a_folder_without_models_is_an_error_not_an_empty_table(tmp_path, capsys):
     assert main(["model-card", "--models", str(tmp_path)]) == 2
     assert f"error: {tmp_path}: no model folders" in capsys.readouterr().err
+
+
+def test_every_committed_model_has_its_card_and_the_manifest_vouches_for_it():
+    for name in ("sentiment", "ner", "translation"):
+        folder = MODELS / name
+        manifest = load_manifest(folder)  # every sha256 checked, the card's included
+        assert CARD_FILE in manifest.files
+        assert (folder / CARD_FILE).read_text("utf-8") == folder_card(folder, manifest), (
+            f"{folder / CARD_FILE} is stale: run `python -m training model-card --write`"
+        )
+
+
+def test_a_card_gives_the_measured_metrics_data_and_limits_of_its_model():
+    ner = load_manifest(MODELS / "ner")
+    text = folder_card(MODELS / "ner", ner)
+
+    assert f"| CoNLL-2003 valid entity F1 (`dev_f1`) | {ner.metrics['dev_f1']:.2f} |" in text
+    assert "| conll2003 | train | 14,041 | `conll2003/train.txt` |" in text
+    assert "Finds the named entities (PER, ORG, LOC, MISC)" in text
+    assert "Trained on English Reuters news stories of 1996 and 1997" in text
+    assert "| `model.hidden_size` | 200 |" in text
+    translation = folder_card(MODELS / "translation", load_manifest(MODELS / "translation"))
+    assert "| metric | fp32 | int8 |" in translation and "`MODEL_PRECISION=int8`" in translation
+
+
+def test_the_card_of_a_model_trained_on_other_data_claims_no_domain(tmp_path):
+    data = [dict(name="reviews", split="dev", examples=30, source="dev.tsv")]
+    folder = _copy("sentiment", tmp_path, training_data=data, variants={})
+
+    text = folder_card(folder, load_manifest(folder))
+
+    assert "| reviews | dev | 30 | `dev.tsv` |" in text
+    assert "Rotten Tomatoes" not in text and "IMDb" not in text
+    assert "Quality outside the data above was not measured." in text
+
+
+def test_write_makes_the_card_part_of_the_verified_artifact(tmp_path, capsys):
+    files = json.loads((MODELS / "sentiment/manifest.json").read_text("utf-8"))["files"]
+    del files[CARD_FILE]
+    folder = _copy("sentiment", tmp_path, files=files)  # exported before models had cards
+    (folder / CARD_FILE).unlink()
+
+    assert main(["model-card", "--write", "--models", str(tmp_path)]) == 0
+
+    assert f"wrote {folder / CARD_FILE}" in capsys.readouterr().out
+    manifest = load_manifest(folder)
+    assert (folder / CARD_FILE).read_text("utf-8") == folder_card(folder, manifest)
+    (folder / CARD_FILE).write_text("edited by hand", "utf-8")
+    with pytest.raises(ArtifactError, match=r"MODEL_CARD\.md: sha256 mismatch"):
+        load_manifest(folder)
+
+
+def test_write_refuses_a_folder_whose_files_were_altered(tmp_path, capsys):
+    folder = _copy("sentiment", tmp_path)
+    (folder / "labels.json").write_text('["bad", "good"]', "utf-8")
+    manifest_before = (folder / "manifest.json").read_bytes()
+
+    assert main(["model-card", "--write", "--models", str(tmp_path)]) == 2
+
+    assert "labels.json: sha256 mismatch" in capsys.readouterr().err
+    assert (folder / "manifest.json").read_bytes() == manifest_before  # not blessed

@@ -120,6 +120,7 @@ def test_export_writes_a_verified_artifact(exported):
         "chars.json",
         "labels.json",
         "crf.json",
+        "MODEL_CARD.md",
     }
     assert manifest.labels == json.loads((exported / "labels.json").read_text())
     assert manifest.labels[0] == "O" and len(manifest.labels) == 9

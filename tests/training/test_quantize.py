@@ -63,6 +63,8 @@ def test_a_qualifying_variant_is_recorded_and_served(
     variant = manifest.variants["int8"]
     assert variant.graphs == {"model": "model.int8.onnx"}
     assert "model.int8.onnx" in manifest.files
+    card = (artifact / "MODEL_CARD.md").read_text("utf-8")  # its sha256 checked too
+    assert "| metric | fp32 | int8 |" in card and "`MODEL_PRECISION=int8`" in card
     assert variant.qualified and variant.quantization["failures"] == []
     assert variant.speedup == {"batch_1": 2.0, "batch_32": 2.0}
     assert set(variant.metrics) == {"dev_sst2_accuracy", "dev_imdb_accuracy", "dev_mean_accuracy"}
@@ -105,6 +107,7 @@ def test_a_rejected_rerun_drops_the_earlier_variant(
     manifest = load_manifest(artifact)  # still a complete, verified artifact
     assert manifest.variants == {}
     assert "model.int8.onnx" not in manifest.files
+    assert "int8" not in (artifact / "MODEL_CARD.md").read_text("utf-8")
 
 
 def test_force_records_a_variant_marked_as_not_qualified(

@@ -80,8 +80,11 @@ def test_export_writes_a_verified_artifact_the_service_can_read(trained, tmp_pat
     )
     manifest = load_manifest(out)
     assert manifest.labels == ["negative", "positive"]
-    assert set(manifest.files) == {"model.onnx", "vocab.json", "labels.json"}
+    assert set(manifest.files) == {"model.onnx", "vocab.json", "labels.json", "MODEL_CARD.md"}
     assert {"dev_sst2_accuracy", "dev_imdb_accuracy"} <= manifest.metrics.keys()
+    card = (out / "MODEL_CARD.md").read_text("utf-8")
+    accuracy = manifest.metrics["dev_sst2_accuracy"]
+    assert f"| SST-2 dev accuracy (`dev_sst2_accuracy`) | {accuracy:.2f} |" in card
 
     encoder = WordEncoder(
         Vocab.from_json(out / "vocab.json"), WordEncoderConfig(**manifest.preprocessing)

@@ -157,6 +157,7 @@ def test_export_writes_two_graphs_and_the_subword_models(exported):
         "decoder_step.onnx",
         "source.model",
         "target.model",
+        "MODEL_CARD.md",
     }
     assert set(manifest.graphs) == {"encoder", "decoder_step"}
     assert [t.name for t in manifest.graphs["encoder"].inputs] == ["src_ids", "src_lengths"]
