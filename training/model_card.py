@@ -167,8 +167,8 @@ TASKS = {
         "limits": [
             "Source texts longer than {max_source_tokens} subwords are cut, and the result "
             "says `truncated`.",
-            "Words made of subwords never seen in training are spelled out piece by piece, "
-            "or copied badly: names and rare words are the weakest part.",
+            "The subword vocabularies were learned from the training text alone: a character "
+            "that never occurs there (another script, many symbols) is read as unknown.",
         ],
     },
 }
