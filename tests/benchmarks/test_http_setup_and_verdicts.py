@@ -22,6 +22,7 @@ from flask import Flask, jsonify, request
 
 from benchmarks import loadgen, report, servers, serving
 from benchmarks.common import MODES
+from benchmarks.report import limits, sections
 from benchmarks.serving import SERVICE_BATCHING
 
 
@@ -211,7 +212,8 @@ def test_int8_verdict_counts_every_metric_even_those_the_table_leaves_out() -> N
         report.quantization_verdict(_quantization_row(int8_misc=69.0, speedup=1.1))
         == "no (too slow; too inaccurate: dev_f1_MISC)"
     )
-    table = "\n".join(report._quantization({"quantization": [lossy], "mode": {"metric_limit": 16}}))
+    results = {"quantization": [lossy], "mode": {"metric_limit": 16}}
+    table = "\n".join(sections.quantization_table(results))
     assert "| dev_f1 | 80.00 | 79.80 | -0.20 | no (too inaccurate: dev_f1_MISC) |" in table
     assert "| dev_f1_MISC |" not in table  # still one row per model's overall metrics
 
@@ -237,7 +239,7 @@ def _limits_text(mean_rows: float) -> str:
             "servers": {SERVICE_BATCHING: dict(workers=[{}, {}], worker_count=2, threads=4)},
         },
     }
-    return "\n".join(report._limits(results))
+    return "\n".join(limits.explain(results))
 
 
 def test_the_thread_cap_is_named_as_the_limit_only_when_batches_come_close_to_it() -> None:
