@@ -4,6 +4,11 @@ Every request gets an id, taken from its ``X-Request-ID`` header when that is a 
 generated; it is returned in the response's ``X-Request-ID`` header and added to every log line
 written while the request is handled, so a client's report can be matched to the server's log.
 One ``request`` line per request records method, path, status, model and duration.
+
+A request that carries a valid W3C ``traceparent`` header (a service mesh, or a client
+instrumented with OpenTelemetry, sends one) also has its lines tagged with ``trace_id`` and
+``parent_id`` (the caller's span), so they can be found from the trace; an invalid one is ignored,
+as the W3C Trace Context recommendation asks.
 """
 
 from __future__ import annotations
@@ -19,15 +24,21 @@ from flask import Flask, Response, g, has_request_context, request
 from pydantic_core import to_json
 
 REQUEST_ID_HEADER = "X-Request-ID"
+TRACEPARENT_HEADER = "traceparent"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+# version-trace_id-parent_id-flags, lower-case hex; a later version may add "-..." fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] [%(request_id)s] %(name)s: %(message)s"
 # LogRecord attributes that are not extras passed with ``extra=``.
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+Trace = tuple[str, str]  # trace_id, parent_id
 
 logger = logging.getLogger("service.requests")
 
 # The id of the call being handled outside Flask (a gRPC call, in its own thread).
 CALL_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+CALL_TRACE: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("trace", default=None)
 
 
 def request_id_from(sent: str | None) -> str:
@@ -35,14 +46,34 @@ def request_id_from(sent: str | None) -> str:
     return sent if sent and _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
+def trace_from(traceparent: str | None) -> Trace | None:
+    """The trace id and parent id of a W3C ``traceparent`` value, or None when it is missing or
+    invalid (https://www.w3.org/TR/trace-context/#traceparent-header): version ``ff``, an
+    all-zero id, upper-case hex, or version ``00`` with anything after its four fields."""
+    match = _TRACEPARENT.fullmatch(traceparent.strip()) if traceparent else None
+    if match is None:
+        return None
+    version, trace_id, parent_id, more = match.groups()
+    if version == "ff" or (version == "00" and more is not None):
+        return None
+    if trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    return trace_id, parent_id
+
+
 class RequestIdFilter(logging.Filter):
-    """Adds ``record.request_id``: the id of the request being handled, or ``-``."""
+    """Adds ``record.request_id``: the id of the request being handled, or ``-``; and, when the
+    request came with a valid ``traceparent``, ``record.trace_id`` and ``record.parent_id``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
             record.request_id = g.get("request_id", "-")
+            trace = g.get("trace")
         else:
             record.request_id = CALL_REQUEST_ID.get()
+            trace = CALL_TRACE.get()
+        if trace is not None:
+            record.trace_id, record.parent_id = trace
         return True
 
 
@@ -98,6 +129,7 @@ def install_request_ids(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        g.trace = trace_from(request.headers.get(TRACEPARENT_HEADER))
         g.request_started = time.perf_counter()
 
     @app.after_request

@@ -2,8 +2,9 @@
 
 Every call goes through :meth:`InferenceServicer._handle`, the gRPC counterpart of the Flask
 hooks of the HTTP API: a request id (the ``x-request-id`` metadata when it is a sane value, else
-a new one, sent back in the initial metadata and on every log line), the API key
-(``authorization: Bearer <key>`` metadata, as over HTTP; the health calls stay open), one
+a new one, sent back in the initial metadata and on every log line), the caller's trace (a valid
+``traceparent`` metadata tags the log lines with its ``trace_id`` and ``parent_id``), the API
+key (``authorization: Bearer <key>`` metadata, as over HTTP; the health calls stay open), one
 ``request`` log line, the ``grpc_requests_*`` metrics, and errors: every failure becomes the
 gRPC status of the HTTP error the same request gets over ``/v2``, with the same message. The
 request message is parsed there too, so a malformed one is an ``INVALID_ARGUMENT`` that is
@@ -40,7 +41,14 @@ from service.api.v2_protocol import (
 from service.auth import KeyRing, parse_bearer
 from service.errors import BadRequest, Unauthorized, as_api_error
 from service.grpc_api import messages
-from service.log import CALL_REQUEST_ID, REQUEST_ID_HEADER, request_id_from
+from service.log import (
+    CALL_REQUEST_ID,
+    CALL_TRACE,
+    REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    request_id_from,
+    trace_from,
+)
 from service.metrics import record_grpc_call
 from service.runtime.registry import ModelRegistry
 from service.schemas import TextLimits
@@ -110,6 +118,7 @@ class InferenceServicer:
         metadata = dict(context.invocation_metadata())
         request_id = request_id_from(metadata.get(REQUEST_ID_KEY))
         token = CALL_REQUEST_ID.set(request_id)
+        trace_token = CALL_TRACE.set(trace_from(metadata.get(TRACEPARENT_HEADER)))
         call = _Call()
         code = grpc.StatusCode.OK
         request_class, response_class = messages.METHODS[method]
@@ -150,6 +159,7 @@ class InferenceServicer:
                 },
             )
             CALL_REQUEST_ID.reset(token)
+            CALL_TRACE.reset(trace_token)
 
     def _check_key(self, authorization: str | None) -> None:
         if not self.keys.enabled:

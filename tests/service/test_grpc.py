@@ -454,6 +454,23 @@ def test_the_request_id_is_sent_back_and_logged(ner_address: str, caplog) -> Non
     assert any(r.request_id == generated and r.grpc_code == "OK" for r in lines)
 
 
+def test_a_traceparent_tags_the_call_s_log_line_with_its_trace(ner_address: str, caplog) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        for request_id, traceparent in (
+            ("traced", f"00-{trace_id}-{parent_id}-01"),
+            ("invalid", f"00-{'0' * 32}-{parent_id}-01"),
+        ):
+            metadata = (("x-request-id", request_id), ("traceparent", traceparent))
+            call(ner_address, "ModelInfer", infer_request([b"good"]), metadata)
+        call(ner_address, "ServerLive", messages.ServerLiveRequest(), (("x-request-id", "none"),))
+
+    lines = {r.request_id: r for r in caplog.records if r.name == "service.requests"}
+    assert (lines["traced"].trace_id, lines["traced"].parent_id) == (trace_id, parent_id)
+    assert not hasattr(lines["invalid"], "trace_id") and not hasattr(lines["none"], "trace_id")
+
+
 def test_calls_are_counted_by_method_model_and_code(ner_address: str) -> None:
     labels = {"method": "ModelInfer", "model": "sentiment"}
     before = sample_values(render_metrics().get_data(as_text=True))

@@ -67,3 +67,50 @@ def test_json_lines_carry_exceptions_and_outside_requests_a_dash() -> None:
     assert line["message"] == "failed x"
     assert line["request_id"] == "-"
     assert "ValueError: boom" in line["exception"]
+
+
+TRACE_ID, PARENT_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+def _request_line(client, caplog, traceparent: str | None) -> dict:
+    headers = {} if traceparent is None else {"traceparent": traceparent}
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        client.post("/v1/sentiment", json={"texts": ["good"]}, headers=headers)
+    (record,) = [r for r in caplog.records if r.name == "service.requests"]
+    return json.loads(JsonFormatter().format(record))
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        f"00-{TRACE_ID}-{PARENT_ID}-01",
+        f"00-{TRACE_ID}-{PARENT_ID}-00",  # not sampled: still the same trace
+        f"  00-{TRACE_ID}-{PARENT_ID}-01 ",
+        f"01-{TRACE_ID}-{PARENT_ID}-01-a-later-version-s-field",
+    ],
+)
+def test_a_w3c_traceparent_tags_the_request_s_lines_with_its_trace(client, caplog, traceparent):
+    line = _request_line(client, caplog, traceparent)
+
+    assert (line["trace_id"], line["parent_id"]) == (TRACE_ID, PARENT_ID)
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        None,
+        "",
+        f"ff-{TRACE_ID}-{PARENT_ID}-01",  # version ff is invalid
+        f"00-{'0' * 32}-{PARENT_ID}-01",  # all-zero trace id
+        f"00-{TRACE_ID}-{'0' * 16}-01",  # all-zero parent id
+        f"00-{TRACE_ID.upper()}-{PARENT_ID}-01",  # upper-case hex
+        f"00-{TRACE_ID}-{PARENT_ID}-01-extra",  # version 00 has exactly four fields
+        f"00-{TRACE_ID[:-1]}-{PARENT_ID}-01",
+        "not a traceparent",
+    ],
+)
+def test_a_missing_or_invalid_traceparent_is_ignored(client, caplog, traceparent) -> None:
+    line = _request_line(client, caplog, traceparent)
+
+    assert "trace_id" not in line and "parent_id" not in line
+    assert line["status"] == 200
