@@ -13,6 +13,12 @@ is served.
   run, and graph calls made, per model; their ratio is the average batch size.
 * ``inference_queue_seconds``: how long a request waited for its first batch, per model.
 * ``inference_compute_seconds``: how long one graph call took, per model.
+* ``inference_batch_executions_total``, ``inference_batch_seconds_total``: graph calls and their
+  time, per model and batch size (rows).
+* ``inference_last_timestamp_seconds``: when a model last ran a graph call (the latest of all
+  workers).
+
+The Open Inference Protocol's statistics (:mod:`service.api.v2_statistics`) are read from these.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -28,11 +34,13 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.samples import Sample
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -71,6 +79,22 @@ COMPUTE_TIME = Histogram(
     ["model"],
     buckets=_LATENCY_BUCKETS,
 )
+BATCH_EXECUTIONS = Counter(
+    "inference_batch_executions_total",
+    "Graph calls, by batch size (rows).",
+    ["model", "batch_size"],
+)
+BATCH_SECONDS = Counter(
+    "inference_batch_seconds_total",
+    "Time spent in graph calls, by batch size (rows).",
+    ["model", "batch_size"],
+)
+LAST_INFERENCE = Gauge(
+    "inference_last_timestamp_seconds",
+    "When the model last ran a graph call, in seconds since the epoch.",
+    ["model"],
+    multiprocess_mode="max",
+)
 
 
 @functools.cache
@@ -87,6 +111,9 @@ class MetricsObserver:
         _child(INFERENCE_ROWS, model).inc(rows)
         _child(INFERENCE_EXECUTIONS, model).inc()
         _child(COMPUTE_TIME, model).observe(run_s)
+        _child(BATCH_EXECUTIONS, model, str(rows)).inc()
+        _child(BATCH_SECONDS, model, str(rows)).inc(run_s)
+        _child(LAST_INFERENCE, model).set(time.time())
         for wait in queue_waits_s:
             _child(QUEUE_TIME, model).observe(wait)
 
@@ -120,11 +147,21 @@ def record_grpc_call(method: str, model: str, code: str, seconds: float) -> None
     _child(GRPC_LATENCY, method, model, code).observe(seconds)
 
 
-def render_metrics() -> Response:
-    """The Prometheus text exposition of every worker's metrics (or this process's)."""
+def _registry() -> CollectorRegistry:
+    """Every worker's metrics (under gunicorn), or this process's."""
     if os.environ.get(MULTIPROC_DIR_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        return registry
+    return REGISTRY
+
+
+def samples() -> Iterator[Sample]:
+    """Every sample of every metric, as ``/metrics`` shows them."""
+    for metric in _registry().collect():
+        yield from metric.samples
+
+
+def render_metrics() -> Response:
+    """The Prometheus text exposition of every worker's metrics (or this process's)."""
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

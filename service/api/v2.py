@@ -1,14 +1,15 @@
 """The Open Inference Protocol (KServe V2, as Triton speaks it) beside ``/v1``.
 
 ``GET /v2`` (server metadata), ``GET /v2/models/{name}`` (model metadata),
-``GET /v2/models/{name}/ready`` and ``POST /v2/models/{name}/infer``, each also under
-``/v2/models/{name}/versions/{version}/``. (The health probes ``/v2/health/*`` are in
-:mod:`service.api.health`.) A request carries one input, ``text`` (BYTES, shape ``[N]``); the
-outputs per task are in :mod:`service.api.v2_tasks`. Both the JSON form and the binary tensor
-data extension (:mod:`service.api.v2_binary`) are understood, so ``tritonclient.http`` works with
-its defaults. Errors are ``{"error": "message"}``, as the protocol has it (rendered by
-:func:`service.errors.register_error_handlers` for every path under ``/v2`` but the health
-probes).
+``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer`` and
+``GET /v2/models/{name}/stats`` (the statistics extension; ``GET /v2/models/stats``: every
+model), each also under ``/v2/models/{name}/versions/{version}/``. (The health probes
+``/v2/health/*`` are in :mod:`service.api.health`.) A request carries one input, ``text``
+(BYTES, shape ``[N]``); the outputs per task are in :mod:`service.api.v2_tasks`. Both the JSON
+form and the binary tensor data extension (:mod:`service.api.v2_binary`) are understood, so
+``tritonclient.http`` works with its defaults. Errors are ``{"error": "message"}``, as the
+protocol has it (rendered by :func:`service.errors.register_error_handlers` for every path under
+``/v2`` but the health probes).
 """
 
 from __future__ import annotations
@@ -46,17 +47,20 @@ from service.api.v2_schemas import (
     InferRequest,
     InferResponse,
     ModelReady,
+    ModelStatisticsResponse,
     RequestInput,
     ResponseOutput,
     ServerMetadata,
 )
+from service.api.v2_statistics import EXTENSION as STATISTICS
+from service.api.v2_statistics import model_statistics, served_models
 from service.api.v2_tasks import OutputTensor, TaskAdapter
 from service.errors import V2_PREFIX, BadRequest, json_type_name
 from service.metrics import tag_model
 from service.runtime.registry import LoadedModel, ModelRegistry
 from service.schemas import TextLimits
 
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", STATISTICS]
 
 
 def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
@@ -80,6 +84,13 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
     def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
         model, _ = _find(registry, name, version)
         return ModelReady(name=model.name, ready=True).model_dump()
+
+    @blueprint.get("/models/stats")
+    @blueprint.get("/models/<name>/stats")
+    @blueprint.get("/models/<name>/versions/<version>/stats")
+    def statistics(name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        models = served_models(registry) if name is None else [_find(registry, name, version)[0]]
+        return ModelStatisticsResponse(model_stats=model_statistics(models)).model_dump()
 
     @blueprint.post("/models/<name>/infer")
     @blueprint.post("/models/<name>/versions/<version>/infer")

@@ -105,3 +105,50 @@ class InferResponse(BaseModel):
     model_version: str
     id: str | None = None
     outputs: list[ResponseOutput]
+
+
+class StatisticDuration(BaseModel):
+    """How many times something happened, and how long it took in all (nanoseconds)."""
+
+    count: int
+    ns: int
+
+
+class InferStatistics(BaseModel):
+    """A model's requests and graph calls since the server started (see
+    :mod:`service.api.v2_statistics`)."""
+
+    success: StatisticDuration
+    fail: StatisticDuration
+    queue: StatisticDuration
+    compute_input: StatisticDuration
+    compute_infer: StatisticDuration
+    compute_output: StatisticDuration
+    cache_hit: StatisticDuration
+
+
+class BatchStatistics(BaseModel):
+    """The graph calls of one batch size."""
+
+    batch_size: int
+    compute_input: StatisticDuration
+    compute_infer: StatisticDuration
+    compute_output: StatisticDuration
+
+
+class ModelStatistics(BaseModel):
+    """One model's statistics (the statistics extension)."""
+
+    name: str
+    version: str
+    last_inference: int = Field(description="milliseconds since the epoch; 0: never ran")
+    inference_count: int
+    execution_count: int
+    inference_stats: InferStatistics
+    batch_stats: list[BatchStatistics]
+
+
+class ModelStatisticsResponse(BaseModel):
+    """Body of ``GET /v2/models[/{name}[/versions/{version}]]/stats``."""
+
+    model_stats: list[ModelStatistics]

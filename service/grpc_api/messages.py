@@ -44,6 +44,7 @@ ServerMetadataResponse = message_class("ServerMetadataResponse")
 ModelMetadataResponse = message_class("ModelMetadataResponse")
 ModelInferRequest = message_class("ModelInferRequest")
 ModelInferResponse = message_class("ModelInferResponse")
+ModelStatisticsResponse = message_class("ModelStatisticsResponse")
 
 # Each method of the service: its request and response classes.
 METHODS: dict[str, tuple[type[Message], type[Message]]] = {

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from service.api.v2_binary import decode_bytes_elements, encode_tensor
@@ -38,6 +39,9 @@ from service.api.v2_protocol import (
     utf8_strings,
     valid_texts,
 )
+from service.api.v2_schemas import ModelStatisticsResponse
+from service.api.v2_statistics import EXTENSION as STATISTICS
+from service.api.v2_statistics import model_statistics, served_models
 from service.auth import KeyRing, parse_bearer
 from service.errors import BadRequest, Unauthorized, as_api_error
 from service.grpc_api import messages
@@ -81,7 +85,7 @@ class _Call:
 
 
 class InferenceServicer:
-    """The six calls of the service, for the models of ``registry``."""
+    """The calls of the service, for the models of ``registry``."""
 
     def __init__(self, registry: ModelRegistry, settings: Settings):
         self.registry = registry
@@ -94,6 +98,7 @@ class InferenceServicer:
             "ServerMetadata": self.server_metadata,
             "ModelMetadata": self.model_metadata,
             "ModelInfer": self.model_infer,
+            "ModelStatistics": self.model_statistics,
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -183,7 +188,9 @@ class InferenceServicer:
         return messages.ModelReadyResponse(ready=True)
 
     def server_metadata(self, request: Any, call: _Call) -> Message:
-        return messages.ServerMetadataResponse(name=SERVER_NAME, version=server_version())
+        return messages.ServerMetadataResponse(
+            name=SERVER_NAME, version=server_version(), extensions=[STATISTICS]
+        )
 
     def model_metadata(self, request: Any, call: _Call) -> Message:
         model, adapter = self._find(request.name, request.version, call)
@@ -196,6 +203,14 @@ class InferenceServicer:
             inputs=[tensor(**t.model_dump()) for t in described.inputs],
             outputs=[tensor(**t.model_dump()) for t in described.outputs],
         )
+
+    def model_statistics(self, request: Any, call: _Call) -> Message:
+        if request.name:
+            models = [self._find(request.name, request.version, call)[0]]
+        else:
+            models = served_models(self.registry)
+        answer = ModelStatisticsResponse(model_stats=model_statistics(models))
+        return json_format.ParseDict(answer.model_dump(), messages.ModelStatisticsResponse())
 
     def model_infer(self, request: Any, call: _Call) -> Message:
         model, adapter = self._find(request.model_name, request.model_version, call)

@@ -49,7 +49,7 @@ def test_server_metadata(ner_client: FlaskClient) -> None:
     body = ner_client.get("/v2").get_json()
 
     assert body["name"] == "rnn-inference-service"
-    assert body["extensions"] == ["binary_tensor_data"]
+    assert body["extensions"] == ["binary_tensor_data", "statistics"]
     assert body["version"]
 
 
@@ -397,7 +397,7 @@ def test_tritonclient_health_and_metadata(triton_client: triton.InferenceServerC
     assert triton_client.is_model_ready("sentiment")
     assert triton_client.is_model_ready("ner", model_version=TINY_NER_VERSION)
     assert not triton_client.is_model_ready("translation")
-    assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data", "statistics"]
     metadata = triton_client.get_model_metadata("sentiment")
     assert metadata["parameters"]["labels"] == ["negative", "positive"]
 

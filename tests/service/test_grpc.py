@@ -144,7 +144,7 @@ def test_health_and_server_metadata(ner_grpc) -> None:
     metadata = ner_grpc.get_server_metadata()
     assert metadata.name == "rnn-inference-service"
     assert metadata.version
-    assert list(metadata.extensions) == []  # binary_tensor_data is an HTTP extension
+    assert list(metadata.extensions) == ["statistics"]  # binary_tensor_data: HTTP only
 
 
 @pytest.mark.parametrize("model", ["sentiment", "ner"])
@@ -469,6 +469,26 @@ def test_a_traceparent_tags_the_call_s_log_line_with_its_trace(ner_address: str,
     lines = {r.request_id: r for r in caplog.records if r.name == "service.requests"}
     assert (lines["traced"].trace_id, lines["traced"].parent_id) == (trace_id, parent_id)
     assert not hasattr(lines["invalid"], "trace_id") and not hasattr(lines["none"], "trace_id")
+
+
+def test_statistics_are_those_of_http_and_count_grpc_calls(ner_app, ner_grpc) -> None:
+    http = ner_app.test_client()
+    before = ner_grpc.get_inference_statistics("sentiment", as_json=True)["model_stats"][0]
+
+    ner_grpc.infer("sentiment", [text_input(["good", "bad"])])
+
+    answer = ner_grpc.get_inference_statistics("sentiment", as_json=True)["model_stats"][0]
+    over_http = http.get("/v2/models/sentiment/stats").get_json()["model_stats"][0]
+    # As JSON, protobuf writes uint64 as strings and leaves zeros out.
+    assert int(answer["inference_count"]) == over_http["inference_count"]
+    success = answer["inference_stats"]["success"]
+    assert int(success["count"]) == over_http["inference_stats"]["success"]["count"]
+    assert int(success["count"]) - int(before["inference_stats"]["success"]["count"]) == 1
+    assert int(answer["inference_count"]) - int(before["inference_count"]) == 2
+    every = ner_grpc.get_inference_statistics(as_json=True)["model_stats"]
+    assert [m["name"] for m in every] == ["ner", "sentiment"]
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        ner_grpc.get_inference_statistics("nope")
 
 
 def test_calls_are_counted_by_method_model_and_code(ner_address: str) -> None:

@@ -81,6 +81,13 @@ def test_metrics_agree_across_two_workers(server: Server, metrics_dir: Path) -> 
         executions = value(samples, "inference_executions_total", model="sentiment")
         assert 0 < executions <= value(samples, "inference_rows_total", model="sentiment")
     assert len(list(metrics_dir.glob("counter_*.db"))) >= 2  # one file per worker
+    rows = value(scrapes[-1], "inference_rows_total", model="sentiment")
+    for _ in range(6):  # the statistics extension reads the same files, from either worker
+        _, answer = http_json("GET", f"{server.url}/v2/models/sentiment/stats")
+        (stats,) = answer["model_stats"]
+        assert stats["inference_count"] == rows
+        assert stats["execution_count"] == executions
+        assert stats["inference_stats"]["success"]["count"] >= sent
 
 
 @pytest.mark.slow
