@@ -4,6 +4,7 @@ exported manifests (so they cannot drift from what was measured)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -128,48 +129,29 @@ CARD_METRIC_NAMES = {
     "dev_chrf_greedy": "{data} chrF, greedy",
     "dev_chrf_beam": "{data} chrF, beam",
 }
-_F1_PER_TYPE = re.compile(r"dev_f1_([A-Za-z]+)")
+_F1_PER_TYPE = re.compile(r"dev_f1_(\w+)")
 
-# What each task's model is and does, and the limits that hold whatever it was trained on.
+# What each task's model is, and how it is built.
 TASKS = {
     "sentiment": {
-        "what": "Classifies English text as {labels}, from a short sentence to a whole review.",
+        "what": "Classifies text as {labels}, from a short sentence to a whole review.",
         "architecture": "Word embeddings (GloVe-initialised unless `vocab.glove_path` is unset) "
-        "→ bidirectional recurrent layer over packed sequences (no padding is read) → pooling "
-        "over time → linear → softmax",
-        "limits": [
-            "Every text gets one of the two labels: neutral, mixed or off-topic text is not "
-            "recognised as such (its two probabilities are only closer together).",
-            "Texts longer than {max_tokens} tokens are cut to their first {max_tokens} tokens, "
-            "and the result says `truncated`.",
-        ],
+        "→ recurrent layer over packed sequences (no padding is read) → pooling over time → "
+        "linear → softmax",
     },
     "ner": {
-        "what": "Finds the named entities ({entity_types}) in English text, with their exact "
-        "character offsets.",
-        "architecture": "Lower-cased word embeddings (GloVe-initialised unless "
-        "`vocab.glove_path` is unset), a casing feature and a character CNN → bidirectional "
-        "recurrent layer over packed sentences → linear emission scores → CRF, decoded by "
-        "Viterbi in the service (its transition scores are `crf.json`)",
-        "limits": [
-            "Only the entity types above: dates, numbers and other kinds of names are not tagged.",
-            "Text is split into sentences and tokens by the service's own rules; a sentence "
-            "longer than {max_tokens} tokens is tagged in overlapping windows of that many.",
-        ],
+        "what": "Finds named entities{entity_types} in text, with their exact character offsets.",
+        "architecture": "Word embeddings (GloVe-initialised unless `vocab.glove_path` is unset), "
+        "a casing feature and a character CNN → recurrent layer over packed sentences → linear "
+        "emission scores → CRF, decoded by Viterbi in the service (its transition scores are "
+        "`crf.json`)",
     },
     "translation": {
-        "what": "Translates English text into German, by greedy or beam search over a "
-        "one-step decoder.",
+        "what": "Translates text from the language of its training data's source side into "
+        "that of its target side, by greedy or beam search over a one-step decoder.",
         "architecture": "Subword embeddings (SentencePiece models `source.model`, "
-        "`target.model`) → bidirectional recurrent encoder → recurrent decoder with "
-        "multiplicative attention and input feeding (Luong et al. 2015), run one step at a "
-        "time by the service's search, which returns the attention weights on request",
-        "limits": [
-            "Source texts longer than {max_source_tokens} subwords are cut, and the result "
-            "says `truncated`.",
-            "The subword vocabularies were learned from the training text alone: a character "
-            "that never occurs there (another script, many symbols) is read as unknown.",
-        ],
+        "`target.model`) → recurrent encoder → recurrent decoder with multiplicative attention "
+        "and input feeding (Luong et al. 2015), run one step at a time by the service's search",
     },
 }
 # What the standard data sets hold, so a card says where its model is on home ground.
@@ -177,9 +159,14 @@ DATA_DOMAINS = {
     "sst2_glue": "sentences and phrases of English film reviews from Rotten Tomatoes (Stanford "
     "Sentiment Treebank, as in GLUE SST-2)",
     "imdb": "whole English film reviews from IMDb (Large Movie Review Dataset)",
-    "conll2003": "English Reuters news stories of 1996 and 1997 (CoNLL-2003)",
+    "conll2003": "English Reuters news stories from 1996 (CoNLL-2003)",
     "multi30k": "short English descriptions of photographs and their German translations "
     "(Multi30k): mostly one simple sentence about people, animals and scenes",
+}
+# Limits that come from a standard data set itself.
+DATA_LIMITS = {
+    "multi30k": "Multi30k's English side is plain ASCII, so every other source character "
+    "(accented letters such as é or ü, currency signs, other scripts) is read as unknown.",
 }
 
 
@@ -188,26 +175,26 @@ def card(manifest: Manifest, files: dict[str, int]) -> str:
     measured at export), its limits, and how it is built. ``files``: the size of each file in
     the folder (but the card and the manifest)."""
     task = TASKS[manifest.task]
+    types = _entity_types(manifest.labels)
     values = {
         "labels": " or ".join(f"`{label}`" for label in manifest.labels),
-        "entity_types": ", ".join(_entity_types(manifest.labels)),
-        "max_tokens": manifest.preprocessing.get("max_tokens", "the model's maximum of"),
-        "max_source_tokens": manifest.preprocessing.get("max_source_tokens", "its maximum of"),
+        "entity_types": f" ({', '.join(types)})" if types else "",
     }
     names = list(dict.fromkeys(d.name for d in manifest.training_data))
     known = [n for n in names if n in DATA_DOMAINS]
     lines = [
         f"# Model card: `{manifest.name}` {manifest.version}",
         "",
-        f"Written from `{MANIFEST_FILE}` each time that is (`python -m training export`, "
-        "`quantize`, `model-card --write`): every figure is one measured by the export or "
-        "the quantization.",
+        f"Written from `{MANIFEST_FILE}` by `python -m training export`, `quantize` and "
+        "`model-card --write`; its metrics are the ones the export and the quantization "
+        "measured.",
         "",
         "## What it does",
         "",
         task["what"].format(**values),
-        f"Served at `/v1/{_endpoint(manifest.task)}`, and by the Open Inference Protocol under "
-        "its folder's name.",
+        "Served by the Open Inference Protocol under its folder's name, and at "
+        f"`/v1/{_endpoint(manifest.task)}` when it is the first {manifest.task} model there by "
+        "folder name.",
         "",
         "## Data",
         "",
@@ -222,7 +209,10 @@ def card(manifest: Manifest, files: dict[str, int]) -> str:
         *([""] if known else []),
         f"Terms of the data: {_terms(manifest) or 'those of your own data'}.",
         "",
-        "## Dev metrics (ONNX Runtime, on the dev data above)",
+        "## Dev metrics (ONNX Runtime)",
+        "",
+        "Measured on the dev data above, which also chose the training epoch: for new text of "
+        "the same kind, expect somewhat less.",
         "",
         _row(["metric", "fp32", *manifest.variants]),
         _row(["---"] * (2 + len(manifest.variants))),
@@ -240,7 +230,8 @@ def card(manifest: Manifest, files: dict[str, int]) -> str:
         *_variant_lines(manifest),
         "## Limits",
         "",
-        *(f"- {limit.format(**values)}" for limit in task["limits"]),
+        *(f"- {limit}" for limit in _task_limits(manifest, types)),
+        *(f"- {DATA_LIMITS[n]}" for n in known if n in DATA_LIMITS),
         "- "
         + (
             "Trained on " + " and ".join(DATA_DOMAINS[n].split(" (")[0] for n in known) + ": "
@@ -260,9 +251,9 @@ def card(manifest: Manifest, files: dict[str, int]) -> str:
             for key, value in (manifest.training_config.get("model") or {}).items()
         ),
         "",
-        "The whole training configuration is `training_config` in "
-        f"`{MANIFEST_FILE}`; the README's *Retraining and re-exporting* section shows how "
-        "to train and export again.",
+        "The training configuration (of the last stage, for a model trained from another's "
+        f"checkpoint: see `init_from`) is `training_config` in `{MANIFEST_FILE}`; the "
+        "README's *Retraining and re-exporting* section shows how to train and export again.",
         "",
         "## Files",
         "",
@@ -278,6 +269,51 @@ def card(manifest: Manifest, files: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
+    """What the service does with text beyond the model's limits, from its preprocessing."""
+    p = manifest.preprocessing
+    if manifest.task == "sentiment":
+        labels = " or ".join(f"`{label}`" for label in manifest.labels)
+        limits = [
+            f"Every text gets {labels}: there is no neutral class, and a neutral or off-topic "
+            "text can still get a confident score."
+        ]
+        if "max_tokens" in p:
+            n = p["max_tokens"]
+            limits.append(
+                f"Texts longer than {n} tokens are cut to their first {n}; `/v1/sentiment` "
+                "flags them `truncated`, the Open Inference Protocol does not."
+            )
+        return limits
+    if manifest.task == "ner":
+        limits = [f"Only these types are tagged: {', '.join(types)}."] if types else []
+        if "max_tokens" in p:
+            limits.append(
+                "Text sent as `texts` is split into sentences and tokens by the service's own "
+                f"rules; a sentence (or a `tokens` list) longer than {p['max_tokens']} tokens is "
+                f"tagged in overlapping windows of at most {p['max_tokens']}."
+            )
+        return limits
+    limits = []
+    if "max_source_tokens" in p:
+        n = p["max_source_tokens"] - 1  # then the end-of-sentence marker
+        limits.append(
+            f"Source texts longer than {n} subwords are cut to their first {n}; "
+            "`/v1/translate` flags them `truncated`, the Open Inference Protocol does not."
+        )
+    if {"max_length_a", "max_length_b", "max_length"} <= p.keys():
+        limits.append(
+            f"A translation has at most {p['max_length_a']:g} × n + {p['max_length_b']:g} "
+            f"subwords (n: the source's, with its end marker), and never more than "
+            f"{p['max_length']}; a longer one is cut without notice."
+        )
+    limits.append(
+        "The subword vocabularies were learned from the training text alone: a source "
+        "character that never occurs there is read as unknown."
+    )
+    return limits
+
+
 def folder_card(folder: Path, manifest: Manifest) -> str:
     """The card of the model in ``folder``, as its files are now."""
     files = {
@@ -288,27 +324,43 @@ def folder_card(folder: Path, manifest: Manifest) -> str:
     return card(manifest, files)
 
 
-def write_card(folder: Path, manifest: Manifest) -> Path:
-    """Write ``MODEL_CARD.md`` into ``folder`` (before its manifest, which then lists it)."""
-    path = Path(folder) / CARD_FILE
-    path.write_text(folder_card(folder, manifest), "utf-8")
-    return path
-
-
 def seal(folder: Path, manifest: Manifest) -> Path:
-    """Write the model card, then the manifest with the sha256 of every file, card included."""
-    write_card(folder, manifest)
+    """Write the model card, then the manifest with the sha256 of every file in ``folder``,
+    card included. Everything that can fail on the content (rendering, validation) runs before
+    either file is written, and the card is replaced in one rename, so a failure leaves the
+    folder as it was."""
+    folder = Path(folder)
+    Manifest.model_validate(manifest.model_dump())
+    text = folder_card(folder, manifest)
+    staged = folder / f".{CARD_FILE}.new"
+    staged.write_text(text, "utf-8")
+    os.replace(staged, folder / CARD_FILE)
     return write_manifest(folder, manifest)
 
 
 def write_cards(models_dir: Path) -> list[Path]:
-    """Write the card of every model folder in ``models_dir`` again, from its verified
-    manifest (a folder whose files do not match their sha256 is refused, not re-sealed)."""
-    written = []
-    for folder in _model_folders(models_dir):
-        seal(folder, load_manifest(folder))
-        written.append(folder / CARD_FILE)
-    return written
+    """Write the card of every model folder in ``models_dir`` again, and list it in the folder's
+    manifest. Every folder is checked first, and none is written unless all pass: each file
+    must match its sha256, and the folder may hold no file its manifest does not list (the card
+    aside), since sealing would vouch for it."""
+    folders = _model_folders(models_dir)
+    manifests = []
+    for folder in folders:
+        manifest = load_manifest(folder)
+        unlisted = sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.is_file() and p.name not in {*manifest.files, CARD_FILE, MANIFEST_FILE}
+        )
+        if unlisted:
+            raise ArtifactError(
+                f"{folder}: {', '.join(unlisted)} not listed in {MANIFEST_FILE}; remove "
+                "them (or export the model again) before writing its card"
+            )
+        manifests.append(manifest)
+    for folder, manifest in zip(folders, manifests, strict=True):
+        seal(folder, manifest)
+    return [folder / CARD_FILE for folder in folders]
 
 
 def _row(cells: list[str]) -> str:
@@ -325,11 +377,13 @@ def _entity_types(labels: list[str]) -> list[str]:
 
 def _metric_label(key: str, data: str) -> str:
     """A card names every metric (the README's table shows only the headline ones)."""
-    name = _metric_name(key, data) or CARD_METRIC_NAMES.get(key)
+    name = _metric_name(key, data)
     per_type = _F1_PER_TYPE.fullmatch(key)
-    if name is None and per_type is not None:
-        name = f"{{data}} F1, {per_type.group(1)} only"
-    return f"{name.format(data=data)} (`{key}`)" if name else f"`{key}`"
+    if name is None and key in CARD_METRIC_NAMES:
+        name = CARD_METRIC_NAMES[key].format(data=data)
+    elif name is None and per_type is not None:
+        name = f"{data} F1, {per_type.group(1)} only"
+    return f"{name} (`{key}`)" if name else f"`{key}`"
 
 
 def _variant_lines(manifest: Manifest) -> list[str]:

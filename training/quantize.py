@@ -174,7 +174,13 @@ def quantize_model(
     if not report.qualified:
         log.warning("recording a non-qualifying int8 variant (--force): %s", report.failures)
     variant = variant_spec(report, criteria, timing)
-    seal(folder, base.model_copy(update={"variants": {**base.variants, INT8: variant}}))
+    try:
+        seal(folder, base.model_copy(update={"variants": {**base.variants, INT8: variant}}))
+    except BaseException:
+        for file in files.values():
+            (folder / file).unlink(missing_ok=True)
+        seal(folder, base)  # the fp32 model alone, as before, with its card
+        raise
     report.recorded = True
     return report
 

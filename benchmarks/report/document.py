@@ -7,11 +7,13 @@ from pathlib import Path
 
 from benchmarks.report import limits, sections
 from benchmarks.report.cells import fmt
-from benchmarks.report.plots import plots
+from benchmarks.report.figures import plots
 from benchmarks.report.sections import QUANT_MAX_LOSS, QUANT_MIN_SPEEDUP
 
 
 def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
+    """The whole page, from a run's results and its plots (title, file name relative to the
+    page)."""
     mode, machine = results["mode"], results["machine"]
     lines = [
         "# Benchmarks",
@@ -138,6 +140,7 @@ def markdown(results: dict, plot_files: list[tuple[str, str]]) -> str:
 
 
 def write(results: dict, doc: Path, plots_dir: Path) -> None:
+    """Write ``doc`` and its plots (into ``plots_dir``) from one run's results."""
     prefix = doc.stem
     files = plots(results, plots_dir, prefix)
     rel = [

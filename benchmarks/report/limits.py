@@ -8,6 +8,8 @@ from benchmarks.serving import FLOOR, NAIVE, SERVICE_BATCHING, SERVICE_NO_BATCHI
 
 
 def explain(results: dict) -> list[str]:
+    """ "What limits the missed targets": a line for each missed target, from the same run's
+    figures; nothing when every target was met."""
     missed = [t for t in results["targets"] if not t["met"]]
     if not missed:
         return [""]

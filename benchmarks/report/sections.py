@@ -34,6 +34,7 @@ def worker_counts(http: dict) -> str:
 
 
 def inprocess_table(results: dict) -> list[str]:
+    """ONNX Runtime vs PyTorch eager, per model, thread count and batch size."""
     rows = results.get("inprocess")
     if not rows:
         return []
@@ -61,6 +62,7 @@ def inprocess_table(results: dict) -> list[str]:
 
 
 def quantization_table(results: dict) -> list[str]:
+    """int8 vs fp32 per model: size, speed, every headline dev metric and the verdict."""
     rows = results.get("quantization")
     if not rows:
         return []
@@ -173,6 +175,8 @@ def _speed_cell(speed: dict) -> str:
 
 
 def http_tables(results: dict) -> list[str]:
+    """The HTTP load levels, the batching inside the service, the worker profile and
+    request-level batching."""
     http = results.get("http")
     if not http:
         return []
@@ -244,6 +248,7 @@ def padding_table(rows: list[dict]) -> list[str]:
 
 
 def padding_section(results: dict) -> list[str]:
+    """Padding-aware batching against one padded batch per request."""
     rows = results.get("padding")
     if not rows:
         return []
@@ -266,6 +271,7 @@ def padding_section(results: dict) -> list[str]:
 
 
 def footprint_tables(results: dict) -> list[str]:
+    """Start-up time and memory per worker of each server, and the install sizes."""
     lines = ["## Footprint", ""]
     servers = results.get("http", {}).get("servers", {})
     if servers:

@@ -412,7 +412,7 @@ def test_a_request_past_its_deadline_fails_and_its_rows_never_run(
 def test_a_request_s_own_batches_stop_at_its_deadline(graph: FakeGraph, batching: bool) -> None:
     """A request of many batches that runs them itself (it leads, or BATCHING=false) is not
     answered 504 only once all of them ran: the batches not started by the deadline are not."""
-    graph.delay_s = 0.15  # batches start at 0, 0.15 and (not) 0.3 s: 0.1 s margin each way
+    graph.delay_s = 0.15  # batches start at 0 and 0.15 s (0.1 s before the deadline), not 0.3
     settings = policy(max_batch_size=1, timeout_s=0.25, enabled=batching)
     scheduler = make_scheduler("fake", graph, settings)
 

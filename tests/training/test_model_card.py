@@ -9,7 +9,7 @@ import pytest
 
 from service.runtime.manifest import ArtifactError, load_manifest
 from training.cli import main
-from training.model_card import CARD_FILE, folder_card, model_table
+from training.model_card import CARD_FILE, folder_card, model_table, write_cards
 
 MODELS = Path(__file__).resolve().parents[2] / "exported_models"
 
@@ -85,11 +85,15 @@ def test_a_card_gives_the_measured_metrics_data_and_limits_of_its_model():
 
     assert f"| CoNLL-2003 valid entity F1 (`dev_f1`) | {ner.metrics['dev_f1']:.2f} |" in text
     assert "| conll2003 | train | 14,041 | `conll2003/train.txt` |" in text
-    assert "Finds the named entities (PER, ORG, LOC, MISC)" in text
-    assert "Trained on English Reuters news stories of 1996 and 1997" in text
+    assert "Finds named entities (PER, ORG, LOC, MISC) in text" in text
+    assert "Only these types are tagged: PER, ORG, LOC, MISC." in text
+    assert "windows of at most 150" in text
+    assert "Trained on English Reuters news stories from 1996" in text
     assert "| `model.hidden_size` | 200 |" in text
     translation = folder_card(MODELS / "translation", load_manifest(MODELS / "translation"))
     assert "| metric | fp32 | int8 |" in translation and "`MODEL_PRECISION=int8`" in translation
+    assert "Source texts longer than 199 subwords are cut" in translation  # 200 with eos
+    assert "Multi30k's English side is plain ASCII" in translation
 
 
 def test_the_card_of_a_model_trained_on_other_data_claims_no_domain(tmp_path):
@@ -128,3 +132,24 @@ def test_write_refuses_a_folder_whose_files_were_altered(tmp_path, capsys):
 
     assert "labels.json: sha256 mismatch" in capsys.readouterr().err
     assert (folder / "manifest.json").read_bytes() == manifest_before  # not blessed
+
+
+def test_write_refuses_files_the_manifest_does_not_list_and_writes_nothing(tmp_path):
+    first, second = _copy("ner", tmp_path), _copy("sentiment", tmp_path)
+    (second / "model.int8.onnx").write_bytes(b"left by an interrupted quantize")
+    before = {p: p.read_bytes() for p in (first / "manifest.json", second / "manifest.json")}
+
+    with pytest.raises(ArtifactError, match=r"model\.int8\.onnx not listed in manifest\.json"):
+        write_cards(tmp_path)
+
+    assert {p: p.read_bytes() for p in before} == before  # not even the folder that passed
+
+
+def test_a_card_survives_odd_data_names_and_labels(tmp_path):
+    data = [dict(name="news{2024}", split="valid", examples=3, source="v.txt")]
+    folder = _copy("ner", tmp_path, training_data=data, labels=["O", "DATE", "NAME"])
+
+    text = folder_card(folder, load_manifest(folder))
+
+    assert "Finds named entities in text" in text and "Only these types" not in text
+    assert "news{2024} valid entity F1 (`dev_f1`)" in text

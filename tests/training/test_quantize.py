@@ -75,6 +75,26 @@ def test_a_qualifying_variant_is_recorded_and_served(
     assert model.predictor.session.path.name == "model.int8.onnx"
 
 
+def test_a_variant_that_cannot_be_recorded_leaves_the_fp32_model_whole(
+    artifact: Path, tiny_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quantize, "measure_speed", fake_speed(2.0, 1.0))
+    real_seal = quantize.seal
+
+    def seal_fails_with_int8(folder, manifest):
+        if manifest.variants:
+            raise OSError("disk full")
+        return real_seal(folder, manifest)
+
+    monkeypatch.setattr(quantize, "seal", seal_fails_with_int8)
+
+    assert quantize_cli(artifact, tiny_datasets) == 2
+
+    manifest = load_manifest(artifact)  # every sha256 checked, the card's included
+    assert manifest.variants == {} and not (artifact / "model.int8.onnx").exists()
+    assert set(manifest.files) == {p.name for p in artifact.iterdir()} - {"manifest.json"}
+
+
 def test_a_slow_variant_is_removed_and_the_numbers_are_given(
     artifact: Path,
     tiny_datasets: Path,
