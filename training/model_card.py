@@ -55,8 +55,11 @@ def _data(manifest) -> str:
 
 def _dev_data(manifest) -> str:
     """The name of the (last) dev set a model was selected on, as the table writes it."""
-    dev = [f"{d.name} {d.split}" for d in manifest.training_data if d.split in DEV_SPLITS]
-    return DATA_NAMES.get(dev[-1], dev[-1]) if dev else "dev"
+    dev = [d for d in manifest.training_data if d.split in DEV_SPLITS]
+    if not dev:
+        return "dev"
+    name = f"{dev[-1].name} {dev[-1].split}"
+    return DATA_NAMES.get(name, name) if _is_standard(dev[-1]) else name
 
 
 def _metric_name(key: str, data: str) -> str | None:
@@ -83,9 +86,29 @@ def _metrics(manifest) -> str:
     return "<br>".join(shown)
 
 
+# Where each standard data set lives under ../shared/datasets: a data set is taken for a standard
+# one only when both its name and its files say so (``data.name`` keeps its default when a user
+# trains on files of their own and forgets to rename it).
+STANDARD_SOURCES = {
+    "sst2_glue": "sst/",
+    "imdb": "imdb/",
+    "conll2003": "conll2003/",
+    "multi30k": "multi30k/",
+}
+
+
+def _is_standard(data) -> bool:
+    return data.name in STANDARD_SOURCES and data.source.startswith(STANDARD_SOURCES[data.name])
+
+
+def standard_names(manifest) -> list[str]:
+    """The standard data sets among those a model was trained and selected on."""
+    return list(dict.fromkeys(d.name for d in manifest.training_data if _is_standard(d)))
+
+
 def _terms(manifest) -> str:
-    names = [d.name for d in manifest.training_data]
-    vocab = (manifest.training_config or {}).get("vocab", {})
+    names = standard_names(manifest)
+    vocab = (manifest.training_config or {}).get("vocab") or {}
     if manifest.task != "translation" and vocab.get("glove_path", "") is not None:
         names.append("glove")  # the sentiment and NER models start from GloVe (by default)
     return "; ".join(dict.fromkeys(DATA_TERMS[n] for n in names if n in DATA_TERMS))
@@ -180,8 +203,7 @@ def card(manifest: Manifest, files: dict[str, int]) -> str:
         "labels": " or ".join(f"`{label}`" for label in manifest.labels),
         "entity_types": f" ({', '.join(types)})" if types else "",
     }
-    names = list(dict.fromkeys(d.name for d in manifest.training_data))
-    known = [n for n in names if n in DATA_DOMAINS]
+    known = [n for n in standard_names(manifest) if n in DATA_DOMAINS]
     lines = [
         f"# Model card: `{manifest.name}` {manifest.version}",
         "",

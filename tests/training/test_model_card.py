@@ -153,3 +153,16 @@ def test_a_card_survives_odd_data_names_and_labels(tmp_path):
 
     assert "Finds named entities in text" in text and "Only these types" not in text
     assert "news{2024} valid entity F1 (`dev_f1`)" in text
+
+
+def test_own_files_under_a_standard_data_set_s_name_claim_none_of_its_domain(tmp_path):
+    """``data.name`` keeps its default when a user trains on files of their own."""
+    ner = json.loads((MODELS / "ner/manifest.json").read_text("utf-8"))
+    data = [dict(d, source=f"mine/{d['split']}.txt") for d in ner["training_data"]]
+    folder = _copy("ner", tmp_path, training_data=data)
+
+    text = folder_card(folder, load_manifest(folder))
+    table = model_table(tmp_path)
+
+    assert "Reuters" not in text and "CoNLL-2003" not in text and "CoNLL-2003" not in table
+    assert "conll2003 valid entity F1 (`dev_f1`)" in text
