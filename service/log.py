@@ -50,7 +50,7 @@ def trace_from(traceparent: str | None) -> Trace | None:
     """The trace id and parent id of a W3C ``traceparent`` value, or None when it is missing or
     invalid (https://www.w3.org/TR/trace-context/#traceparent-header): version ``ff``, an
     all-zero id, upper-case hex, or version ``00`` with anything after its four fields."""
-    match = _TRACEPARENT.fullmatch(traceparent.strip()) if traceparent else None
+    match = _TRACEPARENT.fullmatch(traceparent.strip(" \t")) if traceparent else None
     if match is None:
         return None
     version, trace_id, parent_id, more = match.groups()

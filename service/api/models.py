@@ -93,8 +93,12 @@ def model_info(model: LoadedModel) -> ModelInfo:
 @contextmanager
 def announced(registry: ModelRegistry, task: str) -> Iterator[None]:
     """Announce the request to the batcher of ``task``'s model (when one is loaded) for the
-    ``with`` block, in which it parses, encodes and submits its rows: batches wait for it."""
+    ``with`` block, in which it parses, encodes and submits its rows: batches wait for it. The
+    request's metrics are labelled with the model from here on, so a body that fails
+    validation counts for the model, as it does over ``/v2``."""
     model = registry.for_task(task)
+    if model is not None:
+        tag_model(model.name)
     with model.predictor.scheduler.incoming() if model is not None else nullcontext():
         yield
 

@@ -125,6 +125,7 @@ class InferStatistics(BaseModel):
     compute_infer: StatisticDuration
     compute_output: StatisticDuration
     cache_hit: StatisticDuration
+    cache_miss: StatisticDuration
 
 
 class BatchStatistics(BaseModel):

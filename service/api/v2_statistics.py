@@ -7,15 +7,19 @@ the figures of ``/metrics`` (:mod:`service.metrics`), so the two always agree.
 * ``inference_count``: rows run (texts; NER sentence pieces); ``execution_count``: graph calls.
 * ``success`` and ``fail``: inference requests (``POST /v1/{task}``, ``/v2`` infer, gRPC
   ``ModelInfer``) answered with and without success, and the time each took in the server. A
-  request refused before it was tied to a model (malformed JSON on a ``/v1`` endpoint, say)
-  counts for none.
+  request for a model that is not loaded counts for none.
 * ``queue``: how long requests waited for their first batch; ``compute_infer``: graph calls.
 * ``batch_stats``: graph calls and their time, per batch size.
 * ``last_inference``: when the model last ran a graph call, in milliseconds since the epoch.
 
 ``compute_input`` and ``compute_output`` (Triton's copies to and from a device) are not measured
 apart: turning text into ids and results into JSON happens in the request and counts in
-``success``. They are reported as zero.
+``success``. They are reported as zero, and so is the response cache (there is none).
+
+Unlike Triton, ``queue`` counts every request that reached a batcher (failed ones too) and
+``compute_infer`` counts graph calls, not requests: divide its time by ``execution_count``.
+Statistics are per model name, not per version: after a reload they go on adding up. Each call
+reads every worker's metric files, as a ``/metrics`` scrape does.
 """
 
 from __future__ import annotations
@@ -122,6 +126,7 @@ def _model(totals: _Totals, model: LoadedModel) -> ModelStatistics:
             compute_infer=totals.stat(name, "inference_compute_seconds"),
             compute_output=zero,
             cache_hit=zero,
+            cache_miss=zero,
         ),
         batch_stats=_batches(totals.batches[name]),
     )

@@ -9,6 +9,7 @@ import pytest
 import tritonclient.http as triton
 from flask.testing import FlaskClient
 
+from service.api.v2_statistics import INFER_ENDPOINTS
 from tests.service.live_server import serving_in_thread
 from tests.service.test_api_v2 import VERSION, infer, text_input
 
@@ -35,12 +36,13 @@ def test_requests_rows_and_graph_calls_are_counted(ner_client: FlaskClient) -> N
     assert status == 200
     status, _ = infer(ner_client, "sentiment", {"inputs": [text_input([""])]})  # no text: 400
     assert status == 400
+    assert ner_client.post("/v1/sentiment", json={"texts": []}).status_code == 422
     after = stats(ner_client)
 
     assert (after["name"], after["version"]) == ("sentiment", VERSION)
     assert grew(after, before, "inference_count") == 4  # texts run
     assert grew(after, before, "inference_stats", "success", "count") == 2
-    assert grew(after, before, "inference_stats", "fail", "count") == 1
+    assert grew(after, before, "inference_stats", "fail", "count") == 2  # /v2 and /v1 alike
     assert grew(after, before, "inference_stats", "success", "ns") > 0
     calls = grew(after, before, "execution_count")
     assert 2 <= calls <= 4  # batches of similar lengths: at most one call per text
@@ -50,7 +52,15 @@ def test_requests_rows_and_graph_calls_are_counted(ner_client: FlaskClient) -> N
     assert sum(size * n for size, n in sizes.items()) == after["inference_count"]
     assert sum(sizes.values()) == after["execution_count"]
     assert started_ms - 1000 <= after["last_inference"] <= time.time() * 1000 + 1000
-    assert after["inference_stats"]["compute_input"] == {"count": 0, "ns": 0}
+    for unmeasured in ("compute_input", "compute_output", "cache_hit", "cache_miss"):
+        assert after["inference_stats"][unmeasured] == {"count": 0, "ns": 0}
+
+
+def test_every_route_that_runs_a_model_is_counted(ner_app) -> None:
+    rules = {rule.rule for rule in ner_app.url_map.iter_rules() if "POST" in rule.methods}
+
+    assert rules >= INFER_ENDPOINTS
+    assert rules - INFER_ENDPOINTS == {"/v1/models/<name>/reload"}
 
 
 def test_one_model_s_requests_do_not_count_for_another(ner_client: FlaskClient) -> None:
