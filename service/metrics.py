@@ -15,6 +15,8 @@ is served.
 * ``inference_compute_seconds``: how long one graph call took, per model.
 * ``inference_batch_executions_total``, ``inference_batch_seconds_total``: graph calls and their
   time, per model and batch size (rows).
+* ``inference_request_compute_seconds_total``: graph time as requests see it: a call's time
+  counts once for every request that had rows in it (Triton's ``compute_infer``).
 * ``inference_last_timestamp_seconds``: when a model last ran a graph call (the latest of all
   workers).
 
@@ -89,6 +91,11 @@ BATCH_SECONDS = Counter(
     "Time spent in graph calls, by batch size (rows).",
     ["model", "batch_size"],
 )
+REQUEST_COMPUTE = Counter(
+    "inference_request_compute_seconds_total",
+    "Graph time of requests: each graph call's time, once for every request it ran rows of.",
+    ["model"],
+)
 LAST_INFERENCE = Gauge(
     "inference_last_timestamp_seconds",
     "When the model last ran a graph call, in seconds since the epoch.",
@@ -107,8 +114,11 @@ def _child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
 class MetricsObserver:
     """Records every graph call (a :class:`service.runtime.batcher.BatchObserver`)."""
 
-    def on_batch(self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float) -> None:
+    def on_batch(
+        self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float, requests: int
+    ) -> None:
         _child(INFERENCE_ROWS, model).inc(rows)
+        _child(REQUEST_COMPUTE, model).inc(run_s * requests)
         _child(INFERENCE_EXECUTIONS, model).inc()
         _child(COMPUTE_TIME, model).observe(run_s)
         _child(BATCH_EXECUTIONS, model, str(rows)).inc()

@@ -8,18 +8,20 @@ the figures of ``/metrics`` (:mod:`service.metrics`), so the two always agree.
 * ``success`` and ``fail``: inference requests (``POST /v1/{task}``, ``/v2`` infer, gRPC
   ``ModelInfer``) answered with and without success, and the time each took in the server. A
   request for a model that is not loaded counts for none.
-* ``queue``: how long requests waited for their first batch; ``compute_infer``: graph calls.
-* ``batch_stats``: graph calls and their time, per batch size.
+* ``queue``: how long requests waited for their first batch.
+* ``compute_infer``: as Triton counts it, per request (its count is ``success``'s): the time of
+  every graph call a request had rows in, so a call shared by three requests counts three
+  times. ``batch_stats`` counts the graph calls themselves and their time, per batch size.
 * ``last_inference``: when the model last ran a graph call, in milliseconds since the epoch.
 
 ``compute_input`` and ``compute_output`` (Triton's copies to and from a device) are not measured
 apart: turning text into ids and results into JSON happens in the request and counts in
 ``success``. They are reported as zero, and so is the response cache (there is none).
 
-Unlike Triton, ``queue`` counts every request that reached a batcher (failed ones too) and
-``compute_infer`` counts graph calls, not requests: divide its time by ``execution_count``.
-Statistics are per model name, not per version: after a reload they go on adding up. Each call
-reads every worker's metric files, as a ``/metrics`` scrape does.
+Unlike Triton, ``queue`` counts every request that reached a batcher (failed ones too), and
+``compute_infer``'s time includes the calls of requests that failed after them. Statistics are
+per model name, not per version: after a reload they go on adding up. Each call reads every
+worker's metric files, as a ``/metrics`` scrape does.
 """
 
 from __future__ import annotations
@@ -65,7 +67,11 @@ class _Totals:
 
     def add(self, name: str, labels: dict[str, str], value: float) -> None:
         model = labels.get("model", "")
-        if name in ("inference_rows_total", "inference_executions_total"):
+        if name in (
+            "inference_rows_total",
+            "inference_executions_total",
+            "inference_request_compute_seconds_total",
+        ):
             self.value[name, model] += value
         elif name == "inference_last_timestamp_seconds":
             self.value[name, model] = max(self.value[name, model], value)
@@ -112,6 +118,8 @@ def _model(totals: _Totals, model: LoadedModel) -> ModelStatistics:
     name = model.name
     requests = ("http_request_duration_seconds", "grpc_request_duration_seconds")
     zero = StatisticDuration(count=0, ns=0)
+    success = totals.stat(name, *(f"success_{r}" for r in requests))
+    compute_s = totals.value["inference_request_compute_seconds_total", name]
     return ModelStatistics(
         name=name,
         version=model.manifest.version,
@@ -119,11 +127,12 @@ def _model(totals: _Totals, model: LoadedModel) -> ModelStatistics:
         inference_count=round(totals.value["inference_rows_total", name]),
         execution_count=round(totals.value["inference_executions_total", name]),
         inference_stats=InferStatistics(
-            success=totals.stat(name, *(f"success_{r}" for r in requests)),
+            success=success,
             fail=totals.stat(name, *(f"fail_{r}" for r in requests)),
             queue=totals.stat(name, "inference_queue_seconds"),
             compute_input=zero,
-            compute_infer=totals.stat(name, "inference_compute_seconds"),
+            # As Triton counts it: per request, each with the time of the calls it had rows in.
+            compute_infer=StatisticDuration(count=success.count, ns=round(compute_s * _NS)),
             compute_output=zero,
             cache_hit=zero,
             cache_miss=zero,

@@ -93,8 +93,11 @@ class BatchPolicy:
 class BatchObserver(Protocol):
     """Told about every graph call (for metrics)."""
 
-    def on_batch(self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float) -> None:
-        """``rows`` ran in one call that took ``run_s``; each request waited ``queue_waits_s``."""
+    def on_batch(
+        self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float, requests: int
+    ) -> None:
+        """``rows`` of ``requests`` requests ran in one call that took ``run_s``; each request
+        whose first batch this was waited ``queue_waits_s``."""
         ...
 
 
@@ -189,7 +192,8 @@ class InlineBatches:
             outputs = self.run_rows([rows[i] for i in batch])
             if self.observer is not None:
                 waits = [0.0] if number == 0 else []  # one wait per request: none, at its first
-                self.observer.on_batch(self.model, len(batch), waits, time.perf_counter() - started)
+                run_s = time.perf_counter() - started
+                self.observer.on_batch(self.model, len(batch), waits, run_s, 1)
             for index, output in zip(batch, outputs, strict=True):
                 results[index] = output
         return results
@@ -433,7 +437,7 @@ class DynamicBatcher:
         self._waiting &= {row.request for row in self._rows}
         return by_length
 
-    def _run(self, batch: list[_Row]) -> tuple[int, list[float], float] | None:
+    def _run(self, batch: list[_Row]) -> tuple[int, list[float], float, int] | None:
         """Run ``batch`` with the lock released, then hand out its outputs (or its failure);
         returns what the observer is told of a batch that ran."""
         started = time.monotonic()
@@ -469,7 +473,7 @@ class DynamicBatcher:
             if request.unfinished == 0:
                 request.done = True
                 request.wakeup.wake()
-        return len(batch), waits, run_s
+        return len(batch), waits, run_s, len(requests)
 
 
 def make_scheduler(

@@ -176,9 +176,13 @@ def test_inline_batches_keep_the_fill(graph: FakeGraph) -> None:
 class RecordingObserver:
     def __init__(self) -> None:
         self.batches: list[tuple[int, list[float]]] = []
+        self.requests: list[int] = []
 
-    def on_batch(self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float) -> None:
+    def on_batch(
+        self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float, requests: int
+    ) -> None:
         self.batches.append((rows, list(queue_waits_s)))
+        self.requests.append(requests)
 
 
 def test_inline_batches_report_one_queue_wait_per_request(graph: FakeGraph) -> None:
@@ -189,6 +193,7 @@ def test_inline_batches_report_one_queue_wait_per_request(graph: FakeGraph) -> N
     inline.submit(["b"])
 
     assert observer.batches == [(4, [0.0]), (4, []), (2, []), (1, [0.0])]
+    assert observer.requests == [1, 1, 1, 1]
 
 
 def test_one_request_gets_its_results_in_order(make_batcher) -> None:
@@ -225,6 +230,25 @@ def test_the_batch_waits_for_announced_requests(make_batcher, graph: FakeGraph) 
 
     assert [len(b) for b in graph.batches] == [4]  # one batch, run as soon as it was full
     assert time.monotonic() - started < 1.5
+
+
+def test_the_observer_hears_how_many_requests_shared_a_graph_call(graph: FakeGraph) -> None:
+    observer = RecordingObserver()
+    batcher = DynamicBatcher(
+        "fake", graph, policy(max_batch_size=4, max_queue_delay_s=2.0), observer
+    )
+    barrier = threading.Barrier(3)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            rows = [["a1", "a2"], ["b1"], ["c1"]]
+            list(pool.map(lambda r: announced(batcher, barrier, r), rows))
+        wait_until(lambda: observer.requests)  # told after the answers are handed out
+    finally:
+        batcher.close()
+
+    assert [len(b) for b in graph.batches] == [4]
+    assert observer.requests == [3]
+    assert observer.batches[0][0] == 4 and len(observer.batches[0][1]) == 3  # a wait each
 
 
 def test_the_wait_for_announced_requests_ends_at_the_queue_delay(
