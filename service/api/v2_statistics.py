@@ -52,52 +52,53 @@ INFER_ENDPOINTS = frozenset(
     }
 )
 INFER_METHOD = "ModelInfer"
+# Counters read as they are: metric -> its key in the totals.
+_COUNTERS = {
+    "inference_rows_total": "rows",
+    "inference_executions_total": "executions",
+    "inference_request_compute_seconds_total": "compute_s",
+}
+_BATCH_COUNTERS = {"inference_batch_executions_total": 0, "inference_batch_seconds_total": 1}
 _NS = 1_000_000_000
+_ZERO = StatisticDuration(count=0, ns=0)
+
+
+def _duration_kind(histogram: str, labels: dict[str, str]) -> str | None:
+    """Which statistic a histogram's samples add to: ``queue``, ``success``, ``fail``, or none."""
+    if histogram == "inference_queue_seconds":
+        return "queue"
+    if histogram == "http_request_duration_seconds" and labels["endpoint"] in INFER_ENDPOINTS:
+        return "success" if labels["status"] == "200" else "fail"
+    if histogram == "grpc_request_duration_seconds" and labels["method"] == INFER_METHOD:
+        return "success" if labels["code"] == "OK" else "fail"
+    return None
 
 
 class _Totals:
-    """The metrics' sums for each model."""
+    """The metrics' sums for each model, from every sample of the metrics."""
 
     def __init__(self) -> None:
-        self.value: dict[tuple[str, str], float] = defaultdict(float)  # (metric, model)
-        self.duration: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+        self.sums: dict[tuple[str, ...], float] = defaultdict(float)  # (model, key[, part])
         self.batches: dict[str, dict[int, list[float]]] = defaultdict(
-            lambda: defaultdict(lambda: [0.0, 0.0])
+            lambda: defaultdict(lambda: [0.0, 0.0])  # batch size -> [calls, seconds]
         )
 
     def add(self, name: str, labels: dict[str, str], value: float) -> None:
         model = labels.get("model", "")
-        if name in (
-            "inference_rows_total",
-            "inference_executions_total",
-            "inference_request_compute_seconds_total",
-        ):
-            self.value[name, model] += value
-        elif name == "inference_last_timestamp_seconds":
-            self.value[name, model] = max(self.value[name, model], value)
-        elif name.startswith(("inference_queue_seconds", "inference_compute_seconds")):
-            self._duration(name, model, value)
-        elif name.startswith("http_request_duration_seconds"):
-            if labels.get("endpoint") in INFER_ENDPOINTS:
-                outcome = "success" if labels.get("status") == "200" else "fail"
-                self._duration(f"{outcome}_{name}", model, value)
-        elif name.startswith("grpc_request_duration_seconds"):
-            if labels.get("method") == INFER_METHOD:
-                outcome = "success" if labels.get("code") == "OK" else "fail"
-                self._duration(f"{outcome}_{name}", model, value)
-        elif name in ("inference_batch_executions_total", "inference_batch_seconds_total"):
-            which = 0 if name == "inference_batch_executions_total" else 1
-            self.batches[model][int(labels["batch_size"])][which] += value
+        if name in _COUNTERS:
+            self.sums[model, _COUNTERS[name]] += value
+        elif name == "inference_last_timestamp_seconds":  # one gauge per worker: the latest
+            self.sums[model, "last"] = max(self.sums[model, "last"], value)
+        elif name in _BATCH_COUNTERS:
+            self.batches[model][int(labels["batch_size"])][_BATCH_COUNTERS[name]] += value
+        else:  # a histogram's _count and _sum (its buckets are not needed)
+            histogram, _, part = name.rpartition("_")
+            kind = _duration_kind(histogram, labels) if part in ("count", "sum") else None
+            if kind is not None:
+                self.sums[model, kind, part] += value
 
-    def _duration(self, name: str, model: str, value: float) -> None:
-        """A histogram's ``_count`` and ``_sum`` samples; its buckets are not needed."""
-        base, _, part = name.rpartition("_")
-        if part in ("count", "sum"):
-            self.duration[base, model][part == "sum"] += value
-
-    def stat(self, model: str, *bases: str) -> StatisticDuration:
-        count = sum(self.duration[base, model][0] for base in bases)
-        seconds = sum(self.duration[base, model][1] for base in bases)
+    def stat(self, model: str, kind: str) -> StatisticDuration:
+        count, seconds = self.sums[model, kind, "count"], self.sums[model, kind, "sum"]
         return StatisticDuration(count=round(count), ns=round(seconds * _NS))
 
 
@@ -116,39 +117,32 @@ def model_statistics(models: Iterable[LoadedModel]) -> list[ModelStatistics]:
 
 def _model(totals: _Totals, model: LoadedModel) -> ModelStatistics:
     name = model.name
-    requests = ("http_request_duration_seconds", "grpc_request_duration_seconds")
-    zero = StatisticDuration(count=0, ns=0)
-    success = totals.stat(name, *(f"success_{r}" for r in requests))
-    compute_s = totals.value["inference_request_compute_seconds_total", name]
+    success = totals.stat(name, "success")
+    compute_ns = round(totals.sums[name, "compute_s"] * _NS)
     return ModelStatistics(
         name=name,
         version=model.manifest.version,
-        last_inference=round(totals.value["inference_last_timestamp_seconds", name] * 1000),
-        inference_count=round(totals.value["inference_rows_total", name]),
-        execution_count=round(totals.value["inference_executions_total", name]),
+        last_inference=round(totals.sums[name, "last"] * 1000),
+        inference_count=round(totals.sums[name, "rows"]),
+        execution_count=round(totals.sums[name, "executions"]),
         inference_stats=InferStatistics(
             success=success,
-            fail=totals.stat(name, *(f"fail_{r}" for r in requests)),
-            queue=totals.stat(name, "inference_queue_seconds"),
-            compute_input=zero,
+            fail=totals.stat(name, "fail"),
+            queue=totals.stat(name, "queue"),
+            compute_input=_ZERO,
             # As Triton counts it: per request, each with the time of the calls it had rows in.
-            compute_infer=StatisticDuration(count=success.count, ns=round(compute_s * _NS)),
-            compute_output=zero,
-            cache_hit=zero,
-            cache_miss=zero,
+            compute_infer=StatisticDuration(count=success.count, ns=compute_ns),
+            compute_output=_ZERO,
+            cache_hit=_ZERO,
+            cache_miss=_ZERO,
         ),
-        batch_stats=_batches(totals.batches[name]),
+        batch_stats=[
+            BatchStatistics(
+                batch_size=size,
+                compute_input=_ZERO,
+                compute_infer=StatisticDuration(count=round(calls), ns=round(seconds * _NS)),
+                compute_output=_ZERO,
+            )
+            for size, (calls, seconds) in sorted(totals.batches[name].items())
+        ],
     )
-
-
-def _batches(by_size: dict[int, list[float]]) -> list[BatchStatistics]:
-    zero = StatisticDuration(count=0, ns=0)
-    return [
-        BatchStatistics(
-            batch_size=size,
-            compute_input=zero,
-            compute_infer=StatisticDuration(count=round(count), ns=round(seconds * _NS)),
-            compute_output=zero,
-        )
-        for size, (count, seconds) in sorted(by_size.items())
-    ]
