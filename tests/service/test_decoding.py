@@ -6,7 +6,13 @@ import itertools
 import numpy as np
 import pytest
 
-from service.predictors.decoding import beam_search, greedy_search, max_lengths
+from service.predictors.decoding import (
+    SAMPLE_STRIDE,
+    _top_candidates,
+    beam_search,
+    greedy_search,
+    max_lengths,
+)
 
 BOS, EOS = 0, 1
 VOCAB = 4  # bos (never produced), eos, and tokens 2, 3
@@ -229,3 +235,30 @@ def test_shared_state_follows_the_sentences_not_the_beams():
     assert sizes[0] == 9 and sizes[-1] < 9  # a sentence left the batch on the way
     for before, after in itertools.pairwise(arrays):
         assert (after is before) == (len(after) == len(before))
+
+
+@pytest.mark.parametrize("vocab", [5, 8 * SAMPLE_STRIDE, 3000])
+@pytest.mark.parametrize("seed", range(4))
+def test_candidates_are_the_best_of_every_token_of_every_beam(vocab, seed):
+    """A beam step's candidates, found from a sample of each row, are exactly the best ``n`` of
+    all ``beam * vocab`` extensions of each sentence (``n`` at most the vocabulary), ties going
+    to the smaller flat index, with beams not yet expanded (-inf), rows where only eos is left
+    and many equal log-probabilities."""
+    rng = np.random.default_rng(seed)
+    sentences, k = 7, 4
+    n = 2 * k
+    log_probs = np.round(rng.normal(scale=3.0, size=(sentences * k, vocab)), 1).astype(np.float32)
+    scores = np.round(rng.normal(scale=5.0, size=(sentences, k)), 1)
+    scores[0, 1:] = -np.inf  # the first step: only the first beam is expanded
+    forced = rng.random(sentences * k) < 0.25
+    log_probs[forced, :EOS] = log_probs[forced, EOS + 1 :] = -np.inf
+
+    flat, values = _top_candidates(scores, log_probs, n)
+
+    every = (scores[:, :, None] + log_probs.reshape(sentences, k, vocab)).reshape(sentences, -1)
+    for s in range(sentences):
+        order = np.lexsort((np.arange(k * vocab), -every[s]))
+        expected = [i for i in order[: min(n, vocab)] if every[s, i] > -np.inf]
+        assert flat[s, : len(expected)].tolist() == expected
+        np.testing.assert_array_equal(values[s, : len(expected)], every[s, expected])
+        assert np.all(values[s, len(expected) :] == -np.inf)
