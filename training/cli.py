@@ -64,6 +64,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         overrides = DRY_RUN_OVERRIDES + DRY_RUN_VOCAB[args.task] + overrides
     config = load_config(args.task, args.config, overrides)
+    if args.print_config:
+        print(json.dumps(to_dict(config), indent=2))
+        return 0
     if args.resume:
         _check_resumable(args.run_dir, config)
     run_dir = Path(args.run_dir or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -268,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         "trainer.epochs, trainer.patience and trainer.threads may change)",
     )
     train.add_argument("--dry-run", action="store_true", help="a few batches on a small subset")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the task's settings (defaults, then --config, then --set) as JSON, every "
+        "key --set accepts, and exit without training",
+    )
     train.set_defaults(func=cmd_train)
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX and verify it")

@@ -138,3 +138,21 @@ def test_export_names_the_checkpoint_whose_settings_do_not_read(tmp_path, capsys
 
     assert main(["export", "sentiment", "--checkpoint", str(path), "--out", str(tmp_path)]) == 2
     assert f"error: {path}: its configuration: model.cell='lstn'" in capsys.readouterr().err
+
+
+def test_print_config_shows_every_setting_as_resolved_and_trains_nothing(
+    tmp_path, monkeypatch, capsys, runs
+):
+    """``train TASK --print-config`` prints the settings a run would use (the TOML file, then
+    ``--set`` over the defaults), the keys ``--set`` accepts, and starts no run."""
+    monkeypatch.chdir(tmp_path)
+    toml = tmp_path / "sentiment.toml"
+    toml.write_text("[model]\nhidden_size = 32\n[trainer]\nlr = 0.5\n", "utf-8")
+    args = ["train", "sentiment", "--config", str(toml), "--print-config"]
+
+    assert main([*args, "--set", "trainer.lr=0.01"]) == 0
+
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == to_dict(load_config("sentiment", toml, ["trainer.lr=0.01"]))
+    assert printed["model"]["hidden_size"] == 32 and printed["trainer"]["lr"] == 0.01
+    assert runs == [] and not (tmp_path / "runs").exists()
