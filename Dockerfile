@@ -37,7 +37,7 @@ COPY gunicorn.conf.py ./
 COPY exported_models ./exported_models
 USER app
 
-# HTTP (PORT) and the Open Inference Protocol over gRPC (GRPC_PORT; unset it to turn gRPC off).
+# HTTP (PORT) and the Open Inference Protocol over gRPC (GRPC_PORT; set it empty to turn gRPC off).
 EXPOSE 8000 8001
 # Ready = every model loaded and verified (slim has no curl, hence python).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

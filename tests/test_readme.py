@@ -1,7 +1,13 @@
-"""The README's figures come from the committed manifests, not from someone's memory."""
+"""The README's figures come from the committed manifests and its examples from the service,
+not from someone's memory."""
 
+import json
+import math
+import re
 from pathlib import Path
 
+from service import create_app
+from service.settings import Settings
 from training.model_card import model_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,3 +19,56 @@ def test_readme_model_table_matches_the_manifests():
         "README's model table is stale: paste the output of "
         "`python -m training model-card` under the Models heading"
     )
+
+
+def _readme_examples() -> list[tuple[str, str, dict | None, str]]:
+    """The ``$ curl`` examples of the README's "Two commands" section: (method, path, body,
+    the answer it shows), the answer with the README's elisions (``, ...``) kept as a
+    ``"..."`` entry."""
+    section = (ROOT / "README.md").read_text("utf-8").split("## Two commands", 1)[1]
+    block = section.split("```console", 2)[2].split("```", 1)[0]
+    examples = []
+    # a command (its lines continued with a backslash), then the answer up to the next command
+    pattern = re.compile(r"^\$ (curl (?:.*\\\n)*.*)\n((?:(?!\$ ).*\n?)*)", re.M)
+    for command, answer in pattern.findall(block):
+        command = command.replace("\\\n", " ")
+        path = re.search(r"localhost:8000(/\S*)", command).group(1)
+        data = re.search(r"-d '(.*)'", command)
+        method = "POST" if "-X POST" in command else "GET"
+        body = json.loads(data.group(1)) if data else None
+        examples.append((method, path, body, answer.strip().replace(", ...", ', "..."')))
+    return examples
+
+
+def _assert_shown(shown: object, actual: object, where: str = "answer") -> None:
+    """``actual`` is what the README shows: the same keys and values, numbers to the README's
+    note on last digits (other ONNX Runtime versions and CPUs), a list cut by ``...`` as its
+    first entries."""
+    if isinstance(shown, dict):
+        assert isinstance(actual, dict) and shown.keys() == actual.keys(), (where, shown, actual)
+        for key, value in shown.items():
+            _assert_shown(value, actual[key], f"{where}.{key}")
+    elif isinstance(shown, list):
+        assert isinstance(actual, list), (where, actual)
+        cut = bool(shown) and shown[-1] == "..."
+        entries = shown[:-1] if cut else shown
+        assert len(actual) >= len(entries) if cut else len(actual) == len(entries), where
+        for i, (value, got) in enumerate(zip(entries, actual, strict=False)):
+            _assert_shown(value, got, f"{where}[{i}]")
+    elif isinstance(shown, float):
+        assert isinstance(actual, float), (where, actual)
+        assert math.isclose(shown, actual, rel_tol=1e-5, abs_tol=1e-6), (where, shown, actual)
+    else:
+        assert shown == actual, (where, shown, actual)
+
+
+def test_the_readme_curl_examples_answer_what_it_shows():
+    """Every request of the README's first section, sent to the service over the committed
+    models with its default settings, answers what the README shows."""
+    examples = _readme_examples()
+    assert len(examples) >= 5
+    settings = Settings(model_dir=ROOT / "exported_models", ort_providers="cpu")
+    client = create_app(settings).test_client()
+    for method, path, body, answer in examples:
+        response = client.open(path, method=method, json=body)
+        _assert_shown(json.loads(answer), response.get_json(), f"{method} {path}")
