@@ -4,10 +4,12 @@ JSON one into a pydantic model, with 400/413/415/422 errors that say why."""
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from typing import Any, TypeVar
 
 from flask import current_app, request
+from gunicorn.http.errors import ParseException
 from pydantic import BaseModel, ValidationError
 
 from service.errors import (
@@ -32,11 +34,14 @@ def read_body() -> bytes:
     limit without a word, which would read as malformed JSON: here it is a 413 too. A
     compressed body must also stay within the limit once decompressed.
     """
-    raw = request.get_data(cache=False)
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    cut = limit is not None and request.content_length is None and len(raw) >= limit
-    if cut and request.environ["wsgi.input"].read(1):  # chunked, sent on past the limit
-        raise body_too_large()
+    try:
+        raw = request.get_data(cache=False)
+        cut = limit is not None and request.content_length is None and len(raw) >= limit
+        if cut and request.environ["wsgi.input"].read(1):  # chunked, sent on past the limit
+            raise body_too_large()
+    except (ParseException, OSError) as exc:  # gunicorn: a malformed chunk or trailer
+        raise BadRequest(f"request body could not be read: {exc}") from None
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     encoding = "gzip" if encoding == "x-gzip" else encoding  # HTTP/1.1's alias
     if encoding in ("", "identity"):
@@ -75,23 +80,27 @@ def parse_body(schema: type[Body], context: dict[str, Any] | None = None) -> Bod
     The content type is not enforced, so ``curl -d '{"texts": [...]}'`` works as it is.
     Bodies over ``MAX_BODY_BYTES`` raise a 413 while being read (:func:`read_body`).
     """
-    data = _json_object(read_body())
+    data = json_object(read_body())
     try:
         return schema.model_validate(data, context=context)
     except ValidationError as exc:
         raise ValidationFailed.from_pydantic(exc) from None
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+def json_object(raw: bytes, example: str = '{"texts": ["..."]}') -> dict[str, Any]:
+    """``raw`` parsed as a JSON object (UTF-8, -16 or -32, as ``json.loads`` reads it), else a
+    400 that says why."""
     if not raw.strip():
-        raise BadRequest('request body is empty; send a JSON object such as {"texts": ["..."]}')
+        raise BadRequest(f"request body is empty; send a JSON object such as {example}")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        if "integer string conversion" in str(exc):  # Python's guard against huge numbers
+            digits = sys.get_int_max_str_digits()
+            raise BadRequest(f"request body holds a number of more than {digits} digits") from None
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest(
-            f'request body must be a JSON object such as {{"texts": [...]}}, '
-            f"got {json_type_name(data)}"
+            f"request body must be a JSON object such as {example}, got {json_type_name(data)}"
         )
     return data

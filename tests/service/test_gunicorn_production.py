@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import urllib.request
@@ -126,3 +127,32 @@ def test_every_log_line_of_the_server_is_json(server: Server) -> None:
     entries = [json.loads(line) for line in lines]  # fails on any other line
     booted = [e for e in entries if e["logger"] == "gunicorn.error" and "Booting" in e["message"]]
     assert len(booted) >= 2 and all(e["level"] == "INFO" and e["pid"] for e in booted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\n", b"5\r\nabcdeXX", b"0\r\nBad Trailer\r\n\r\n", b"0\r\nContent-Length: 5\r\n\r\n"],
+    ids=["chunk size", "chunk terminator", "trailer", "forbidden trailer"],
+)
+@pytest.mark.parametrize("path", ["/v1/sentiment", "/v2/models/sentiment/infer"])
+def test_a_malformed_chunked_body_is_a_400_with_the_reason(
+    server: Server, path: str, chunks: bytes
+) -> None:
+    """gunicorn finds these while the app reads the body: the client gets a 400 in the path's
+    error shape, not a 500, and the server logs no error."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head + chunks)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while block := connection.recv(65536):
+            answer += block
+    status_line, _, rest = answer.partition(b"\r\n")
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+
+    assert status_line.split()[1] == b"400", answer
+    message = body["error"] if path.startswith("/v2") else body["error"]["message"]
+    assert message.startswith("request body could not be read: ")
+    assert "unhandled error" not in server.logs()
