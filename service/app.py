@@ -22,6 +22,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the schemas' field order
+    # /v1//sentiment is no route (404), not a redirect to /v1/sentiment, nor, with an empty
+    # version, a 405 for /v2/models/<name>/versions//infer; before any route is added.
+    app.url_map.merge_slashes = False
     broadcast = None
     if settings.reload_signal_dir is not None:  # before loading: see ReloadBroadcast
         broadcast = ReloadBroadcast(settings.reload_signal_dir)

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
-from service.api.body import read_body
+from service.api.body import json_object, read_body
 from service.api.v2_binary import (
     BINARY_DATA,
     BINARY_DATA_OUTPUT,
@@ -134,8 +134,9 @@ def _check_model_named(infer_request: InferRequest, model: LoadedModel) -> None:
 def _parse_header(body: bytes) -> InferRequest:
     if not body.strip():
         raise BadRequest("request body is empty; send an inference request")
+    data = json_object(body, example='{"inputs": [...]}')  # read as /v1 reads its bodies
     try:
-        return InferRequest.model_validate_json(body)
+        return InferRequest.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(f"invalid inference request: {_first_problem(exc)}") from None
 

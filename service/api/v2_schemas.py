@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 
 def _none_is_empty(value: Any) -> Any:
@@ -58,7 +58,7 @@ class RequestInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    shape: list[int]
+    shape: list[StrictInt]
     datatype: str
     parameters: Parameters = Field(default_factory=dict)
     data: list[Any] | None = None

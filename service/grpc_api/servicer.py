@@ -69,9 +69,15 @@ _STATUS_CODES = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     404: grpc.StatusCode.NOT_FOUND,
     422: grpc.StatusCode.INVALID_ARGUMENT,
+    413: grpc.StatusCode.INVALID_ARGUMENT,  # more tokens than one request may hold
     503: grpc.StatusCode.UNAVAILABLE,  # model not loaded, or its queue full: retry later
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# An error's message travels percent-encoded in a trailer (grpc-message), and clients refuse
+# trailers over their metadata limit (grpc's default: 8 KiB, refusing some calls, to 16 KiB,
+# refusing all), which would turn the error into RESOURCE_EXHAUSTED; a message that echoes a
+# long name from the request is cut to this many bytes as sent.
+MAX_DETAILS_BYTES = 4096
 
 
 class _Call:
@@ -147,7 +153,7 @@ class InferenceServicer:
                 tuple((name.lower(), value) for name, value in error.headers.items())
             )
             context.set_code(code)
-            context.set_details(error.message)
+            context.set_details(_details(error.message))
             return response_class()
         finally:
             seconds = time.perf_counter() - started
@@ -266,3 +272,15 @@ def parameter_values(parameters: Mapping[str, Any]) -> dict[str, Any]:
         choice = parameter.WhichOneof("parameter_choice")
         values[name] = getattr(parameter, choice) if choice is not None else None
     return values
+
+
+def _details(message: str) -> str:
+    """``message``, cut to at most :data:`MAX_DETAILS_BYTES` once percent-encoded (printable
+    ASCII but ``%`` as it is, any other character as ``%XX`` per UTF-8 byte)."""
+    size = 0
+    for end, char in enumerate(message):
+        printable = " " <= char <= "~" and char != "%"
+        size += 1 if printable else 3 * len(char.encode("utf-8", "surrogatepass"))
+        if size > MAX_DETAILS_BYTES - 3:  # room for the "..."
+            return message[:end] + "..."
+    return message

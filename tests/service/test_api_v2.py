@@ -218,6 +218,10 @@ def test_nested_row_major_data_is_accepted(ner_client: FlaskClient) -> None:
         ({"inputs": [{**text_input(["good"]), "datatype": "FP32"}]}, "must be BYTES"),
         ({"inputs": [{**text_input(["good"]), "shape": [1, 1]}]}, "shape [N]"),
         ({"inputs": [{**text_input(["good"]), "shape": [2]}]}, "but 1 elements"),
+        ({"inputs": [{**text_input(["good"]), "shape": [True]}]}, "shape.0: Input should be"),
+        ({"inputs": [{**text_input(["good"]), "shape": ["1"]}]}, "shape.0: Input should be"),
+        ({"inputs": [{**text_input(["good"]), "shape": [1.0]}]}, "shape.0: Input should be"),
+        ({"inputs": [text_input(["\ud800"])]}, "text[0]: text contains an unpaired UTF-16"),
         ({"inputs": [text_input([""])]}, "text[0]: text is empty"),
         ({"inputs": [text_input([7])]}, "text[0]: input should be a valid string"),
         ({"inputs": [text_input(["good"] * 101)]}, "at most 100 texts"),
@@ -324,6 +328,8 @@ def test_infer_on_an_unknown_model_or_version_is_a_404(ner_client: FlaskClient) 
         ("get", "/v2/models/sentiment/nosuch", 404),
         ("get", "/v2/nosuch", 404),
         ("get", "/v2/", 404),
+        ("post", "/v2/models/sentiment/versions//infer", 404),  # an empty version: no route
+        ("get", "/v2//models/sentiment", 404),  # not redirected to /v2/models/sentiment
     ],
 )
 def test_routing_errors_under_v2_have_the_protocol_error_shape(
@@ -359,6 +365,7 @@ def test_a_v2_body_over_the_size_limit_has_the_protocol_error_shape(
         ("get", "/nosuch", 404),
         ("get", "/v2health", 404),
         ("post", "/v2/health/ready", 405),  # the service's own probe, documented in /openapi.json
+        ("post", "/v1//sentiment", 404),
     ],
 )
 def test_routing_errors_elsewhere_keep_the_service_error_shape(
@@ -570,3 +577,27 @@ def test_tritonclient_sees_bad_translation_parameters_as_exceptions(translation_
         )
     with pytest.raises(InferenceServerException, match="text is empty"):
         translation_triton.infer("translation", [text_tensor(["A dog runs.", " "])])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[1]", 'must be a JSON object such as {"inputs": [...]}, got an array'),
+        (b'{"inputs": [1e999999999999999999999999]', "not valid JSON"),
+        (b'{"id": ' + b"9" * 5000 + b"}", "a number of more than 4300 digits"),
+    ],
+)
+def test_a_v2_body_that_is_no_json_object_is_a_400_saying_why(ner_client, body, message) -> None:
+    response = ner_client.post("/v2/models/sentiment/infer", data=body)
+
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_v2_reads_json_bodies_as_v1_does(ner_client: FlaskClient) -> None:
+    """A byte order mark or UTF-16, which JSON allows a reader to accept and /v1 accepts."""
+    body = json.dumps({"inputs": [text_input(["good"])]})
+    for raw in (b"\xef\xbb\xbf" + body.encode(), body.encode("utf-16")):
+        response = ner_client.post("/v2/models/sentiment/infer", data=raw)
+
+        assert response.status_code == 200, response.get_json()

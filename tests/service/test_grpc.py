@@ -184,6 +184,20 @@ def test_an_unknown_model_is_not_found(ner_grpc) -> None:
         ner_grpc.is_model_ready("nope")
 
 
+@pytest.mark.parametrize("letter", ["x", "\u00e9", "\U0001f600"])
+def test_an_error_echoing_a_long_name_keeps_its_status(ner_address: str, letter: str) -> None:
+    """The message names the model asked for; cut, it still fits the client's trailer limit,
+    so the client sees NOT_FOUND, as the server counts it, not RESOURCE_EXHAUSTED."""
+    name = letter * (12_000 // len(letter.encode()))  # 12 KB: within the test MAX_BODY_BYTES
+    request = messages.METHODS["ModelMetadata"][0](name=name)
+
+    error = rpc_error(ner_address, request, method="ModelMetadata")
+
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert error.details().startswith(f"unknown model '{letter * 10}")
+    assert error.details().endswith("...")
+
+
 def test_a_model_that_failed_to_load_is_not_ready(app_factory, own_model_dir: Path) -> None:
     (own_model_dir / "broken").mkdir()
     (own_model_dir / "broken" / "manifest.json").write_text("{}", "utf-8")
