@@ -21,6 +21,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from service.predictors.budget import RequestTooLarge
 from service.runtime.batcher import DeadlineExceeded, QueueFull
 from service.schemas import ErrorBody, ErrorResponse
 
@@ -88,6 +89,17 @@ class PayloadTooLarge(ApiError):
 
     status = 413
     code = "payload_too_large"
+
+
+class TooManyTokens(ApiError):
+    """The request would make its model process more than ``MAX_REQUEST_TOKENS`` tokens."""
+
+    status = 413
+    code = "too_many_tokens"
+
+    @classmethod
+    def from_request_too_large(cls, exc: RequestTooLarge) -> TooManyTokens:
+        return cls(str(exc), details={"tokens": exc.tokens, "max_request_tokens": exc.limit})
 
 
 class UnsupportedMediaType(ApiError):
@@ -243,6 +255,8 @@ def as_api_error(exc: Exception, where: str | None = None) -> ApiError:
         error = Overloaded.from_queue_full(exc)
     elif isinstance(exc, DeadlineExceeded):
         error = Timeout.from_deadline(exc)
+    elif isinstance(exc, RequestTooLarge):
+        error = TooManyTokens.from_request_too_large(exc)
     elif isinstance(exc, HTTPException):
         error = _from_http_exception(exc)
     else:

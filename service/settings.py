@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024, description="Largest request body, in bytes."
     )
+    max_request_tokens: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most tokens one inference request may make a model process, counted "
+        "before it runs (413 above): the words of its texts for NER, and for sentiment after "
+        "each text is cut at the model's max_tokens; for translation, per text, source "
+        "subwords plus most target subwords, times beam_size, plus source times most target "
+        "subwords when attention is asked for.",
+    )
     log_level: LogLevel = Field(default="INFO", description="Level of the service's own logs.")
     log_format: LogFormat = Field(
         default="json",
@@ -166,7 +175,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="A request waiting longer than this for its model's batcher gets 504 "
-        "(keep it below GUNICORN_TIMEOUT); counted from when a worker thread takes the request.",
+        "(keep it below GUNICORN_TIMEOUT); counted from when its texts, read and encoded, are "
+        "queued for the model.",
     )
 
     grpc_port: int | None = Field(

@@ -28,6 +28,7 @@ class Predictor(Protocol):
     task: str
     scheduler: RowScheduler
     min_batch_fill: float  # the batching policy's default min_fill for this model's rows
+    max_request_tokens: int | None  # see service.predictors.budget; None: no limit
 
     def run_rows(self, rows: Sequence[Any]) -> Sequence[Any]:
         """Run the graph(s) on one batch of encoded rows; one output per row, in order."""

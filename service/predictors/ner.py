@@ -49,6 +49,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from service.predictors.budget import check_request_tokens
 from service.predictors.viterbi import (
     CrfParameters,
     CrfPosterior,
@@ -178,6 +179,7 @@ class NerPredictor:
     task = "ner"
     # A padded step costs as much as a real one: see service.runtime.batcher.
     min_batch_fill = 0.8
+    max_request_tokens: int | None = None  # the registry sets MAX_REQUEST_TOKENS
 
     def __init__(
         self,
@@ -258,6 +260,8 @@ class NerPredictor:
     def _predict(
         self, texts: Sequence[str], tokens: Sequence[Sequence[Token]], split_sentences: bool
     ) -> list[NerPrediction]:
+        words = sum(len(row_tokens) for row_tokens in tokens)
+        check_request_tokens(self.task, words, self.max_request_tokens, "words")
         sentences = [
             (row, windows)
             for row, row_tokens in enumerate(tokens)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from service.predictors.budget import check_request_tokens
 from service.runtime.batcher import InlineBatches, RowScheduler
 from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
@@ -51,6 +52,7 @@ class SentimentPredictor:
     task = "sentiment"
     # A padded step costs as much as a real one: see service.runtime.batcher.
     min_batch_fill = 0.8
+    max_request_tokens: int | None = None  # the registry sets MAX_REQUEST_TOKENS
 
     def __init__(
         self,
@@ -88,6 +90,9 @@ class SentimentPredictor:
     def predict_batch(self, texts: Sequence[str]) -> list[SentimentPrediction]:
         """Classify ``texts``; results come back in the same order."""
         encoded = [self.encoder.encode(text) for text in texts]
+        tokens = sum(len(e.ids) for e in encoded)
+        counted = "words, each text cut at the model's max_tokens"
+        check_request_tokens(self.task, tokens, self.max_request_tokens, counted)
         probabilities = self.scheduler.submit([e.ids for e in encoded])
         return [self._prediction(p, e) for p, e in zip(probabilities, encoded, strict=True)]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from service.predictors.budget import check_request_tokens
 from service.predictors.decoding import (
     Hypothesis,
     State,
@@ -97,6 +98,7 @@ class Translator:
     task = "translation"
     # The search drops finished sentences from the batch, so mixed lengths cost little.
     min_batch_fill = 0.0
+    max_request_tokens: int | None = None  # the registry sets MAX_REQUEST_TOKENS
 
     def __init__(
         self,
@@ -155,6 +157,7 @@ class Translator:
         included) on top of the model's ``a * src_len + b`` limit.
         """
         rows = [self.make_row(text, beam_size, max_length) for text in texts]
+        self._check_request_tokens(rows, return_attention)
         truncated = [
             len(self.source.encode(text)) + 1 > len(row)
             for text, row in zip(texts, rows, strict=True)
@@ -164,6 +167,16 @@ class Translator:
             self._prediction(row, hyp, cut, return_attention)
             for row, hyp, cut in zip(rows, hypotheses, truncated, strict=True)
         ]
+
+    def _check_request_tokens(self, rows: Sequence[TranslationRow], attention: bool) -> None:
+        """Every beam reads its source and may write up to ``max_length`` subwords; the
+        attention weights returned are one per source and target subword."""
+        tokens = sum(row.beam_size * (len(row.ids) + row.max_length) for row in rows)
+        counted = "source subwords and most target subwords, times beam_size"
+        if attention:
+            tokens += sum(len(row.ids) * row.max_length for row in rows)
+            counted += ", plus the attention weights asked for"
+        check_request_tokens(self.task, tokens, self.max_request_tokens, counted)
 
     def make_row(
         self, text: str, beam_size: int | None = None, max_length: int | None = None

@@ -137,7 +137,7 @@ class ModelRegistry:
 
     def _load_scheduled(self, name: str, folder: Path, config: SessionConfig) -> LoadedModel:
         """:func:`load_model` at the configured precision, then give the predictor its
-        batcher."""
+        batcher and its token budget."""
         precision = self.settings.model_precision if self.settings else "fp32"
         model = load_model(name, folder, config, precision)
         min_fill = model.predictor.min_batch_fill
@@ -149,6 +149,8 @@ class ModelRegistry:
         model.predictor.scheduler = make_scheduler(
             name, model.predictor.run_rows, policy, self.observer
         )
+        if self.settings:
+            model.predictor.max_request_tokens = self.settings.max_request_tokens
         return model
 
     @property
