@@ -89,11 +89,14 @@ def floor_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
 
 def naive_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
     """The tutorial baseline: gunicorn's default (sync) workers, ``workers`` of them (as many
-    as the service has)."""
+    as the service has). ``-c /dev/null``: started in the repository, gunicorn would otherwise
+    read the service's gunicorn.conf.py (its threads, hooks and logging) by itself."""
     command = [
         sys.executable,
         "-m",
         "gunicorn",
+        "-c",
+        "/dev/null",
         "-w",
         str(workers),
         "-b",

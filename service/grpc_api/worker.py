@@ -66,9 +66,10 @@ def forget_worker(pid: int, environ: Mapping[str, str] = os.environ) -> None:
 def start_in_worker(worker: Any) -> None:
     """gunicorn's ``post_worker_init``: serve gRPC from this worker when GRPC_PORT is set, on
     the host of gunicorn's (first TCP) bind address, unless the worker was told to stop while it
-    loaded its models."""
-    settings = worker.wsgi.extensions[SETTINGS_KEY]
-    if settings.grpc_port is None or not worker.alive:
+    loaded its models. Another WSGI app served under gunicorn.conf.py (the benchmarks' floor
+    server) has no models to serve."""
+    settings = getattr(worker.wsgi, "extensions", {}).get(SETTINGS_KEY)
+    if settings is None or settings.grpc_port is None or not worker.alive:
         return
     from service.grpc_api.server import start
 

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 from flask import Flask, jsonify, request
 
-from benchmarks import inprocess, loadgen, padding, pyspy, report
+from benchmarks import inprocess, loadgen, padding, pyspy, report, servers
 from benchmarks.__main__ import main
 from benchmarks.common import MODES, percentile
 from benchmarks.models import TranslationBench, available_models
 from benchmarks.serving import (
     FLOOR,
     NAIVE,
+    SERVERS,
     SERVICE_BATCHING,
     SERVICE_NO_BATCHING,
     install_sizes,
@@ -488,3 +489,22 @@ def test_a_level_over_repeats_is_medians_with_totals_of_requests_and_errors() ->
     assert (merged["requests"], merged["errors"], merged["repeats"]) == (60, 1, 3)
     assert merged["concurrency"] == 8 and isinstance(merged["concurrency"], int)
     assert merged["error_samples"] == ["503"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "worker"), [(FLOOR, "gthread"), (NAIVE, "sync")])
+def test_the_baseline_servers_start_as_the_report_describes_them(
+    tmp_path: Path, name: str, worker: str
+) -> None:
+    """The floor under the service's gunicorn.conf.py (whose hooks meet an app that is not the
+    service), and the naive baseline with gunicorn's defaults (sync workers), as the page
+    says, not the service's gunicorn.conf.py, which gunicorn reads from the repository by
+    itself."""
+    make_command, env = SERVERS[name]
+    port = servers.free_port()
+    command, command_env = make_command(port, 1)
+
+    with servers.running(name, command, command_env | env, port, tmp_path, workers=1) as server:
+        assert len(server.workers) == 1
+
+    assert f"Using worker: {worker}" in server.log.read_text()
