@@ -33,12 +33,14 @@ _DESCRIPTION = (
 
 # What each error status means on the endpoints that can answer it.
 ERROR_STATUSES: dict[int, str] = {
-    400: "the body is not a JSON object (or not valid gzip/deflate data)",
+    400: "the body is not a JSON object (or not valid gzip/deflate data, or a malformed chunked "
+    "body)",
     401: "API_KEYS is set and no valid `Authorization: Bearer <key>` was sent",
     403: "the key is valid but not an admin key (ADMIN_API_KEYS)",
     404: "no such model (none of this task is served)",
     409: "the model's folder does not load; the loaded model keeps serving",
-    413: "the body is larger than MAX_BODY_BYTES (as sent, or decompressed)",
+    413: "the body is larger than MAX_BODY_BYTES (as sent, or decompressed), or its texts hold "
+    "more tokens than MAX_REQUEST_TOKENS (code too_many_tokens)",
     415: "the body's Content-Encoding is neither gzip nor deflate",
     422: "the body does not match the request schema",
     500: "an unexpected failure (details in the server log)",

@@ -101,13 +101,14 @@ class Settings(BaseSettings):
         default=2 * 1024 * 1024, ge=1024, description="Largest request body, in bytes."
     )
     max_request_tokens: int = Field(
-        default=100_000,
+        default=200_000,
         ge=1,
         description="Most tokens one inference request may make a model process, counted "
         "before it runs (413 above): the words of its texts for NER, and for sentiment after "
         "each text is cut at the model's max_tokens; for translation, per text, source "
         "subwords plus most target subwords, times beam_size, plus source times most target "
-        "subwords when attention is asked for.",
+        "subwords when attention is asked for. Counting stops at the first text that passes "
+        "the limit.",
     )
     log_level: LogLevel = Field(default="INFO", description="Level of the service's own logs.")
     log_format: LogFormat = Field(

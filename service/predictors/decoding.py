@@ -131,7 +131,9 @@ def _top_candidates(
 
     Each row has at least ``n`` tokens at or above its floor (see ``SAMPLE_STRIDE``), so a
     sentence's ``n`` best extensions all score at least as much as its best beam's score plus
-    that beam's floor: only tokens above both bounds are sorted.
+    that beam's floor: only tokens above both bounds are sorted. That is exact for a search's
+    scores, sums of log-probabilities; a score so large (about 1e8) that adding it merges
+    float32 values just below and at a floor, or a NaN, could cost a tie or a candidate.
     """
     sentences, k = scores.shape
     vocab = log_probs.shape[1]

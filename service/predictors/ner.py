@@ -49,7 +49,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from service.predictors.budget import check_request_tokens
+from service.predictors.budget import check_request_tokens, encode_within_budget
 from service.predictors.viterbi import (
     CrfParameters,
     CrfPosterior,
@@ -241,11 +241,14 @@ class NerPredictor:
 
     def predict_texts(self, texts: Sequence[str]) -> list[NerPrediction]:
         """Tokenize, split and tag raw texts; offsets point into each text."""
-        tokens = [tokenize(text) for text in texts]
+        limit = self.max_request_tokens
+        tokens = encode_within_budget(self.task, texts, tokenize, len, limit, "words")
         return self._predict(texts, tokens, self.preprocessing.split_sentences)
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[NerPrediction]:
         """Tag pre-tokenized sentences; offsets point into ``" ".join(tokens)``."""
+        count = sum(len(words) for words in sentences)
+        check_request_tokens(self.task, count, self.max_request_tokens, "words")
         texts, token_lists = [], []
         for words in sentences:
             if any(not w for w in words):
@@ -260,8 +263,6 @@ class NerPredictor:
     def _predict(
         self, texts: Sequence[str], tokens: Sequence[Sequence[Token]], split_sentences: bool
     ) -> list[NerPrediction]:
-        words = sum(len(row_tokens) for row_tokens in tokens)
-        check_request_tokens(self.task, words, self.max_request_tokens, "words")
         sentences = [
             (row, windows)
             for row, row_tokens in enumerate(tokens)

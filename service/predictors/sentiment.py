@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from service.predictors.budget import check_request_tokens
+from service.predictors.budget import encode_within_budget
 from service.runtime.batcher import InlineBatches, RowScheduler
 from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
@@ -89,10 +89,14 @@ class SentimentPredictor:
 
     def predict_batch(self, texts: Sequence[str]) -> list[SentimentPrediction]:
         """Classify ``texts``; results come back in the same order."""
-        encoded = [self.encoder.encode(text) for text in texts]
-        tokens = sum(len(e.ids) for e in encoded)
-        counted = "words, each text cut at the model's max_tokens"
-        check_request_tokens(self.task, tokens, self.max_request_tokens, counted)
+        encoded = encode_within_budget(
+            self.task,
+            texts,
+            self.encoder.encode,
+            lambda e: len(e.ids),
+            self.max_request_tokens,
+            "words, each text cut at the model's max_tokens",
+        )
         probabilities = self.scheduler.submit([e.ids for e in encoded])
         return [self._prediction(p, e) for p, e in zip(probabilities, encoded, strict=True)]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from service.predictors.budget import check_request_tokens
+from service.predictors.budget import encode_within_budget
 from service.predictors.decoding import (
     Hypothesis,
     State,
@@ -156,8 +156,17 @@ class Translator:
         ``beam_size`` 1 is greedy decoding; ``max_length`` caps the target subwords (eos
         included) on top of the model's ``a * src_len + b`` limit.
         """
-        rows = [self.make_row(text, beam_size, max_length) for text in texts]
-        self._check_request_tokens(rows, return_attention)
+        counted = "source subwords and most target subwords, times beam_size"
+        if return_attention:
+            counted += ", plus the attention weights asked for"
+        rows = encode_within_budget(
+            self.task,
+            texts,
+            lambda text: self.make_row(text, beam_size, max_length),
+            lambda row: _tokens(row, return_attention),
+            self.max_request_tokens,
+            counted,
+        )
         truncated = [
             len(self.source.encode(text)) + 1 > len(row)
             for text, row in zip(texts, rows, strict=True)
@@ -167,16 +176,6 @@ class Translator:
             self._prediction(row, hyp, cut, return_attention)
             for row, hyp, cut in zip(rows, hypotheses, truncated, strict=True)
         ]
-
-    def _check_request_tokens(self, rows: Sequence[TranslationRow], attention: bool) -> None:
-        """Every beam reads its source and may write up to ``max_length`` subwords; the
-        attention weights returned are one per source and target subword."""
-        tokens = sum(row.beam_size * (len(row.ids) + row.max_length) for row in rows)
-        counted = "source subwords and most target subwords, times beam_size"
-        if attention:
-            tokens += sum(len(row.ids) * row.max_length for row in rows)
-            counted += ", plus the attention weights asked for"
-        check_request_tokens(self.task, tokens, self.max_request_tokens, counted)
 
     def make_row(
         self, text: str, beam_size: int | None = None, max_length: int | None = None
@@ -261,6 +260,14 @@ class Translator:
             truncated=truncated,
             attention=attention,
         )
+
+
+def _tokens(row: TranslationRow, attention: bool) -> int:
+    """What a text costs against MAX_REQUEST_TOKENS: every beam reads the source and may
+    write up to ``max_length`` subwords; the attention returned has a weight per source and
+    target subword."""
+    tokens = row.beam_size * (len(row.ids) + row.max_length)
+    return tokens + len(row.ids) * row.max_length if attention else tokens
 
 
 def _require_names(folder: Path, graph: str, session: OnnxSession, inputs: Sequence[str]) -> None:

@@ -583,7 +583,7 @@ def test_tritonclient_sees_bad_translation_parameters_as_exceptions(translation_
     ("body", "message"),
     [
         (b"[1]", 'must be a JSON object such as {"inputs": [...]}, got an array'),
-        (b'{"inputs": [1e999999999999999999999999]', "not valid JSON"),
+        (b'{"inputs": [', "request body is not valid JSON: Expecting value"),
         (b'{"id": ' + b"9" * 5000 + b"}", "a number of more than 4300 digits"),
     ],
 )

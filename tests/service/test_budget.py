@@ -15,6 +15,7 @@ from service.grpc_api.server import start
 from tests.service.test_grpc import infer_request, rpc_error
 
 ENDPOINTS = {"sentiment": "/v1/sentiment", "ner": "/v1/ner", "translation": "/v1/translate"}
+TEXTS = ["a man walks .", "two dogs run in the snow ."]
 
 
 def inference_count(app: Flask, model: str) -> int:
@@ -27,28 +28,33 @@ def post(app: Flask, model: str, body: dict[str, Any]) -> tuple[int, dict[str, A
     return response.status_code, response.get_json()
 
 
-def counted(app: Flask, model: str, body: dict[str, Any]) -> int:
-    """The tokens the service counts for ``body`` (it refuses it under a budget of one)."""
-    status, answer = post(app, model, body)
-    assert status == 413, answer
-    return answer["error"]["details"]["tokens"]
+def translation_tokens(app: Flask, body: dict[str, Any]) -> int:
+    """Every beam reads the source and may write up to the text's most target subwords; the
+    attention has a weight per source and target subword."""
+    translator = app.extensions["service.registry"].models["translation"].predictor
+    rows = [translator.make_row(text, body.get("beam_size")) for text in body["texts"]]
+    tokens = sum(row.beam_size * (len(row.ids) + row.max_length) for row in rows)
+    attention = sum(len(row.ids) * row.max_length for row in rows)
+    return tokens + attention if body.get("return_attention") else tokens
 
 
 @pytest.mark.parametrize(
-    ("model", "body"),
+    ("model", "body", "tokens"),
     [
-        ("sentiment", {"texts": ["good movie", "a bad , bad film"]}),
-        ("ner", {"texts": ["John lives in Paris .", "Mary works for Acme ."]}),
-        ("ner", {"tokens": [["John", "lives", "in", "Paris"], ["Mary"]]}),
-        ("translation", {"texts": ["a man walks .", "two dogs run in the snow ."]}),
-        ("translation", {"texts": ["a man walks ."], "beam_size": 3, "return_attention": True}),
+        ("sentiment", {"texts": ["good movie", "a bad , bad film"]}, 7),  # words
+        ("ner", {"texts": ["John lives in Paris .", "Mary works ."]}, 8),
+        ("ner", {"tokens": [["John", "lives", "in", "Paris"], ["Mary"]]}, 5),
+        ("translation", {"texts": TEXTS, "beam_size": 1}, None),
+        ("translation", {"texts": TEXTS, "beam_size": 4}, None),
+        ("translation", {"texts": TEXTS, "beam_size": 3, "return_attention": True}, None),
     ],
 )
 def test_a_request_over_the_budget_is_refused_before_any_graph_runs(
-    app_factory, tiny_ner_model_dir: Path, tiny_translation_model_dir: Path, model, body
+    app_factory, tiny_ner_model_dir: Path, tiny_translation_model_dir: Path, model, body, tokens
 ) -> None:
     folder = tiny_translation_model_dir if model == "translation" else tiny_ner_model_dir
-    tokens = counted(app_factory(folder, max_request_tokens=1), model, body)
+    if tokens is None:
+        tokens = translation_tokens(app_factory(folder), body)
     over = app_factory(folder, max_request_tokens=tokens - 1)
     before = inference_count(over, model)  # the metrics are the process's, shared by apps
 
@@ -63,39 +69,24 @@ def test_a_request_over_the_budget_is_refused_before_any_graph_runs(
     assert post(app_factory(folder, max_request_tokens=tokens), model, body)[0] == 200
 
 
-def test_sentiment_and_ner_count_words(app_factory, tiny_ner_model_dir: Path) -> None:
-    app = app_factory(tiny_ner_model_dir, max_request_tokens=1)
-
-    assert counted(app, "sentiment", {"texts": ["good movie", "a bad , bad film"]}) == 7
-    assert counted(app, "ner", {"texts": ["John lives in Paris .", "Mary works ."]}) == 8
-    assert counted(app, "ner", {"tokens": [["John", "lives", "in", "Paris"], ["Mary"]]}) == 5
-
-
-def test_translation_counts_every_beam_and_the_attention_asked_for(
-    app_factory, tiny_translation_model_dir: Path
+def test_counting_stops_at_the_first_text_past_the_limit(
+    app_factory, tiny_ner_model_dir: Path
 ) -> None:
-    """Each beam reads the source and may write up to the text's most target subwords; the
-    attention has a weight per source and target subword."""
-    app = app_factory(tiny_translation_model_dir, max_request_tokens=1)
-    translator = app.extensions["service.registry"].models["translation"].predictor
-    texts = ["a man walks .", "two dogs run in the snow ."]
-    rows = [translator.make_row(text) for text in texts]
-    greedy = sum(len(row.ids) + row.max_length for row in rows)
-    attention = sum(len(row.ids) * row.max_length for row in rows)
+    app = app_factory(tiny_ner_model_dir, max_request_tokens=12)
 
-    assert counted(app, "translation", {"texts": texts, "beam_size": 1}) == greedy
-    assert counted(app, "translation", {"texts": texts, "beam_size": 4}) == 4 * greedy
-    with_attention = {"texts": texts, "beam_size": 4, "return_attention": True}
-    assert counted(app, "translation", with_attention) == 4 * greedy + attention
+    status, answer = post(app, "ner", {"texts": ["a b c d e"] * 50})
+
+    assert status == 413
+    assert answer["error"]["details"]["tokens"] == 15  # 3 of the 50 texts counted
+    assert "holds at least 15 tokens for the ner model" in answer["error"]["message"]
 
 
 def test_the_limit_holds_over_v2_and_grpc(app_factory, tiny_model_dir: Path) -> None:
     app = app_factory(tiny_model_dir, max_request_tokens=3)
     before = inference_count(app, "sentiment")
     text = {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["good movie", "so bad"]}
-    body = {"inputs": [text]}
 
-    response = app.test_client().post("/v2/models/sentiment/infer", json=body)
+    response = app.test_client().post("/v2/models/sentiment/infer", json={"inputs": [text]})
     assert response.status_code == 413
     assert "holds 4 tokens for the sentiment model" in response.get_json()["error"]
 
