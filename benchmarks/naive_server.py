@@ -1,8 +1,10 @@
 """The baseline a tutorial user would write: Flask + the PyTorch checkpoint in eager mode.
 
-One forward pass per request, no batching across requests, torch's default threads. Run it
-with gunicorn like the service (``gunicorn -w N benchmarks.naive_server:app``); every worker
-loads the checkpoint at import. It answers ``POST /v1/sentiment`` with ``{"texts": [...]}``.
+One forward pass per request, no batching across requests; torch's default threads unless
+NAIVE_TORCH_THREADS sets them (the benchmarks set as many as the service's ONNX Runtime threads
+per worker). Run it with gunicorn like the service (``gunicorn -w N
+benchmarks.naive_server:app``); every worker loads the checkpoint at import. It answers
+``POST /v1/sentiment`` with ``{"texts": [...]}``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ CHECKPOINT = Path(
     os.environ.get("NAIVE_CHECKPOINT", ROOT / "training/checkpoints/sentiment/best.pt")
 )
 
+if os.environ.get("NAIVE_TORCH_THREADS"):
+    torch.set_num_threads(int(os.environ["NAIVE_TORCH_THREADS"]))
 model, state = load_checkpoint(CHECKPOINT)
 model.eval()
 config = json.loads((ROOT / "exported_models/sentiment/manifest.json").read_text())

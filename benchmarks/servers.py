@@ -40,6 +40,7 @@ class ServiceSettings:
     workers: int
     threads: int  # request threads per worker (gthread)
     source: str  # where the worker count comes from, in words
+    intra_op_threads: int = 1  # ONNX Runtime threads per worker (ORT_INTRA_OP_THREADS)
 
 
 def service_settings(
@@ -60,6 +61,7 @@ def service_settings(
         os.environ.clear()
         os.environ.update(env)
         settings = runpy.run_path(str(GUNICORN_CONF), init_globals=init)
+        intra_op_threads = int(os.environ["ORT_INTRA_OP_THREADS"])
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -70,7 +72,9 @@ def service_settings(
         else "gunicorn.conf.py's default: one per usable core, CPU affinity and cgroup CPU "
         "quota counted, at most 4"
     )
-    return ServiceSettings(int(settings["workers"]), int(settings["threads"]), source)
+    return ServiceSettings(
+        int(settings["workers"]), int(settings["threads"]), source, intra_op_threads
+    )
 
 
 def service_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
@@ -87,10 +91,18 @@ def floor_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
     }
 
 
+# torch threads per naive worker: as many as the service's ONNX Runtime threads per worker, as
+# in-process comparisons pin both to one count. With torch's default (every core in every
+# worker) two sync workers running at once oversubscribe the cores, and the baseline collapses
+# under concurrency to a tenth of its one-client throughput, which no user would keep.
+NAIVE_TORCH_THREADS = "NAIVE_TORCH_THREADS"
+
+
 def naive_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
     """The tutorial baseline: gunicorn's default (sync) workers, ``workers`` of them (as many
     as the service has). ``-c /dev/null``: started in the repository, gunicorn would otherwise
-    read the service's gunicorn.conf.py (its threads, hooks and logging) by itself."""
+    read the service's gunicorn.conf.py (its threads, hooks and logging) by itself. Its torch
+    threads are set apart (:data:`NAIVE_TORCH_THREADS`)."""
     command = [
         sys.executable,
         "-m",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from benchmarks.report.cells import fmt, model_label
+from benchmarks.servers import NAIVE_TORCH_THREADS
 from benchmarks.serving import FLOOR, NAIVE
 from training.quantize import Criteria, QuantizationReport, judge
 
@@ -26,10 +27,17 @@ def worker_counts(http: dict) -> str:
         if threads
         else ""
     )
+    naive_threads = servers.get(NAIVE, {}).get("env", {}).get(NAIVE_TORCH_THREADS)
+    torch_threads = (
+        f" with {naive_threads} torch thread{'s' if naive_threads != '1' else ''} each (as many "
+        "as the service's ONNX Runtime threads per worker)"
+        if naive_threads
+        else ""
+    )
     return (
         f"every server ran {http['workers']} worker process"
         f"{'es' if http['workers'] != 1 else ''} ({http['workers_source']}){each}, "
-        "one request at a time each for the naive one (sync workers); "
+        f"one request at a time each for the naive one (sync workers){torch_threads}; "
     )
 
 
