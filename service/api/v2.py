@@ -32,10 +32,12 @@ from service.api.v2_binary import (
     take_binary_parts,
 )
 from service.api.v2_protocol import (
+    MODEL_CONFIGURATION,
     SERVER_NAME,
     check_input_names,
     check_requested_output,
     check_text_tensor,
+    configure_model,
     describe_model,
     find_model,
     no_version,
@@ -60,11 +62,12 @@ from service.metrics import tag_model
 from service.runtime.registry import LoadedModel, ModelRegistry
 from service.schemas import TextLimits
 
-EXTENSIONS = ["binary_tensor_data", STATISTICS]
+EXTENSIONS = ["binary_tensor_data", MODEL_CONFIGURATION, STATISTICS]
 
 
 def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
-    """Server and model metadata, model readiness and inference, the V2 way."""
+    """Server and model metadata, model readiness and configuration, statistics and inference,
+    the V2 way."""
     blueprint = Blueprint("v2", __name__, url_prefix=V2_PREFIX)
 
     @blueprint.get("")
@@ -78,6 +81,12 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
     def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
         model, adapter = _find(registry, name, version)
         return describe_model(model, adapter).model_dump()
+
+    @blueprint.get("/models/<name>/config")
+    @blueprint.get("/models/<name>/versions/<version>/config")
+    def model_config(name: str, version: str | None = None) -> dict[str, Any]:
+        model, adapter = _find(registry, name, version)
+        return configure_model(model, adapter).model_dump()
 
     @blueprint.get("/models/<name>/ready")
     @blueprint.get("/models/<name>/versions/<version>/ready")

@@ -12,7 +12,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.api.v2_schemas import ModelMetadata, TensorMetadata
+from service.api.v2_schemas import (
+    ConfigParameter,
+    ConfigTensor,
+    ModelConfig,
+    ModelMetadata,
+    TensorMetadata,
+)
 from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, TaskAdapter
 from service.errors import BadRequest, NotFound, NotReady, ValidationFailed
 from service.runtime.registry import LoadedModel, ModelRegistry
@@ -20,6 +26,8 @@ from service.schemas import TextBatch, TextLimits
 
 SERVER_NAME = "rnn-inference-service"
 PLATFORM = "onnxruntime_onnx"
+BACKEND = "onnxruntime"
+MODEL_CONFIGURATION = "model_configuration"  # the extension's name in the server metadata
 CLASSIFICATION = "classification"  # an output parameter of an extension not served here
 
 
@@ -64,6 +72,35 @@ def describe_model(model: LoadedModel, adapter: TaskAdapter) -> ModelMetadata:
             "precision": model.precision,
         },
     )
+
+
+def configure_model(model: LoadedModel, adapter: TaskAdapter) -> ModelConfig:
+    """What ``GET /v2/models/{name}/config`` (and gRPC's ModelConfig) says of ``model``, in
+    the terms of Triton's model configuration: the metadata's tensors with Triton's data type
+    names, and ``max_batch_size`` 0, since a request's ``text`` tensor is the whole batch (the
+    service batches its rows with other requests' by itself). Version, task, precision and
+    labels go in ``parameters``, which Triton's configuration holds as strings."""
+    described = describe_model(model, adapter)
+    settings = {
+        "version": model.manifest.version,
+        "task": model.manifest.task,
+        "precision": model.precision,
+    } | ({"labels": ",".join(model.manifest.labels)} if model.manifest.labels else {})
+    return ModelConfig(
+        name=model.name,
+        platform=PLATFORM,
+        backend=BACKEND,
+        max_batch_size=0,
+        input=[_config_tensor(t) for t in described.inputs],
+        output=[_config_tensor(t) for t in described.outputs],
+        parameters={k: ConfigParameter(string_value=v) for k, v in settings.items()},
+    )
+
+
+def _config_tensor(tensor: TensorMetadata) -> ConfigTensor:
+    # The protocol's BYTES is Triton's TYPE_STRING; the other names only gain the prefix.
+    data_type = "STRING" if tensor.datatype == "BYTES" else tensor.datatype
+    return ConfigTensor(name=tensor.name, data_type=f"TYPE_{data_type}", dims=tensor.shape)
 
 
 def check_input_names(names: Sequence[str]) -> None:

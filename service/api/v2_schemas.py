@@ -45,6 +45,32 @@ class ModelMetadata(BaseModel):
     )
 
 
+class ConfigTensor(BaseModel):
+    """An input or output in Triton's model configuration: ``TYPE_*`` data type, full shape
+    (-1 for a dynamic axis; the configuration has no batch dimension: ``max_batch_size`` 0)."""
+
+    name: str
+    data_type: str
+    dims: list[int]
+
+
+class ConfigParameter(BaseModel):
+    string_value: str
+
+
+class ModelConfig(BaseModel):
+    """Body of ``GET /v2/models/{name}/config``: the fields of Triton's ``ModelConfig`` that
+    describe a model served here (the model configuration extension)."""
+
+    name: str
+    platform: str
+    backend: str
+    max_batch_size: int
+    input: list[ConfigTensor]
+    output: list[ConfigTensor]
+    parameters: dict[str, ConfigParameter]
+
+
 class ModelReady(BaseModel):
     """Body of ``GET /v2/models/{name}/ready``."""
 

@@ -45,6 +45,7 @@ ModelMetadataResponse = message_class("ModelMetadataResponse")
 ModelInferRequest = message_class("ModelInferRequest")
 ModelInferResponse = message_class("ModelInferResponse")
 ModelStatisticsResponse = message_class("ModelStatisticsResponse")
+ModelConfigResponse = message_class("ModelConfigResponse")
 
 # Each method of the service: its request and response classes.
 METHODS: dict[str, tuple[type[Message], type[Message]]] = {

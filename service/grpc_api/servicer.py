@@ -29,10 +29,12 @@ from google.protobuf.message import DecodeError, Message
 
 from service.api.v2_binary import decode_bytes_elements, encode_tensor
 from service.api.v2_protocol import (
+    MODEL_CONFIGURATION,
     SERVER_NAME,
     check_input_names,
     check_requested_output,
     check_text_tensor,
+    configure_model,
     describe_model,
     find_model,
     server_version,
@@ -105,6 +107,7 @@ class InferenceServicer:
             "ModelMetadata": self.model_metadata,
             "ModelInfer": self.model_infer,
             "ModelStatistics": self.model_statistics,
+            "ModelConfig": self.model_config,
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -195,7 +198,9 @@ class InferenceServicer:
 
     def server_metadata(self, request: Any, call: _Call) -> Message:
         return messages.ServerMetadataResponse(
-            name=SERVER_NAME, version=server_version(), extensions=[STATISTICS]
+            name=SERVER_NAME,
+            version=server_version(),
+            extensions=[MODEL_CONFIGURATION, STATISTICS],
         )
 
     def model_metadata(self, request: Any, call: _Call) -> Message:
@@ -217,6 +222,11 @@ class InferenceServicer:
             models = served_models(self.registry)
         answer = ModelStatisticsResponse(model_stats=model_statistics(models))
         return json_format.ParseDict(answer.model_dump(), messages.ModelStatisticsResponse())
+
+    def model_config(self, request: Any, call: _Call) -> Message:
+        model, adapter = self._find(request.name, request.version, call)
+        config = configure_model(model, adapter).model_dump()
+        return json_format.ParseDict({"config": config}, messages.ModelConfigResponse())
 
     def model_infer(self, request: Any, call: _Call) -> Message:
         model, adapter = self._find(request.model_name, request.model_version, call)

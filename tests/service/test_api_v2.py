@@ -49,8 +49,50 @@ def test_server_metadata(ner_client: FlaskClient) -> None:
     body = ner_client.get("/v2").get_json()
 
     assert body["name"] == "rnn-inference-service"
-    assert body["extensions"] == ["binary_tensor_data", "statistics"]
+    assert body["extensions"] == ["binary_tensor_data", "model_configuration", "statistics"]
     assert body["version"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models/sentiment/config", f"/v2/models/sentiment/versions/{VERSION}/config"]
+)
+def test_the_model_configuration_is_the_metadata_in_tritons_terms(ner_client, path) -> None:
+    """Triton's data type names, the metadata's shapes as whole (max_batch_size 0: the text
+    tensor is the batch), and what Triton's configuration has no field for as parameters."""
+    metadata = ner_client.get("/v2/models/sentiment").get_json()
+
+    config = ner_client.get(path).get_json()
+
+    assert config == {
+        "name": "sentiment",
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": 0,
+        "input": [{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}],
+        "output": [
+            {"name": "label", "data_type": "TYPE_STRING", "dims": [-1]},
+            {"name": "score", "data_type": "TYPE_FP32", "dims": [-1]},
+            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [-1, 2]},
+        ],
+        "parameters": {
+            "version": {"string_value": VERSION},
+            "task": {"string_value": "sentiment"},
+            "precision": {"string_value": "fp32"},
+            "labels": {"string_value": "negative,positive"},
+        },
+    }
+    assert [o["name"] for o in config["output"]] == [o["name"] for o in metadata["outputs"]]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/v2/models/nope/config", 404), ("/v2/models/sentiment/versions/9/config", 404)],
+)
+def test_the_configuration_of_a_model_not_served_is_a_404(ner_client, path, status) -> None:
+    response = ner_client.get(path)
+
+    assert response.status_code == status
+    assert set(response.get_json()) == {"error"}
 
 
 @pytest.mark.parametrize(
@@ -404,9 +446,12 @@ def test_tritonclient_health_and_metadata(triton_client: triton.InferenceServerC
     assert triton_client.is_model_ready("sentiment")
     assert triton_client.is_model_ready("ner", model_version=TINY_NER_VERSION)
     assert not triton_client.is_model_ready("translation")
-    assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data", "statistics"]
+    extensions = ["binary_tensor_data", "model_configuration", "statistics"]
+    assert triton_client.get_server_metadata()["extensions"] == extensions
     metadata = triton_client.get_model_metadata("sentiment")
     assert metadata["parameters"]["labels"] == ["negative", "positive"]
+    config = triton_client.get_model_config("ner", model_version=TINY_NER_VERSION)
+    assert config["input"] == [{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}]
 
 
 def test_tritonclient_sentiment_with_default_binary_data(ner_client, triton_client) -> None:

@@ -144,7 +144,8 @@ def test_health_and_server_metadata(ner_grpc) -> None:
     metadata = ner_grpc.get_server_metadata()
     assert metadata.name == "rnn-inference-service"
     assert metadata.version
-    assert list(metadata.extensions) == ["statistics"]  # binary_tensor_data: HTTP only
+    # binary_tensor_data is an HTTP extension
+    assert list(metadata.extensions) == ["model_configuration", "statistics"]
 
 
 @pytest.mark.parametrize("model", ["sentiment", "ner"])
@@ -163,6 +164,22 @@ def test_model_metadata_is_the_http_metadata(ner_app: Flask, ner_grpc, model: st
         assert [(t.name, t.datatype, list(t.shape)) for t in ours] == [
             (t["name"], t["datatype"], t["shape"]) for t in theirs
         ]
+
+
+@pytest.mark.parametrize("model", ["sentiment", "ner"])
+def test_model_config_is_the_http_config(ner_app: Flask, ner_grpc, model: str) -> None:
+    over_http = ner_app.test_client().get(f"/v2/models/{model}/config").get_json()
+
+    config = ner_grpc.get_model_config(model, as_json=True)["config"]
+
+    def whole(tensors: list[dict]) -> list[dict]:  # int64 dims are strings in protobuf's JSON
+        return [t | {"dims": [int(d) for d in t["dims"]]} for t in tensors]
+
+    assert config.get("max_batch_size", 0) == over_http["max_batch_size"]  # 0 is not sent
+    assert whole(config["input"]) == over_http["input"]
+    assert whole(config["output"]) == over_http["output"]
+    for field in ("name", "platform", "backend", "parameters"):
+        assert config[field] == over_http[field]
 
 
 def test_a_version_that_is_not_served_is_not_found(ner_grpc) -> None:

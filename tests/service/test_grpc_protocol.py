@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor
-from tritonclient.grpc import service_pb2
+from tritonclient.grpc import model_config_pb2, service_pb2
 
 from service.grpc_api import messages
 
@@ -62,8 +62,13 @@ def _fields(ours: Descriptor, theirs: Descriptor, path: str) -> list[str]:
     "name", sorted(messages.POOL.FindFileByName("inference.proto").message_types_by_name)
 )
 def test_each_message_is_tritons_on_the_wire(name: str) -> None:
+    """Triton keeps the model configuration's messages in a file of their own, in the same
+    package."""
     ours = messages.POOL.FindMessageTypeByName(f"inference.{name}")
-    theirs = service_pb2.DESCRIPTOR.message_types_by_name[name]
+    theirs = (
+        service_pb2.DESCRIPTOR.message_types_by_name.get(name)
+        or model_config_pb2.DESCRIPTOR.message_types_by_name[name]
+    )
 
     assert _fields(ours, theirs, name) == []
 
@@ -80,3 +85,13 @@ def test_each_method_is_one_of_tritons() -> None:
             other.output_type.name,
         )
     assert sorted(messages.METHODS) == sorted(m.name for m in ours.methods)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(messages.POOL.FindFileByName("inference.proto").enum_types_by_name)
+)
+def test_each_enum_is_tritons(name: str) -> None:
+    ours = messages.POOL.FindEnumTypeByName(f"inference.{name}")
+    theirs = model_config_pb2.DESCRIPTOR.enum_types_by_name[name]
+
+    assert {v.name: v.number for v in ours.values} == {v.name: v.number for v in theirs.values}
