@@ -2,9 +2,11 @@
 
 One forward pass per request, no batching across requests; torch's default threads unless
 NAIVE_TORCH_THREADS sets them (the benchmarks set as many as the service's ONNX Runtime threads
-per worker). Run it with gunicorn like the service (``gunicorn -w N
-benchmarks.naive_server:app``); every worker loads the checkpoint at import. It answers
-``POST /v1/sentiment`` with ``{"texts": [...]}``.
+per worker). The benchmarks run it with gunicorn's defaults, as many workers as the service
+has (``NAIVE_TORCH_THREADS=1 gunicorn -c /dev/null -w 2 benchmarks.naive_server:app``: without
+``-c``, gunicorn started in the repository would read the service's gunicorn.conf.py); every
+worker loads the checkpoint at import. It answers ``POST /v1/sentiment`` with
+``{"texts": [...]}``.
 """
 
 from __future__ import annotations

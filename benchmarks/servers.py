@@ -77,32 +77,33 @@ def service_settings(
     )
 
 
-def service_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+def service_command(port: int, settings: ServiceSettings) -> tuple[list[str], dict[str, str]]:
     """The production command and settings (gunicorn.conf.py, the service's defaults), with
-    ``workers`` worker processes."""
-    return SERVICE, {"PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    ``settings.workers`` worker processes."""
+    return SERVICE, {"PORT": str(port), "WEB_CONCURRENCY": str(settings.workers)}
 
 
-def floor_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+def floor_command(port: int, settings: ServiceSettings) -> tuple[list[str], dict[str, str]]:
     """The floor (:mod:`benchmarks.floor_server`) under the service's gunicorn settings."""
     return [*SERVICE[:-1], "benchmarks.floor_server:app"], {
         "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
+        "WEB_CONCURRENCY": str(settings.workers),
     }
 
 
 # torch threads per naive worker: as many as the service's ONNX Runtime threads per worker, as
 # in-process comparisons pin both to one count. With torch's default (every core in every
-# worker) two sync workers running at once oversubscribe the cores, and the baseline collapses
-# under concurrency to a tenth of its one-client throughput, which no user would keep.
+# worker) two sync workers running at once oversubscribe the cores, and the baseline falls far
+# below its one-client throughput under concurrency (measured ad hoc, not in the report).
 NAIVE_TORCH_THREADS = "NAIVE_TORCH_THREADS"
 
 
-def naive_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
-    """The tutorial baseline: gunicorn's default (sync) workers, ``workers`` of them (as many
-    as the service has). ``-c /dev/null``: started in the repository, gunicorn would otherwise
-    read the service's gunicorn.conf.py (its threads, hooks and logging) by itself. Its torch
-    threads are set apart (:data:`NAIVE_TORCH_THREADS`)."""
+def naive_command(port: int, settings: ServiceSettings) -> tuple[list[str], dict[str, str]]:
+    """The tutorial baseline: gunicorn's default (sync) workers, as many as the service has,
+    each with as many torch threads as the service's workers have ONNX Runtime threads
+    (:data:`NAIVE_TORCH_THREADS`). ``-c /dev/null``: started in the repository, gunicorn would
+    otherwise read the service's gunicorn.conf.py (its threads, hooks and logging) by itself."""
+    workers = settings.workers
     command = [
         sys.executable,
         "-m",
@@ -117,7 +118,7 @@ def naive_command(port: int, workers: int) -> tuple[list[str], dict[str, str]]:
         "60",
         "benchmarks.naive_server:app",
     ]
-    return command, {}
+    return command, {NAIVE_TORCH_THREADS: str(settings.intra_op_threads)}
 
 
 @dataclass
@@ -163,7 +164,10 @@ def running(
 ) -> Iterator[Running]:
     """Launch, wait until ``probe`` answers 200 and all ``workers`` worker processes are up,
     yield, stop. WEB_CONCURRENCY, PORT, BATCHING and MODELS come from ``env`` only."""
-    names = {"WEB_CONCURRENCY", "PORT", "BATCHING", "MODELS"}
+    # The caller's own server settings would reach every server: GRPC_PORT would make the second
+    # one refuse to start, and a shared PROMETHEUS_MULTIPROC_DIR would mix their metrics.
+    names = {"WEB_CONCURRENCY", "PORT", "BATCHING", "MODELS", "GRPC_PORT"}
+    names |= {"PROMETHEUS_MULTIPROC_DIR", "RELOAD_SIGNAL_DIR"}
     full_env = {k: v for k, v in os.environ.items() if k not in names} | env
     full_env.setdefault("PYTHONPATH", str(REPO_ROOT))
     log = log_dir / f"{name}.log"

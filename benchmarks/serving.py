@@ -50,9 +50,7 @@ def http_section(models: Sequence[ModelBench], mode: Mode, log_dir: Path) -> dic
         running: dict[str, servers.Running] = {}
         for name, (command_of, extra_env) in SERVERS.items():
             port = servers.free_port()
-            command, env = command_of(port, settings.workers)
-            if name == NAIVE:
-                env |= {servers.NAIVE_TORCH_THREADS: str(settings.intra_op_threads)}
+            command, env = command_of(port, settings)
             server = stack.enter_context(
                 servers.running(
                     name.split()[0], command, env | extra_env, port, log_dir, settings.workers

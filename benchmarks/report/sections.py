@@ -77,7 +77,7 @@ def quantization_table(results: dict) -> list[str]:
     lines = [
         "## Dynamic int8 quantization (ONNX Runtime, 1 thread)",
         "",
-        "| model | graphs MB fp32 → int8 | speed-up (int8 vs fp32 ms per batch) | metric | fp32 "
+        "| model | graphs MiB fp32 → int8 | speed-up (int8 vs fp32 ms per batch) | metric | fp32 "
         "| int8 | change (points) | qualifies |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -296,10 +296,10 @@ def footprint_tables(results: dict) -> list[str]:
         lines.append("")
     size = results.get("install")
     if size:
-        biggest = ", ".join(f"{k} {fmt(v, 0)} MB" for k, v in size["biggest_train"])
+        biggest = ", ".join(f"{k} {fmt(v, 0)} MiB" for k, v in size["biggest_train"])
         torch_note = "torch included!" if size["torch_in_serve"] else "no torch"
         lines += [
-            "| install | distributions | size MB |",
+            "| install | distributions | size MiB |",
             "|---|---|---|",
             f"| serving (`pip install .`, {torch_note}) | {size['serve_packages']} "
             f"| {fmt(size['serve_mb'])} |",

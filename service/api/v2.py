@@ -1,7 +1,8 @@
 """The Open Inference Protocol (KServe V2, as Triton speaks it) beside ``/v1``.
 
 ``GET /v2`` (server metadata), ``GET /v2/models/{name}`` (model metadata),
-``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer`` and
+``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``,
+``GET /v2/models/{name}/config`` (the model configuration extension) and
 ``GET /v2/models/{name}/stats`` (the statistics extension; ``GET /v2/models/stats``: every
 model), each also under ``/v2/models/{name}/versions/{version}/``. (The health probes
 ``/v2/health/*`` are in :mod:`service.api.health`.) A request carries one input, ``text``

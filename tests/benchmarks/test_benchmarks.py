@@ -502,7 +502,7 @@ def test_the_baseline_servers_start_as_the_report_describes_them(
     itself."""
     make_command, env = SERVERS[name]
     port = servers.free_port()
-    command, command_env = make_command(port, 1)
+    command, command_env = make_command(port, servers.ServiceSettings(1, 4, "one worker", 1))
 
     with servers.running(name, command, command_env | env, port, tmp_path, workers=1) as server:
         assert len(server.workers) == 1

@@ -81,10 +81,11 @@ def test_one_worker_count_from_gunicorn_conf_for_both_servers(tmp_path: Path) ->
     assert dict(os.environ) == before_env
     assert _conf_folders() == before_folders
 
-    _, service_env = servers.service_command(8000, quota.workers)
-    naive, naive_env = servers.naive_command(8001, quota.workers)
+    _, service_env = servers.service_command(8000, quota)
+    naive, naive_env = servers.naive_command(8001, quota)
     assert service_env["WEB_CONCURRENCY"] == "1"
     assert naive[naive.index("-w") + 1] == "1" and "WEB_CONCURRENCY" not in naive_env
+    assert naive_env[servers.NAIVE_TORCH_THREADS] == str(quota.intra_op_threads)
 
 
 def test_the_measure_callback_runs_once_after_the_warm_up() -> None:

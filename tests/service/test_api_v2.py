@@ -81,7 +81,13 @@ def test_the_model_configuration_is_the_metadata_in_tritons_terms(ner_client, pa
             "labels": {"string_value": "negative,positive"},
         },
     }
-    assert [o["name"] for o in config["output"]] == [o["name"] for o in metadata["outputs"]]
+    for ours, described in (
+        (config["input"], metadata["inputs"]),
+        (config["output"], metadata["outputs"]),
+    ):
+        assert [(t["name"], t["dims"]) for t in ours] == [
+            (t["name"], t["shape"]) for t in described
+        ]
 
 
 @pytest.mark.parametrize(
@@ -646,3 +652,14 @@ def test_v2_reads_json_bodies_as_v1_does(ner_client: FlaskClient) -> None:
         response = ner_client.post("/v2/models/sentiment/infer", data=raw)
 
         assert response.status_code == 200, response.get_json()
+
+
+def test_the_translation_configuration_has_no_labels(translation_client) -> None:
+    config = translation_client.get("/v2/models/translation/config").get_json()
+
+    assert config["input"] == [{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}]
+    assert config["output"] == [
+        {"name": "translation", "data_type": "TYPE_STRING", "dims": [-1]},
+        {"name": "score", "data_type": "TYPE_FP32", "dims": [-1]},
+    ]
+    assert set(config["parameters"]) == {"version", "task", "precision"}
