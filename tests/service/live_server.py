@@ -48,10 +48,15 @@ class Server:
     def logs(self) -> str:
         return f"--- stdout\n{self.stdout.read_text()}\n--- stderr\n{self.stderr.read_text()}"
 
+    def log_lines(self) -> list[str]:
+        """The server's stderr lines written so far: whole lines only, not one that a process
+        is still writing."""
+        text = self.stderr.read_text()
+        return text[: text.rfind("\n") + 1].splitlines()
+
     def json_logs(self) -> list[dict[str, Any]]:
         """The service's JSON log lines so far."""
-        lines = self.stderr.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        return [json.loads(line) for line in self.log_lines() if line.startswith("{")]
 
     def request_pids(self, path: str) -> set[int]:
         """Pids of the workers that logged answering a request for ``path``."""

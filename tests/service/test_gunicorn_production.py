@@ -114,7 +114,7 @@ def test_request_id_round_trip_and_json_log(server: Server) -> None:
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["X-Request-ID"] == "trace-42"
 
-    lines = [json.loads(x) for x in server.stderr.read_text().splitlines() if x.startswith("{")]
+    lines = server.json_logs()
     assert any(e.get("request_id") == "trace-42" and e["status"] == 200 for e in lines)
 
 
@@ -123,7 +123,7 @@ def test_every_log_line_of_the_server_is_json(server: Server) -> None:
     """gunicorn's own lines (booting workers) too, not only the service's: one format for a
     log collector."""
     server.wait_for_workers(2, "sentiment")
-    lines = server.stderr.read_text().splitlines()
+    lines = server.log_lines()
     entries = [json.loads(line) for line in lines]  # fails on any other line
     booted = [e for e in entries if e["logger"] == "gunicorn.error" and "Booting" in e["message"]]
     assert len(booted) >= 2 and all(e["level"] == "INFO" and e["pid"] for e in booted)
