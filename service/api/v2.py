@@ -142,8 +142,6 @@ def _check_model_named(infer_request: InferRequest, model: LoadedModel) -> None:
 
 
 def _parse_header(body: bytes) -> InferRequest:
-    if not body.strip():
-        raise BadRequest("request body is empty; send an inference request")
     data = json_object(body, example='{"inputs": [...]}')  # read as /v1 reads its bodies
     try:
         return InferRequest.model_validate(data)

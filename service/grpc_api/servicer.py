@@ -70,8 +70,8 @@ _STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
     404: grpc.StatusCode.NOT_FOUND,
-    422: grpc.StatusCode.INVALID_ARGUMENT,
     413: grpc.StatusCode.INVALID_ARGUMENT,  # more tokens than one request may hold
+    422: grpc.StatusCode.INVALID_ARGUMENT,
     503: grpc.StatusCode.UNAVAILABLE,  # model not loaded, or its queue full: retry later
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }

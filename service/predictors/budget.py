@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+Text = TypeVar("Text")  # a text, or a pre-tokenized sentence
 Encoded = TypeVar("Encoded")
 
 
@@ -32,23 +33,17 @@ class RequestTooLarge(ValueError):
         )
 
 
-def check_request_tokens(task: str, tokens: int, limit: int | None, counted: str) -> None:
-    """Raise :class:`RequestTooLarge` when ``tokens`` is over ``limit`` (None: no limit, as in
-    training and the benchmarks). ``counted`` says how the predictor counts them."""
-    if limit is not None and tokens > limit:
-        raise RequestTooLarge(task, tokens, limit, counted)
-
-
 def encode_within_budget(
     task: str,
-    texts: Sequence[str],
-    encode: Callable[[str], Encoded],
+    texts: Sequence[Text],
+    encode: Callable[[Text], Encoded],
     tokens: Callable[[Encoded], int],
     limit: int | None,
     counted: str,
 ) -> list[Encoded]:
     """``encode`` of each text, in order, adding up their ``tokens``; raise
-    :class:`RequestTooLarge` at the first text that takes the sum over ``limit``."""
+    :class:`RequestTooLarge` at the first text that takes the sum over ``limit`` (None: no
+    limit, as in training and the benchmarks). ``counted`` says how the predictor counts."""
     encoded, total = [], 0
     for index, text in enumerate(texts):
         item = encode(text)

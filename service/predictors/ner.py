@@ -49,7 +49,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from service.predictors.budget import check_request_tokens, encode_within_budget
+from service.predictors.budget import encode_within_budget
 from service.predictors.viterbi import (
     CrfParameters,
     CrfPosterior,
@@ -247,17 +247,9 @@ class NerPredictor:
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[NerPrediction]:
         """Tag pre-tokenized sentences; offsets point into ``" ".join(tokens)``."""
-        count = sum(len(words) for words in sentences)
-        check_request_tokens(self.task, count, self.max_request_tokens, "words")
-        texts, token_lists = [], []
-        for words in sentences:
-            if any(not w for w in words):
-                raise ValueError("tokens must not be empty strings")
-            offsets = np.cumsum([0] + [len(w) + 1 for w in words])
-            token_lists.append(
-                [Token(w, int(s), int(s) + len(w)) for w, s in zip(words, offsets, strict=False)]
-            )
-            texts.append(" ".join(words))
+        limit = self.max_request_tokens
+        token_lists = encode_within_budget(self.task, sentences, _given_tokens, len, limit, "words")
+        texts = [" ".join(words) for words in sentences]
         return self._predict(texts, token_lists, split_sentences=False)
 
     def _predict(
@@ -350,6 +342,14 @@ class NerPredictor:
                 f"expected {expected}"
             )
         return emissions
+
+
+def _given_tokens(words: Sequence[str]) -> list[Token]:
+    """A pre-tokenized sentence's tokens, with offsets into its words joined by single spaces."""
+    if any(not w for w in words):
+        raise ValueError("tokens must not be empty strings")
+    offsets = np.cumsum([0] + [len(w) + 1 for w in words])
+    return [Token(w, int(s), int(s) + len(w)) for w, s in zip(words, offsets, strict=False)]
 
 
 def _span_probability(
