@@ -87,6 +87,7 @@ class TranslationRow:
     ids: list[int]
     beam_size: int
     max_length: int
+    truncated: bool = False  # the source was cut to max_source_tokens
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -167,14 +168,10 @@ class Translator:
             self.max_request_tokens,
             counted,
         )
-        truncated = [
-            len(self.source.encode(text)) + 1 > len(row)
-            for text, row in zip(texts, rows, strict=True)
-        ]
         hypotheses = self.scheduler.submit(rows)
         return [
-            self._prediction(row, hyp, cut, return_attention)
-            for row, hyp, cut in zip(rows, hypotheses, truncated, strict=True)
+            self._prediction(row, hyp, return_attention)
+            for row, hyp in zip(rows, hypotheses, strict=True)
         ]
 
     def make_row(
@@ -185,9 +182,10 @@ class Translator:
         settings = self.preprocessing
         beam = settings.beam_size if beam_size is None else beam_size
         cap = settings.max_length if max_length is None else min(max_length, settings.max_length)
-        ids = self.source.encode_source(text, settings.max_source_tokens)
+        pieces = self.source.encode(text)
+        ids = self.source.source_ids(pieces, settings.max_source_tokens)
         limit = max_lengths(np.array([len(ids)]), settings.max_length_a, settings.max_length_b, cap)
-        return TranslationRow(ids, beam, int(limit[0]))
+        return TranslationRow(ids, beam, int(limit[0]), truncated=len(pieces) + 1 > len(ids))
 
     def run_rows(self, rows: Sequence[TranslationRow]) -> list[Hypothesis]:
         """Decode a batch of rows; rows with the same beam size are decoded together."""
@@ -244,7 +242,7 @@ class Translator:
         return out[LOG_PROBS], next_state, out[ATTENTION]
 
     def _prediction(
-        self, row: TranslationRow, hyp: Hypothesis, truncated: bool, return_attention: bool
+        self, row: TranslationRow, hyp: Hypothesis, return_attention: bool
     ) -> TranslationPrediction:
         attention = None
         if return_attention:
@@ -257,7 +255,7 @@ class Translator:
         return TranslationPrediction(
             translation=self.target.decode(hyp.tokens),
             score=hyp.score,
-            truncated=truncated,
+            truncated=row.truncated,
             attention=attention,
         )
 

@@ -85,7 +85,10 @@ class SubwordTokenizer:
 
     def encode_source(self, text: str, max_tokens: int | None = None) -> list[int]:
         """Encoder input: piece ids, cut to ``max_tokens - 1``, then ``</s>``."""
-        ids = self.encode(text)
+        return self.source_ids(self.encode(text), max_tokens)
+
+    def source_ids(self, ids: Sequence[int], max_tokens: int | None = None) -> list[int]:
+        """Encoder input from the piece ids of a text (see :meth:`encode_source`)."""
         if max_tokens is not None:
             ids = ids[: max_tokens - 1]
         return [*ids, self.eos_id]
