@@ -1,4 +1,6 @@
+import sys
 import time
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -88,3 +90,16 @@ def test_strip_markup_removes_imdb_line_breaks():
         "Really",
         "great",
     ]
+
+
+def test_every_combining_mark_of_unicode_stays_in_its_word():
+    # The tokenizer only looks a character up in its (slow) class of combining marks when it
+    # lies in _MARKS_RANGE: a mark outside it would split its word.
+    marks = [
+        chr(code)
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) in ("Mn", "Mc", "Me")
+    ]
+    assert len(marks) > 2000
+    split = [f"U+{ord(mark):04X}" for mark in marks if len(tokenize(f"a{mark}b")) != 1]
+    assert not split
