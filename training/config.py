@@ -25,6 +25,7 @@ from pydantic import (
     PositiveInt,
     Strict,
     ValidationError,
+    model_validator,
 )
 
 from training.errors import ConfigError
@@ -154,6 +155,17 @@ class SentimentConfig(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     max_tokens: PositiveInt = 800  # served: longer texts are truncated and flagged
     init_from: str | None = None  # start from this checkpoint's weights and vocabulary
+
+    @model_validator(mode="after")
+    def _language_model_has_one_layer(self) -> SentimentConfig:
+        # Above the first layer of a bidirectional RNN, the forward state at t has read the
+        # backward state at t, which has seen token t + 1: the very token it is to predict.
+        if self.language_model.enabled and self.model.num_layers > 1:
+            raise ValueError(
+                "language_model.enabled=true needs model.num_layers=1: in a deeper "
+                "bidirectional RNN each direction's upper layers see the tokens it predicts"
+            )
+        return self
 
 
 class NerDataConfig(Section):
@@ -346,7 +358,10 @@ def load_config(task: str, path: Path | None = None, overrides: list[str] = ()) 
         if not sep:
             raise ConfigError(f"--set {item!r}: give key=value, e.g. trainer.lr=0.001")
         _assign_text(config, key.strip(), raw.strip())
-    return config
+    try:  # settings that must agree with each other, checked once all are set
+        return type(config).model_validate(config.model_dump())
+    except ValidationError as exc:
+        raise ConfigError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 # Settings added after models were trained whose default changes what a model computes: a saved

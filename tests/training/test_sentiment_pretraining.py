@@ -9,6 +9,7 @@ import torch
 from training import data
 from training.cli import main
 from training.config import load_config
+from training.errors import ConfigError
 from training.models.sentiment import BidirectionalLanguageModel, SentimentClassifier
 from training.tasks.sentiment import build_model, classifier_weights, unlabelled_texts
 
@@ -135,6 +136,19 @@ def test_each_direction_predicts_from_its_own_side_only():
     assert torch.equal(states["next"], first_next)
     # backward states at 1..3 predict tokens 0..2: all of them read token 3
     assert not torch.allclose(states["previous"], first_previous)
+
+
+def test_a_deeper_rnn_is_refused_as_it_would_see_the_tokens_it_predicts():
+    # Above the first layer, the forward state at t reads the backward state at t, which has
+    # read token t + 1: the loss would reward copying it.
+    classifier = SentimentClassifier(40, hidden_size=8, embedding_dim=6, num_layers=2)
+    with pytest.raises(ValueError, match="one-layer RNN"):
+        BidirectionalLanguageModel(classifier, 40)
+    with pytest.raises(ConfigError, match=r"needs model\.num_layers=1"):
+        load_config("sentiment", None, ["language_model.enabled=true", "model.num_layers=2"])
+    # Either alone is fine.
+    assert load_config("sentiment", None, ["model.num_layers=2"]).model.num_layers == 2
+    assert load_config("sentiment", None, ["language_model.enabled=true"]).language_model.enabled
 
 
 def test_cutoffs_outside_the_vocabulary_are_dropped():

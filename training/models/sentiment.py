@@ -93,6 +93,11 @@ class BidirectionalLanguageModel(nn.Module):
         super().__init__()
         if not classifier.rnn.bidirectional:
             raise ValueError("language-model pre-training needs a bidirectional RNN")
+        if classifier.rnn.num_layers > 1:  # see training.config.SentimentConfig
+            raise ValueError(
+                "language-model pre-training needs a one-layer RNN: in a deeper bidirectional "
+                "RNN each direction's upper layers see the tokens it predicts"
+            )
         self.classifier = classifier
         hidden = classifier.rnn.hidden_size
         # Bands must lie inside the vocabulary; a small one (a dry run) gets a single split.
