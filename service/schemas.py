@@ -426,7 +426,7 @@ def _json_integer(value: Any) -> Any:
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 MAX_BEAM_SIZE = 10
-DEFAULT_BEAM_SIZE = 5
+BeamSize = Annotated[int, Field(ge=1, le=MAX_BEAM_SIZE), BeforeValidator(_json_integer)]
 MAX_TRANSLATION_LENGTH = 512  # a model's own cap (manifest ``max_length``) may be lower
 TargetLength = Annotated[
     int, Field(ge=1, le=MAX_TRANSLATION_LENGTH), BeforeValidator(_json_integer)
@@ -456,11 +456,11 @@ class TranslationRequest(BaseModel):
         "(`truncated`), not rejected. All texts of a request are translated together in "
         "batches; a text's translation does not depend on the other texts.",
     )
-    beam_size: JsonInt = Field(
-        default=DEFAULT_BEAM_SIZE,
-        ge=1,
-        le=MAX_BEAM_SIZE,
-        description=f"Beam width, 1 (greedy decoding) to {MAX_BEAM_SIZE}.",
+    beam_size: BeamSize | None = Field(
+        default=None,
+        description=f"Beam width, 1 (greedy decoding) to {MAX_BEAM_SIZE}. null: the model's "
+        "own, its manifest's beam_size (5 for the committed model), which its dev BLEU was "
+        "measured with.",
     )
     max_length: TargetLength | None = Field(
         default=None,

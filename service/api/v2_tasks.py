@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.api.translate import untranslatable
 from service.api.v2_schemas import TensorMetadata
@@ -22,13 +22,7 @@ from service.predictors.ner import NerPredictor
 from service.predictors.sentiment import SentimentPredictor
 from service.predictors.translator import Translator
 from service.runtime.registry import LoadedModel
-from service.schemas import (
-    DEFAULT_BEAM_SIZE,
-    MAX_BEAM_SIZE,
-    JsonInt,
-    NerEntity,
-    TargetLength,
-)
+from service.schemas import BeamSize, NerEntity, TargetLength
 
 TEXT_INPUT = TensorMetadata(name="text", datatype="BYTES", shape=[-1])
 
@@ -112,7 +106,7 @@ class TranslationParameters(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    beam_size: JsonInt = Field(default=DEFAULT_BEAM_SIZE, ge=1, le=MAX_BEAM_SIZE)
+    beam_size: BeamSize | None = None  # the model's own
     max_length: TargetLength | None = None
 
 
@@ -121,7 +115,7 @@ TRANSLATION_PARAMETERS = ("beam_size", "max_length")
 
 class TranslationAdapter:
     """``translation`` (BYTES [N]) and ``score`` (FP32 [N], the average log-probability per
-    generated subword). Request ``parameters``: ``beam_size`` (1-10, default 5) and
+    generated subword). Request ``parameters``: ``beam_size`` (1-10, default the model's) and
     ``max_length`` (target subwords), as in ``POST /v1/translate``."""
 
     def outputs(self, model: LoadedModel) -> list[TensorMetadata]:

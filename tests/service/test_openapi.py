@@ -99,8 +99,11 @@ def test_translate_is_documented_with_its_parameters_and_errors(document: dict) 
     properties = request["properties"]
     assert set(properties) == {"texts", "beam_size", "max_length", "return_attention"}
     assert request["required"] == ["texts"] and request["additionalProperties"] is False
-    assert (properties["beam_size"]["minimum"], properties["beam_size"]["maximum"]) == (1, 10)
-    assert properties["beam_size"]["default"] == 5
+    beam_size = properties["beam_size"]
+    integer = next(schema for schema in beam_size["anyOf"] if schema["type"] == "integer")
+    assert (integer["minimum"], integer["maximum"]) == (1, 10)
+    assert {"type": "null"} in beam_size["anyOf"] and beam_size["default"] is None
+    assert "the model's own" in beam_size["description"]
     assert properties["texts"]["maxItems"] == 100  # this server's MAX_TEXTS_PER_REQUEST
     for name, schema in properties.items():
         assert schema["description"], name
