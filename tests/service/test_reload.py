@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from service import REGISTRY_KEY
@@ -103,3 +106,21 @@ def test_reloading_an_unknown_model_is_a_404(client) -> None:
     for name in ("translation", ".."):
         response = client.post(f"/v1/models/{name}/reload")
         assert response.status_code == 404
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_replaced_model_is_freed_as_soon_as_no_request_uses_it(
+    app_factory, own_model_dir: Path, batching: bool
+) -> None:
+    # Not left to the cyclic garbage collector: under gunicorn, replaced models (ONNX Runtime
+    # sessions and their threads) piled up in every worker, reload after reload.
+    app = app_factory(own_model_dir, batching=batching)
+    registry = app.extensions[REGISTRY_KEY]
+    gc.disable()
+    try:
+        assert served_version(app) == "0.0.1-test"  # the model has run
+        replaced = weakref.ref(registry.models["sentiment"].predictor)
+        assert app.test_client().post(RELOAD).status_code == 200
+        assert replaced() is None
+    finally:
+        gc.enable()
