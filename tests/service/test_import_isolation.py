@@ -50,3 +50,18 @@ def test_gunicorns_master_loads_no_runtime_before_it_forks(clean_env) -> None:
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_onnx_runtime_keeps_no_telemetry(tiny_ner_model_dir: Path, clean_env, tmp_path) -> None:
+    # Left on, ONNX Runtime writes a device id and an event database under ~/.cache/Microsoft.
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tiny_ner_model_dir)],
+        env={k: v for k, v in clean_env.items() if k != "ORT_DISABLE_TELEMETRY"}
+        | {"HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / ".cache" / "Microsoft").exists()
