@@ -23,12 +23,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MODEL_DIR=/app/exported_models
 
 # Base dependencies only: no [train] extra, so no torch, at the versions pinned in
-# requirements/serve.txt (make lock), which make test runs against too. The import check fails
-# the build if a dependency ever starts pulling torch in.
+# requirements/serve.txt (make lock), which make test runs against too. They are installed in a
+# layer of their own, before the project's wheel, so that a change to the code does not download
+# them again. pip check fails the build if the lock lacks one the wheel needs; the import check,
+# if a dependency ever starts pulling torch in.
+COPY requirements/serve.txt /tmp/serve.txt
+RUN pip install -r /tmp/serve.txt && rm /tmp/serve.txt
 COPY --from=build /wheels /wheels
-COPY requirements/serve.txt /wheels/
-RUN pip install -c /wheels/serve.txt /wheels/*.whl \
+RUN pip install --no-deps /wheels/*.whl \
     && rm -rf /wheels \
+    && pip check \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app

@@ -90,9 +90,15 @@ def test_the_dockerfile_installs_the_base_package_only() -> None:
 
     assert installs, "the Dockerfile installs nothing"
     assert not any("[" in line.split("&&")[0] for line in installs), installs  # no extras
-    # at the pinned versions that make test runs against
-    assert "COPY requirements/serve.txt /wheels/" in instructions
-    assert any("pip install -c /wheels/serve.txt /wheels/*.whl" in line for line in installs)
+    # at the pinned versions that make test runs against, before the project's wheel (a layer
+    # that a change to the code leaves cached), and nothing the lock lacks
+    assert "COPY requirements/serve.txt /tmp/serve.txt" in instructions
+    lock, wheel = (
+        next(i for i, line in enumerate(instructions) if command in line)
+        for command in ("pip install -r /tmp/serve.txt", "pip install --no-deps /wheels/*.whl")
+    )
+    assert lock < instructions.index("COPY --from=build /wheels /wheels") < wheel
+    assert "pip check" in instructions[wheel]
     assert any(TORCH_ABSENT in line for line in instructions)
     assert any(line.startswith("USER ") and "root" not in line for line in instructions)
 
@@ -106,7 +112,8 @@ def outside_env() -> dict[str, str]:
 
 
 def install_like_the_image(tmp_path: Path, env: dict[str, str]) -> Path:
-    """Build the wheel from what the build stage copies, install it in a fresh venv; its bin/."""
+    """Build the wheel from what the build stage copies; install the lock, then the wheel without
+    its dependencies, in a fresh venv, as the image does; its bin/."""
     source = tmp_path / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -119,7 +126,9 @@ def install_like_the_image(tmp_path: Path, env: dict[str, str]) -> Path:
     pip = [str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check"]
     wheels = tmp_path / "wheels"
     run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(source)], env=env)
-    run([*pip, "install", "-c", str(LOCK), *map(str, wheels.glob("*.whl"))], env=env)
+    run([*pip, "install", "-r", str(LOCK)], env=env)
+    run([*pip, "install", "--no-deps", *map(str, wheels.glob("*.whl"))], env=env)
+    run([*pip, "check"], env=env)
     return bin_dir
 
 
