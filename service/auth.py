@@ -3,7 +3,7 @@
 Keys come from API_KEYS and ADMIN_API_KEYS (an admin key is accepted everywhere and may also
 reload models). Keys are compared with :func:`hmac.compare_digest`, each of them every time, so
 the answer's timing says nothing about how much of a key was right. With no keys configured,
-nothing is checked (and reloading is open: set keys outside development).
+nothing is checked, and nobody may reload models (that needs an admin key).
 """
 
 from __future__ import annotations
@@ -78,6 +78,12 @@ def parse_bearer(authorization: str | None) -> str | None:
 
 
 def require_admin(settings: Settings) -> None:
-    """403 unless keys are off or this request's key is an admin key."""
-    if settings.auth_enabled and not g.get("admin", False):
+    """403 unless this request's key is an admin key: without ADMIN_API_KEYS, nobody may (a
+    reload replaces a model in every worker, which is not for anyone who can reach the port)."""
+    if not settings.admin_api_keys:
+        raise Forbidden(
+            "this needs an admin key, and the server has none: set ADMIN_API_KEYS (to reload "
+            "every worker without one, send SIGHUP to the gunicorn master)"
+        )
+    if not g.get("admin", False):
         raise Forbidden("this needs an admin key (ADMIN_API_KEYS)")

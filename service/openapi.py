@@ -36,7 +36,7 @@ ERROR_STATUSES: dict[int, str] = {
     400: "the body is not a JSON object (or not valid gzip/deflate data, or a malformed chunked "
     "body)",
     401: "API_KEYS is set and no valid `Authorization: Bearer <key>` was sent",
-    403: "the key is valid but not an admin key (ADMIN_API_KEYS)",
+    403: "the key is valid but not an admin key, or the server has none (ADMIN_API_KEYS)",
     404: "no such model (none of this task is served)",
     409: "the model's folder does not load; the loaded model keeps serving",
     413: "the body is larger than MAX_BODY_BYTES (as sent, or decompressed), or its texts hold "

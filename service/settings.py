@@ -163,7 +163,8 @@ class Settings(BaseSettings):
         default=(),
         repr=False,
         description="Comma-separated keys that may also reload models "
-        "(POST /v1/models/{name}/reload); accepted wherever an API key is.",
+        "(POST /v1/models/{name}/reload; without admin keys, nobody may); accepted wherever "
+        "an API key is.",
     )
     reload_signal_dir: Path | None = Field(
         default=None,

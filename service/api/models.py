@@ -46,7 +46,7 @@ def models_blueprint(
     @blueprint.post("/models/<name>/reload")
     @documented(spec, ok=ReloadResponse, errors=(401, 403, 404, 409, 500), tags=["admin"])
     def reload_model(name: str) -> dict[str, Any]:
-        """Reload a model from its folder (admin key needed when keys are set).
+        """Reload a model from its folder (needs an admin key: ADMIN_API_KEYS).
 
         The folder is verified (sha256 of every file), loaded and warmed up, then swapped in;
         requests already running finish on the old model. If the new files do not load, the

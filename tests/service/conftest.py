@@ -139,6 +139,30 @@ def app_factory() -> Callable[..., Flask]:
     return build
 
 
+ADMIN_KEY = "admin-key-for-the-tests"
+
+
+class AdminClient(FlaskClient):
+    """A test client that sends ``ADMIN_KEY`` with every request."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_KEY}"
+
+
+@pytest.fixture
+def admin_app_factory() -> Callable[..., Flask]:
+    """``app_factory`` with ``ADMIN_KEY`` as its admin key (reloading a model needs one), whose
+    ``test_client()`` sends it."""
+
+    def build(model_dir: Path, **overrides: object) -> Flask:
+        app = create_app(make_settings(model_dir, admin_api_keys=(ADMIN_KEY,), **overrides))
+        app.test_client_class = AdminClient
+        return app
+
+    return build
+
+
 def require_real_artifact(name: str) -> Path:
     """``exported_models``, after checking that it holds the committed ``name`` model."""
     folder = REAL_MODEL_DIR / name

@@ -23,12 +23,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
-    """Send ``body`` as JSON; return the status and the decoded JSON answer (errors too)."""
+def http_json(
+    method: str, url: str, body: Any = None, timeout: float = 30, key: str | None = None
+) -> tuple[int, Any]:
+    """Send ``body`` as JSON (with ``key`` as a bearer key); return the status and the decoded
+    JSON answer (errors too)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())

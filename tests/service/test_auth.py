@@ -87,9 +87,21 @@ def test_reloading_needs_an_admin_key(keyed_client: FlaskClient) -> None:
     assert allowed.status_code == 200
 
 
-def test_without_keys_nothing_is_checked(client: FlaskClient) -> None:
+def test_without_keys_nothing_is_checked_but_nobody_may_reload(client: FlaskClient) -> None:
     assert client.post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
-    assert client.post("/v1/models/sentiment/reload").status_code == 200
+    # A reload replaces a model in every worker: not for anyone who can reach the port.
+    refused = client.post("/v1/models/sentiment/reload")
+    assert refused.status_code == 403
+    error = refused.get_json()["error"]
+    assert error["code"] == "forbidden" and "set ADMIN_API_KEYS" in error["message"]
+    assert "SIGHUP" in error["message"]
+
+
+def test_with_user_keys_only_nobody_may_reload(app_factory, tiny_model_dir) -> None:
+    client = app_factory(tiny_model_dir, api_keys=(KEY,)).test_client()
+    refused = client.post("/v1/models/sentiment/reload", headers=bearer(KEY))
+    assert refused.status_code == 403
+    assert "set ADMIN_API_KEYS" in refused.get_json()["error"]["message"]
 
 
 def test_short_keys_are_refused_and_keys_never_shown(tiny_model_dir) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.service.conftest import ADMIN_KEY
 from tests.service.live_server import free_port, http_json, running_server
 from tests.service.test_reload import set_version
 
@@ -23,10 +24,12 @@ def test_a_reload_reaches_every_worker(own_model_dir: Path, tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if k not in names and k != "MODELS"}
     port = free_port()
     env |= {"PORT": str(port), "WEB_CONCURRENCY": "2", "MODEL_DIR": str(own_model_dir)}
+    env["ADMIN_API_KEYS"] = ADMIN_KEY
 
     def versions(server_url: str) -> set[str]:
         def one(_: int) -> str:
-            status, body = http_json("POST", f"{server_url}/v1/sentiment", {"texts": ["good"]})
+            body = {"texts": ["good"]}
+            status, body = http_json("POST", f"{server_url}/v1/sentiment", body, key=ADMIN_KEY)
             assert status == 200, body
             return body["model"]["version"]
 
@@ -38,7 +41,8 @@ def test_a_reload_reaches_every_worker(own_model_dir: Path, tmp_path: Path) -> N
         assert versions(server.url) == {"0.0.1-test"}
         set_version(own_model_dir / "sentiment", "2.0.0")
 
-        status, body = http_json("POST", f"{server.url}/v1/models/sentiment/reload")
+        url = f"{server.url}/v1/models/sentiment/reload"
+        status, body = http_json("POST", url, key=ADMIN_KEY)
         assert status == 200, body
         deadline = time.monotonic() + 10
         while len(server.pids_logging(RELOADED)) < 2 and time.monotonic() < deadline:

@@ -189,9 +189,13 @@ def test_the_optional_bearer_key_is_documented(document: dict) -> None:
     assert {"401", "403", "404", "409"} <= set(reload["responses"])
 
 
-def test_reload_responses_conform(app_factory, own_model_dir, document: dict) -> None:
-    client = app_factory(own_model_dir).test_client()
+def test_reload_responses_conform(
+    app_factory, admin_app_factory, own_model_dir, document: dict
+) -> None:
+    client = admin_app_factory(own_model_dir).test_client()
     path = "/v1/models/{name}/reload"
+    keyless = app_factory(own_model_dir).test_client()
+    check_conforms(document, path, "post", keyless.post("/v1/models/sentiment/reload"))
 
     check_conforms(document, path, "post", client.post("/v1/models/sentiment/reload"))
     check_conforms(document, path, "post", client.post("/v1/models/translation/reload"))

@@ -77,8 +77,8 @@ def test_fp32_is_the_default_even_when_a_variant_exists(
     assert sentiment["metrics"] == load_manifest(variant_model_dir / "sentiment").metrics
 
 
-def test_a_reload_keeps_the_precision(app_factory, variant_model_dir: Path) -> None:
-    app = app_factory(variant_model_dir, model_precision="int8")
+def test_a_reload_keeps_the_precision(admin_app_factory, variant_model_dir: Path) -> None:
+    app = admin_app_factory(variant_model_dir, model_precision="int8")
 
     response = app.test_client().post("/v1/models/sentiment/reload")
 

@@ -32,8 +32,8 @@ def served_version(app: Flask) -> str:
     return response.get_json()["model"]["version"]
 
 
-def test_a_reload_swaps_in_the_new_files(app_factory, own_model_dir: Path) -> None:
-    app = app_factory(own_model_dir)
+def test_a_reload_swaps_in_the_new_files(admin_app_factory, own_model_dir: Path) -> None:
+    app = admin_app_factory(own_model_dir)
     set_version(own_model_dir / "sentiment", "2.0.0")
 
     response = app.test_client().post(RELOAD)
@@ -47,9 +47,9 @@ def test_a_reload_swaps_in_the_new_files(app_factory, own_model_dir: Path) -> No
 
 
 def test_a_failed_reload_keeps_the_old_model_serving_and_says_why(
-    app_factory, own_model_dir: Path
+    admin_app_factory, own_model_dir: Path
 ) -> None:
-    app = app_factory(own_model_dir)
+    app = admin_app_factory(own_model_dir)
     vocab = own_model_dir / "sentiment" / "vocab.json"
     vocab.write_text(vocab.read_text("utf-8").replace("awful", "awfull"), "utf-8")
 
@@ -63,8 +63,8 @@ def test_a_failed_reload_keeps_the_old_model_serving_and_says_why(
     assert app.test_client().get("/v2/health/ready").status_code == 200
 
 
-def test_in_flight_requests_finish_on_the_old_model(app_factory, own_model_dir, monkeypatch):
-    app = app_factory(own_model_dir)
+def test_in_flight_requests_finish_on_the_old_model(admin_app_factory, own_model_dir, monkeypatch):
+    app = admin_app_factory(own_model_dir)
     old = app.extensions[REGISTRY_KEY].models["sentiment"].predictor
     entered, release = threading.Event(), threading.Event()
     run = old.session.run
@@ -87,11 +87,13 @@ def test_in_flight_requests_finish_on_the_old_model(app_factory, own_model_dir, 
     assert reloaded.status_code == 200
 
 
-def test_a_model_that_failed_at_start_can_be_reloaded_once_fixed(app_factory, tmp_path) -> None:
+def test_a_model_that_failed_at_start_can_be_reloaded_once_fixed(
+    admin_app_factory, tmp_path
+) -> None:
     folder = build_tiny_artifact(tmp_path / "sentiment")
     graph = (folder / "model.onnx").read_bytes()
     (folder / "model.onnx").write_bytes(b"broken")
-    app = app_factory(tmp_path)
+    app = admin_app_factory(tmp_path)
     assert app.test_client().get("/v2/health/ready").status_code == 503
 
     (folder / "model.onnx").write_bytes(graph)
@@ -102,7 +104,8 @@ def test_a_model_that_failed_at_start_can_be_reloaded_once_fixed(app_factory, tm
     assert app.test_client().get("/v2/health/ready").status_code == 200
 
 
-def test_reloading_an_unknown_model_is_a_404(client) -> None:
+def test_reloading_an_unknown_model_is_a_404(admin_app_factory, tiny_model_dir) -> None:
+    client = admin_app_factory(tiny_model_dir).test_client()
     for name in ("translation", ".."):
         response = client.post(f"/v1/models/{name}/reload")
         assert response.status_code == 404
@@ -110,11 +113,11 @@ def test_reloading_an_unknown_model_is_a_404(client) -> None:
 
 @pytest.mark.parametrize("batching", [True, False])
 def test_a_replaced_model_is_freed_as_soon_as_no_request_uses_it(
-    app_factory, own_model_dir: Path, batching: bool
+    admin_app_factory, own_model_dir: Path, batching: bool
 ) -> None:
     # Not left to the cyclic garbage collector: under gunicorn, replaced models (ONNX Runtime
     # sessions and their threads) piled up in every worker, reload after reload.
-    app = app_factory(own_model_dir, batching=batching)
+    app = admin_app_factory(own_model_dir, batching=batching)
     registry = app.extensions[REGISTRY_KEY]
     gc.disable()
     try:

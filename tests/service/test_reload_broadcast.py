@@ -27,9 +27,11 @@ def wait_for(condition, timeout: float = 5.0) -> bool:
     return False
 
 
-def test_a_reload_in_one_worker_is_followed_by_the_others(app_factory, own_model_dir, tmp_path):
+def test_a_reload_in_one_worker_is_followed_by_the_others(
+    admin_app_factory, own_model_dir, tmp_path
+):
     signals = tmp_path / "signals"
-    first, second = (app_factory(own_model_dir, reload_signal_dir=signals) for _ in range(2))
+    first, second = (admin_app_factory(own_model_dir, reload_signal_dir=signals) for _ in range(2))
     set_version(own_model_dir / "sentiment", "2.0.0")
 
     response = first.test_client().post("/v1/models/sentiment/reload")
@@ -65,9 +67,11 @@ def test_signals_present_at_start_are_not_followed(own_model_dir: Path, tmp_path
     assert json.dumps(sorted(p.name for p in signals.iterdir())) == '["sentiment"]'
 
 
-def test_a_failed_follow_keeps_the_old_model(app_factory, own_model_dir, tmp_path, caplog) -> None:
+def test_a_failed_follow_keeps_the_old_model(
+    admin_app_factory, own_model_dir, tmp_path, caplog
+) -> None:
     signals = tmp_path / "signals"
-    app = app_factory(own_model_dir, reload_signal_dir=signals)
+    app = admin_app_factory(own_model_dir, reload_signal_dir=signals)
     # New files with a new version (a successful reload would show it) and a vocab that no
     # longer matches its sha256 in the manifest (so loading them fails).
     set_version(own_model_dir / "sentiment", "2.0.0")
