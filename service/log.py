@@ -3,7 +3,10 @@
 Every request gets an id, taken from its ``X-Request-ID`` header when that is a sane value, else
 generated; it is returned in the response's ``X-Request-ID`` header and added to every log line
 written while the request is handled, so a client's report can be matched to the server's log.
-One ``request`` line per request records method, path, status, model and duration.
+One ``request`` line per request records method, path, status, model, duration and the client's
+address (and the ``X-Forwarded-For`` a proxy in front added, as sent). The health probes and
+``/metrics``, which orchestrators and Prometheus call every few seconds, log theirs at DEBUG
+when they answer 200.
 
 A request that carries a valid W3C ``traceparent`` header (a service mesh, or a client
 instrumented with OpenTelemetry, sends one) also has its lines tagged with ``trace_id`` and
@@ -18,6 +21,7 @@ import logging
 import re
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
@@ -26,6 +30,10 @@ from pydantic_core import to_json
 REQUEST_ID_HEADER = "X-Request-ID"
 TRACEPARENT_HEADER = "traceparent"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+FORWARDED_FOR_HEADER = "X-Forwarded-For"
+_MAX_FORWARDED_FOR = 256  # characters of it logged (a client can send anything)
+# Called every few seconds by orchestrators and Prometheus: their 200s are logged at DEBUG.
+_ROUTINE_PATHS = ("/v2/health/", "/metrics")
 # version-trace_id-parent_id-flags, lower-case hex; a later version may add "-..." fields.
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] [%(request_id)s] %(name)s: %(message)s"
@@ -82,7 +90,10 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            # ISO 8601, local time with its offset, to the millisecond
+            "time": datetime.fromtimestamp(record.created)
+            .astimezone()
+            .isoformat("T", "milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -137,14 +148,17 @@ def install_request_ids(app: Flask) -> None:
         if "request_id" not in g:  # a failure before before_request ran
             return response
         response.headers[REQUEST_ID_HEADER] = g.request_id
-        logger.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "model": g.get("model_name", ""),
-                "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 3),
-            },
-        )
+        routine = response.status_code == 200 and request.path.startswith(_ROUTINE_PATHS)
+        extra = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "model": g.get("model_name", ""),
+            "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 3),
+            "client": request.remote_addr or "",
+        }
+        forwarded_for = request.headers.get(FORWARDED_FOR_HEADER)
+        if forwarded_for:
+            extra["forwarded_for"] = forwarded_for[:_MAX_FORWARDED_FOR]
+        logger.log(logging.DEBUG if routine else logging.INFO, "request", extra=extra)
         return response

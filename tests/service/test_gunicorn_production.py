@@ -109,7 +109,7 @@ def test_tritonclient_over_gunicorn(server: Server) -> None:
 @pytest.mark.slow
 def test_request_id_round_trip_and_json_log(server: Server) -> None:
     request = urllib.request.Request(
-        f"{server.url}/v2/health/ready", headers={"X-Request-ID": "trace-42"}
+        f"{server.url}/v1/models", headers={"X-Request-ID": "trace-42"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["X-Request-ID"] == "trace-42"

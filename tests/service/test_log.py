@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 import pytest
@@ -39,7 +40,51 @@ def test_each_request_is_logged_with_its_id_model_and_status(client, caplog) -> 
     assert (line["method"], line["path"], line["status"]) == ("POST", "/v1/sentiment", 200)
     assert line["model"] == "sentiment"
     assert line["duration_ms"] > 0
+    assert line["client"] == "127.0.0.1"  # the test client's address
+    assert "forwarded_for" not in line  # no proxy in front
     assert {"time", "level", "logger", "pid"} <= set(line)
+    # ISO 8601 to the millisecond, with the offset: lines of one second keep their order
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", line["time"])
+
+
+def test_the_address_a_proxy_forwarded_is_logged_as_sent(client, caplog) -> None:
+    forwarded = "203.0.113.7, 10.0.0.2"
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        client.post(
+            "/v1/sentiment",
+            json={"texts": ["good"]},
+            headers={"X-Forwarded-For": forwarded},
+            environ_base={"REMOTE_ADDR": "10.0.0.3"},
+        )
+        client.post(
+            "/v1/sentiment", json={"texts": ["good"]}, headers={"X-Forwarded-For": "x" * 999}
+        )
+
+    first, second = [r for r in caplog.records if r.name == "service.requests"]
+    assert (first.client, first.forwarded_for) == ("10.0.0.3", forwarded)
+    assert second.forwarded_for == "x" * 256
+
+
+def test_routine_probes_and_scrapes_are_logged_at_debug_and_failures_at_info(
+    app_factory, tiny_model_dir, client, caplog
+) -> None:
+    unready = app_factory(tiny_model_dir, models=("sentiment", "nosuch")).test_client()
+    with caplog.at_level(logging.DEBUG, logger="service.requests"):
+        for path in ("/v2/health/live", "/v2/health/ready", "/metrics"):
+            assert client.get(path).status_code == 200
+        assert unready.get("/v2/health/ready").status_code == 503
+        client.post("/v1/sentiment", json={"texts": ["good"]})
+
+    levels = [
+        (r.path, r.status, r.levelname) for r in caplog.records if r.name == "service.requests"
+    ]
+    assert levels == [
+        ("/v2/health/live", 200, "DEBUG"),
+        ("/v2/health/ready", 200, "DEBUG"),
+        ("/metrics", 200, "DEBUG"),
+        ("/v2/health/ready", 503, "INFO"),
+        ("/v1/sentiment", 200, "INFO"),
+    ]
 
 
 def test_a_text_request_line_says_as_much_as_a_json_one(client, caplog) -> None:
