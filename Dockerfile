@@ -20,6 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PORT=8000 \
     GRPC_PORT=8001 \
+    HEALTH_PORT=8002 \
     MODEL_DIR=/app/exported_models
 
 # Base dependencies only: no [train] extra, so no torch, at the versions pinned in
@@ -41,10 +42,13 @@ COPY gunicorn.conf.py ./
 COPY exported_models ./exported_models
 USER app
 
-# HTTP (PORT) and the Open Inference Protocol over gRPC (GRPC_PORT; set it empty to turn gRPC off).
-EXPOSE 8000 8001
-# Ready = every model loaded and verified (slim has no curl, hence python).
+# HTTP (PORT), the Open Inference Protocol over gRPC (GRPC_PORT; set it empty to turn gRPC off)
+# and the health probes on a port of their own (HEALTH_PORT: answered while every request thread
+# is busy; point orchestrators' probes there).
+EXPOSE 8000 8001 8002
+# Ready = every model loaded and verified (slim has no curl, hence python); on HEALTH_PORT, or on
+# PORT when it is set empty.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % (os.environ.get('HEALTH_PORT') or os.environ.get('PORT', '8000')), timeout=4)"]
 
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]

@@ -5,7 +5,8 @@ Environment: PORT (default 8000), WEB_CONCURRENCY (worker processes), GUNICORN_T
 (gunicorn's own access log: a path, or - for stdout; off by default), LOG_LEVEL,
 PROMETHEUS_MULTIPROC_DIR (where workers keep their metrics) and RELOAD_SIGNAL_DIR (how a reload
 reaches every worker): fresh temporary folders when unset. With GRPC_PORT set, every worker also
-serves the Open Inference Protocol over gRPC on that port (service/grpc_api).
+serves the Open Inference Protocol over gRPC on that port (service/grpc_api); with HEALTH_PORT
+set, the health probes on that port too, from threads of their own (service/health_server.py).
 """
 
 import os
@@ -148,9 +149,10 @@ _created_reload_dir = _folder("RELOAD_SIGNAL_DIR", "rnn-reload-")
 
 
 def on_starting(server):
-    """Refuse a GRPC_PORT that is in use; empty the metrics folder (files left by an earlier
-    run would be counted again)."""
-    _refuse_a_grpc_port_in_use(server.cfg.address)
+    """Refuse a GRPC_PORT or HEALTH_PORT that is in use; empty the metrics folder (files left by
+    an earlier run would be counted again)."""
+    for variable in ("GRPC_PORT", "HEALTH_PORT"):
+        _refuse_a_port_in_use(variable, server.cfg.address)
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
@@ -166,11 +168,14 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Serve gRPC from this worker, once its models are loaded, when GRPC_PORT is set. A port
-    that cannot be bound stops the worker, and gunicorn with it, saying why."""
-    from service.grpc_api.worker import start_in_worker
+    """Serve gRPC, and the health probes on a port of their own, from this worker once its
+    models are loaded, when GRPC_PORT and HEALTH_PORT are set. A port that cannot be bound
+    stops the worker, and gunicorn with it, saying why."""
+    from service import health_server
+    from service.grpc_api.worker import grpc_host, start_in_worker
 
     start_in_worker(worker)
+    health_server.start_in_worker(worker, grpc_host(worker.cfg.address))
 
 
 def worker_exit(server, worker):
@@ -181,18 +186,18 @@ def worker_exit(server, worker):
     stop_in_worker(worker)
 
 
-def _refuse_a_grpc_port_in_use(http_addresses):
-    """Stop here if GRPC_PORT is gunicorn's own port or another process listens on it. The
-    workers bind it with SO_REUSEPORT, which would let them share it, silently, with another
-    gRPC server of the same user; this plain bind cannot. Skipped for a new master started by
-    SIGUSR2 (GUNICORN_FD is set), whose old workers still hold the port."""
-    if not os.environ.get("GRPC_PORT", "").strip() or os.environ.get("GUNICORN_FD"):
+def _refuse_a_port_in_use(variable, http_addresses):
+    """Stop here if the port of ``variable`` (GRPC_PORT, HEALTH_PORT) is gunicorn's own port or
+    another process listens on it. The workers bind it with SO_REUSEPORT, which would let them
+    share it, silently, with another server of the same user; this plain bind cannot. Skipped
+    for a new master started by SIGUSR2 (GUNICORN_FD is set), whose old workers still hold it."""
+    if not os.environ.get(variable, "").strip() or os.environ.get("GUNICORN_FD"):
         return
     from service.grpc_api.worker import grpc_host
 
-    port = _env_int("GRPC_PORT", 0, maximum=65535)
+    port = _env_int(variable, 0, maximum=65535)
     if any(isinstance(address, tuple) and address[1] == port for address in http_addresses):
-        sys.exit(f"invalid settings: GRPC_PORT={port} is gunicorn's HTTP port; choose another")
+        sys.exit(f"invalid settings: {variable}={port} is gunicorn's HTTP port; choose another")
     host = grpc_host(http_addresses)  # where the workers will bind it
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as probe:
@@ -200,7 +205,7 @@ def _refuse_a_grpc_port_in_use(http_addresses):
         try:
             probe.bind((host, port))
         except OSError as exc:
-            sys.exit(f"GRPC_PORT={port} is in use ({exc.strerror}); free it or choose another")
+            sys.exit(f"{variable}={port} is in use ({exc.strerror}); free it or choose another")
 
 
 def child_exit(server, worker):

@@ -166,7 +166,7 @@ def running(
     yield, stop. WEB_CONCURRENCY, PORT, BATCHING and MODELS come from ``env`` only."""
     # The caller's own server settings would reach every server: GRPC_PORT would make the second
     # one refuse to start, and a shared PROMETHEUS_MULTIPROC_DIR would mix their metrics.
-    names = {"WEB_CONCURRENCY", "PORT", "BATCHING", "MODELS", "GRPC_PORT"}
+    names = {"WEB_CONCURRENCY", "PORT", "BATCHING", "MODELS", "GRPC_PORT", "HEALTH_PORT"}
     names |= {"PROMETHEUS_MULTIPROC_DIR", "RELOAD_SIGNAL_DIR"}
     full_env = {k: v for k, v in os.environ.items() if k not in names} | env
     full_env.setdefault("PYTHONPATH", str(REPO_ROOT))

@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -204,12 +211,26 @@ class Settings(BaseSettings):
         description="Most gRPC calls one worker holds, running or waiting for a thread; more "
         "are refused at once with RESOURCE_EXHAUSTED.",
     )
+    health_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also answer GET /v2/health/live and /v2/health/ready on this port, from "
+        "threads of their own in every gunicorn worker: probes there do not wait for a request "
+        "thread, so a busy server still answers them at once. Unset: the service's port only.",
+    )
 
-    @field_validator("grpc_port", mode="before")
+    @field_validator("grpc_port", "health_port", mode="before")
     @classmethod
     def _empty_port_is_unset(cls, value: object) -> object:
         # GRPC_PORT= (empty) turns gRPC off, e.g. in the Docker image, which sets it.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        if self.health_port is not None and self.health_port == self.grpc_port:
+            raise ValueError(f"HEALTH_PORT and GRPC_PORT are both {self.health_port}: choose two")
+        return self
 
     @field_validator("model_dir", mode="after")
     @classmethod

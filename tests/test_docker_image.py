@@ -77,6 +77,8 @@ def test_the_image_and_compose_serve_grpc_on_the_port_they_publish() -> None:
     assert grpc_port, "the image sets no GRPC_PORT"
     exposed = next(line for line in instructions if line.startswith("EXPOSE ")).split()[1:]
     assert grpc_port[1] in exposed
+    health_port = re.search(r"\bHEALTH_PORT=(\d+)", env)
+    assert health_port and health_port[1] in exposed, "the image's probe port is not exposed"
     (inference,) = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text("utf-8"))[
         "services"
     ].values()
@@ -208,12 +210,14 @@ def test_the_image_steps_install_and_serve_without_torch(tmp_path: Path) -> None
         "MODEL_DIR": str(app_dir / "exported_models"),
         "WEB_CONCURRENCY": "1",
         "GRPC_PORT": str(grpc_port := free_port()),
+        "HEALTH_PORT": str(health_port := free_port()),
     }
     command, healthcheck = exec_form("CMD"), exec_form("HEALTHCHECK")
 
     with running_server(command, cwd=app_dir, env=server_env, port=port, log_dir=tmp_path) as srv:
         status, body = http_json("POST", f"{srv.url}/v1/sentiment", {"texts": ["Great fun."]})
         probe = subprocess.run(healthcheck, env=server_env, capture_output=True, timeout=30)
+        health = http_json("GET", f"http://127.0.0.1:{health_port}/v2/health/ready")
         # gRPC from the installed package (its protocol descriptor is package data)
         with triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
             text = triton_grpc.InferInput("text", [1], "BYTES")
@@ -224,3 +228,4 @@ def test_the_image_steps_install_and_serve_without_torch(tmp_path: Path) -> None
     assert body["results"][0]["label"] in {"negative", "positive"}
     assert label == body["results"][0]["label"]
     assert probe.returncode == 0, probe.stderr
+    assert health[0] == 200, health

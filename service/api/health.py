@@ -21,7 +21,7 @@ def health_blueprint(registry: ModelRegistry, spec: SpecTree) -> Blueprint:
     @documented(spec, ok=LiveStatus, tags=["health"], public=True)
     def live() -> dict[str, Any]:
         """Liveness: 200 while the worker process answers."""
-        return LiveStatus(models=sorted(registry.models)).model_dump()
+        return live_body(registry)
 
     @blueprint.get("/ready")
     @documented(spec, ok=ReadyStatus, errors=(500, 503), tags=["health"], public=True)
@@ -29,9 +29,19 @@ def health_blueprint(registry: ModelRegistry, spec: SpecTree) -> Blueprint:
         """Readiness: 200 when every configured model loaded, else 503 saying why."""
         if not registry.ready:
             raise not_ready_error(registry)
-        return ReadyStatus(models=sorted(registry.models)).model_dump()
+        return ready_body(registry)
 
     return blueprint
+
+
+def live_body(registry: ModelRegistry) -> dict[str, Any]:
+    """The answer to a liveness probe (also served on HEALTH_PORT: service/health_server.py)."""
+    return LiveStatus(models=sorted(registry.models)).model_dump()
+
+
+def ready_body(registry: ModelRegistry) -> dict[str, Any]:
+    """The answer to a readiness probe when every model is loaded."""
+    return ReadyStatus(models=sorted(registry.models)).model_dump()
 
 
 def not_ready_error(registry: ModelRegistry) -> NotReady:

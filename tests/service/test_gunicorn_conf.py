@@ -23,7 +23,13 @@ def run_conf(cgroup_root: Path | None = None) -> dict:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for name in ("WEB_CONCURRENCY", "ORT_INTRA_OP_THREADS", "GRPC_PORT", "GUNICORN_FD"):
+    for name in (
+        "WEB_CONCURRENCY",
+        "ORT_INTRA_OP_THREADS",
+        "GRPC_PORT",
+        "HEALTH_PORT",
+        "GUNICORN_FD",
+    ):
         # Set, then deleted: monkeypatch then restores the variable (or its absence) after the
         # test, though the config itself sets ORT_INTRA_OP_THREADS in os.environ.
         monkeypatch.setenv(name, "")
@@ -153,30 +159,36 @@ def test_no_control_socket_is_opened(env) -> None:
     assert run_conf()["control_socket_disable"] is True
 
 
-def test_a_free_grpc_port_or_none_lets_gunicorn_start(env) -> None:
+PORT_VARIABLES = pytest.mark.parametrize("variable", ["GRPC_PORT", "HEALTH_PORT"])
+
+
+@PORT_VARIABLES
+def test_a_free_grpc_or_health_port_or_none_lets_gunicorn_start(env, variable) -> None:
     on_starting = run_conf()["on_starting"]
-    on_starting(master_with_bind(("0.0.0.0", 8000)))  # no GRPC_PORT
-    env.setenv("GRPC_PORT", str(free_port()))
+    on_starting(master_with_bind(("0.0.0.0", 8000)))  # no GRPC_PORT or HEALTH_PORT
+    env.setenv(variable, str(free_port()))
     on_starting(master_with_bind(("127.0.0.1", 8000)))
 
 
-def test_a_grpc_port_that_is_gunicorns_own_is_refused(env) -> None:
-    env.setenv("GRPC_PORT", "8000")
+@PORT_VARIABLES
+def test_a_grpc_or_health_port_that_is_gunicorns_own_is_refused(env, variable) -> None:
+    env.setenv(variable, "8000")
 
-    with pytest.raises(SystemExit, match="GRPC_PORT=8000 is gunicorn's HTTP port"):
+    with pytest.raises(SystemExit, match=f"{variable}=8000 is gunicorn's HTTP port"):
         run_conf()["on_starting"](master_with_bind(("0.0.0.0", 8000)))
 
 
-def test_a_grpc_port_in_use_is_refused_unless_a_new_master_inherits_it(env) -> None:
+@PORT_VARIABLES
+def test_a_port_in_use_is_refused_unless_a_new_master_inherits_it(env, variable) -> None:
     with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as a gRPC server binds
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as the workers bind it
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env.setenv("GRPC_PORT", str(port))
+        env.setenv(variable, str(port))
         on_starting = run_conf()["on_starting"]
 
-        with pytest.raises(SystemExit, match=f"GRPC_PORT={port} is in use"):
+        with pytest.raises(SystemExit, match=f"{variable}={port} is in use"):
             on_starting(master_with_bind(("127.0.0.1", 8000)))
         env.setenv("GUNICORN_FD", "5")  # a new master started by SIGUSR2: the old workers hold it
         on_starting(master_with_bind(("127.0.0.1", 8000)))
