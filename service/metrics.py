@@ -7,6 +7,11 @@ is served.
 
 * ``http_requests_total``, ``http_request_duration_seconds``: by endpoint (the route pattern),
   model and status.
+* ``http_requests_in_progress``: HTTP requests being handled now, in all workers (saturation:
+  it nears workers x GUNICORN_THREADS when every request thread is busy).
+* ``worker_resident_memory_bytes``: each live worker's resident memory (label ``pid``; in
+  multiprocess mode prometheus_client's own process metrics are missing), updated at most once
+  a second, when the worker answers a request.
 * ``grpc_requests_total``, ``grpc_request_duration_seconds``: by method, model and status code,
   for the Open Inference Protocol over gRPC.
 * ``inference_rows_total`` and ``inference_executions_total``: texts (or NER sentence pieces)
@@ -102,6 +107,18 @@ LAST_INFERENCE = Gauge(
     ["model"],
     multiprocess_mode="max",
 )
+IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "HTTP requests being handled now.",
+    multiprocess_mode="livesum",
+)
+RESIDENT_MEMORY = Gauge(
+    "worker_resident_memory_bytes",
+    "Resident memory of the worker process, as of its last request (at most 1 s old then).",
+    multiprocess_mode="liveall",
+)
+_MEMORY_EVERY_S = 1.0
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @functools.cache
@@ -134,11 +151,15 @@ def tag_model(name: str) -> None:
 
 
 def install_request_metrics(app: Flask) -> None:
-    """Count and time every request of ``app``."""
+    """Count and time every request of ``app``; keep the in-progress and memory gauges."""
+    record_memory()  # the models are loaded: a worker has a value before its first request
+    memory_read = [time.monotonic()]  # when this worker last read its memory
 
     @app.before_request
     def start_timer() -> None:
         g.metrics_started = time.perf_counter()
+        IN_PROGRESS.inc()
+        g.metrics_in_progress = True
 
     @app.after_request
     def record(response: Response) -> Response:
@@ -148,7 +169,26 @@ def install_request_metrics(app: Flask) -> None:
             labels = (rule, g.get("model_name", ""), str(response.status_code))
             _child(HTTP_REQUESTS, *labels).inc()
             _child(HTTP_LATENCY, *labels).observe(time.perf_counter() - started)
+        now = time.monotonic()
+        if now - memory_read[0] >= _MEMORY_EVERY_S:
+            memory_read[0] = now
+            record_memory()
         return response
+
+    @app.teardown_request
+    def end_request(_: BaseException | None) -> None:
+        # Always called, whatever happened to the request (after_request may not be).
+        if g.pop("metrics_in_progress", False):
+            IN_PROGRESS.dec()
+
+
+def record_memory() -> None:
+    """Set ``worker_resident_memory_bytes`` from /proc (nothing where there is none)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            RESIDENT_MEMORY.set(int(statm.read().split()[1]) * _PAGE_SIZE)
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 def record_grpc_call(method: str, model: str, code: str, seconds: float) -> None:

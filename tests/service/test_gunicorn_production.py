@@ -82,6 +82,15 @@ def test_metrics_agree_across_two_workers(server: Server, metrics_dir: Path) -> 
         executions = value(samples, "inference_executions_total", model="sentiment")
         assert 0 < executions <= value(samples, "inference_rows_total", model="sentiment")
     assert len(list(metrics_dir.glob("counter_*.db"))) >= 2  # one file per worker
+    for samples in scrapes:  # nothing in progress between requests; each worker's memory
+        assert value(samples, "http_requests_in_progress") == 1  # the scrape itself
+        memory = {
+            dict(labels)["pid"]: size
+            for (name, labels), size in samples.items()
+            if name == "worker_resident_memory_bytes"
+        }
+        assert set(map(int, memory)) == set(server.request_pids("/v1/sentiment"))
+        assert all(size > 20 * 2**20 for size in memory.values())
     rows = value(scrapes[-1], "inference_rows_total", model="sentiment")
     for _ in range(6):  # the statistics extension reads the same files, from either worker
         _, answer = http_json("GET", f"{server.url}/v2/models/sentiment/stats")

@@ -1,11 +1,13 @@
 """GET /metrics in one process: request, inference, batch and timing metrics move as requests
-arrive. (Agreement across gunicorn workers is in test_gunicorn_observability.py.)"""
+arrive. (Agreement across gunicorn workers is in test_gunicorn_production.py.)"""
 
 from __future__ import annotations
 
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service import REGISTRY_KEY
+from service.metrics import render_metrics
 from tests.service.metrics_text import sample_values, value
 
 SENTIMENT = {"endpoint": "/v1/sentiment", "model": "sentiment"}
@@ -73,3 +75,32 @@ def test_a_reload_of_an_unknown_name_adds_no_model_label(admin_app_factory, tiny
         == 2
     )
     assert all("nosuch" not in str(key) for key in after), "a model label per unknown name"
+
+
+def _now(name: str) -> float:
+    """A metric's value as /metrics would show it, read without a request of its own."""
+    return value(sample_values(render_metrics().get_data(as_text=True)), name)
+
+
+def test_requests_in_progress_are_counted_while_they_run(app: Flask, monkeypatch) -> None:
+    session = app.extensions[REGISTRY_KEY].models["sentiment"].predictor.session
+    before = _now("http_requests_in_progress")
+    during = []
+    run = session.run
+
+    def counting_run(feeds):
+        during.append(_now("http_requests_in_progress"))
+        return run(feeds)
+
+    monkeypatch.setattr(session, "run", counting_run)
+    client = app.test_client()
+    assert client.post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
+    assert client.post("/v1/sentiment", json={"texts": []}).status_code == 422
+
+    assert during == [before + 1]
+    assert _now("http_requests_in_progress") == before  # failed requests end too
+
+
+def test_the_worker_s_memory_is_reported(app: Flask) -> None:
+    resident = _now("worker_resident_memory_bytes")
+    assert 20 * 2**20 < resident < 64 * 2**30  # a Python process with ONNX Runtime loaded
