@@ -161,9 +161,19 @@ def on_starting(server):
 
 
 def post_fork(server, worker):
-    """In the new worker: say that it is starting (the gRPC handover waits for such workers)."""
+    """In the new worker: check the service's settings, and say that it is starting (the gRPC
+    handover waits for such workers). Invalid settings are one error line, and the worker exits
+    as one that failed to boot, which stops gunicorn; raised while the app loads, they would come
+    with gunicorn's traceback, in every worker. (The master checks nothing: it must not load
+    the service's modules before it forks.)"""
     from service.grpc_api.worker import mark_starting
+    from service.settings import Settings, SettingsError
 
+    try:
+        Settings.from_environment()
+    except SettingsError as exc:
+        server.log.error("%s", exc)
+        sys.exit(server.WORKER_BOOT_ERROR)
     mark_starting()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +45,25 @@ def test_gunicorn_serves_the_committed_models_over_http(
     entities = ner["results"][0]["entities"]
     assert ("ORG", "EU") in [(e["type"], e["text"]) for e in entities]
     assert all(ner_text[e["start"] : e["end"]] == e["text"] for e in entities)
+
+
+@pytest.mark.slow
+def test_invalid_settings_stop_gunicorn_with_one_json_line_per_worker(clean_env) -> None:
+    env = {**clean_env, "PORT": str(free_port()), "WEB_CONCURRENCY": "2", "BATCHING": "maybe"}
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
+
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode != 0
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    errors = [e for e in lines if e["message"].startswith("invalid settings: ")]
+    assert [e["message"] for e in errors] == [
+        "invalid settings: BATCHING='maybe': Input should be a valid boolean, unable to "
+        "interpret input"
+    ] * 2
+    assert {e["level"] for e in errors} == {"ERROR"}
+    # no worker loaded the app: no traceback of it, no plain-text copy of the message
+    assert "Exception in worker process" not in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("invalid settings")]
