@@ -172,8 +172,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_translation(args, model_dir)
     if args.data is None:
         raise SystemExit(f"evaluate {args.task} needs --data")
+    options = {"as_text": True} if args.as_text else {}
+    if args.as_text and args.task != "ner":
+        raise SystemExit("--as-text is for ner")
     report, metrics = _task_module(args.task).evaluate_file(
-        model_dir, Path(args.data), threads=args.threads
+        model_dir, Path(args.data), threads=args.threads, **options
     )
     print(f"{args.data} with {model_dir}:\n{report}")
     if args.task == "sentiment":
@@ -335,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--length-penalty",
         type=float,
         help="translation: rank beams by sum log p / length ** this (default: the manifest's)",
+    )
+    evaluate.add_argument(
+        "--as-text",
+        action="store_true",
+        help="ner: send each sentence as text (its tokens joined by spaces), as POST /v1/ner "
+        "texts: the service tokenizes it and splits it into sentences; entities count by "
+        "exact character span and type",
     )
     evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
     evaluate.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")

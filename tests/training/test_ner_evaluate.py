@@ -123,6 +123,36 @@ def test_evaluate_prints_strict_iob2_scores_per_type_and_overall(tmp_path, capsy
     assert "overall: precision 60.00 recall 60.00 F1 60.00" in out
 
 
+def test_evaluate_as_text_scores_the_entities_the_api_returns_by_character_span(tmp_path, capsys):
+    # As text, the tags become entities as POST /v1/ner returns them: "Wall" (I-MISC after
+    # B-LOC) is an entity of its own there, where strict IOB2 drops it. 6 predicted, 3 right
+    # (John, Paris, Mary) of 5 gold: precision 50, recall 60.
+    model = build_lookup_artifact(tmp_path / "ner")
+    data = tmp_path / "gold.txt"
+    data.write_text(GOLD, "utf-8")
+    command = ["evaluate", "ner", "--data", str(data), "--model", str(model), "--as-text"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    expected = {
+        "PER": (100, 100, 100, 2),
+        "LOC": (50, 100, 200 / 3, 1),
+        "ORG": (0, 0, 0, 1),
+        "MISC": (0, 0, 0, 1),
+        "all": (50, 60, 600 / 11, 5),
+    }
+    for kind, (*scores, support) in expected.items():
+        row = re.search(rf"^\s*{kind}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$", out, re.M)
+        assert row, f"no {kind} row in:\n{out}"
+        assert [float(v) for v in row.groups()[:3]] == pytest.approx(scores, abs=0.01), kind
+        assert int(row[4]) == support
+    assert "overall: precision 50.00 recall 60.00 F1 54.55" in out
+
+
+def test_evaluate_as_text_is_for_ner_only(tmp_path):
+    with pytest.raises(SystemExit, match="--as-text is for ner"):
+        main(["evaluate", "sentiment", "--data", str(tmp_path / "x.tsv"), "--as-text"])
+
+
 def test_evaluate_refuses_a_tampered_artifact(tmp_path, capsys):
     model = build_lookup_artifact(tmp_path / "ner")
     (model / VOCAB_FILE).write_text('{"tokens": ["<pad>", "<unk>", "john"]}', "utf-8")

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from seqeval.metrics import classification_report
+from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2
 
 from service.predictors.ner import NerPredictor
@@ -489,12 +490,13 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: NerConfig) -> DevEv
 
 
 def evaluate_file(
-    model_dir: Path, data_file: Path, threads: int = 1
+    model_dir: Path, data_file: Path, threads: int = 1, as_text: bool = False
 ) -> tuple[str, dict[str, float]]:
     """Score the exported model in ``model_dir`` on a CoNLL file, through the service's code.
 
     Returns seqeval's report (strict IOB2, per type and overall) and the metrics as a dict
-    (``dev_`` prefix dropped: the file need not be the dev set).
+    (``dev_`` prefix dropped: the file need not be the dev set). With ``as_text``, each
+    sentence's tokens are joined by spaces and sent as text instead (see :func:`text_metrics`).
     """
     manifest = load_manifest(model_dir, verify=True, task="ner")
     sessions = {
@@ -515,6 +517,8 @@ def evaluate_file(
             model_dir,
             manifest.labels,
         )
+    if as_text:
+        return text_metrics(predictor, sentences)
     predicted = predictor.predict_tokens([[w for w, _ in s] for s in sentences])
     gold = [[t for _, t in s] for s in sentences]
     tags = [[t.tag for t in p.tokens] for p in predicted]
@@ -522,4 +526,43 @@ def evaluate_file(
         gold, tags, mode="strict", scheme=IOB2, digits=4, zero_division=0
     )
     metrics = {k.removeprefix("dev_"): v for k, v in entity_metrics(gold, tags).items()}
+    return report, metrics
+
+
+def text_metrics(
+    predictor: NerPredictor, sentences: Sequence[Sequence[tuple[str, str]]]
+) -> tuple[str, dict[str, float]]:
+    """Entity precision/recall/F1 (percent, overall and per type) of ``sentences`` given as
+    text: each one's tokens joined by spaces, which the service then tokenizes and splits into
+    sentences itself, as it does for ``POST /v1/ner`` ``texts``. An entity counts when its
+    character span and type are exactly a gold entity's; the gold entities are the tags' (IOB2)
+    spans in the joined text. Returns a table of the scores and the scores."""
+    texts, gold = [], set()
+    for index, sentence in enumerate(sentences):
+        words = [word for word, _ in sentence]
+        starts = np.cumsum([0] + [len(word) + 1 for word in words[:-1]]).tolist()
+        texts.append(" ".join(words))
+        for kind, first, last in get_entities([tag for _, tag in sentence]):
+            gold.add((index, starts[first], starts[last] + len(words[last]), kind))
+    predicted = {
+        (index, entity.start, entity.end, entity.type)
+        for index, prediction in enumerate(predictor.predict_batch(texts))
+        for entity in prediction.entities
+    }
+    rows = {}
+    for kind in [*sorted({e[3] for e in gold | predicted}), None]:
+        wanted = {e for e in gold if kind in (None, e[3])}
+        found = {e for e in predicted if kind in (None, e[3])}
+        right = len(wanted & found)
+        precision = 100 * right / len(found) if found else 0.0
+        recall = 100 * right / len(wanted) if wanted else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if right else 0.0
+        rows[kind or "all"] = (precision, recall, f1, len(wanted))
+    report = "\n".join(
+        [f"{'':>6} {'precision':>10} {'recall':>10} {'f1':>10} {'support':>8}"]
+        + [f"{k:>6} {p:10.2f} {r:10.2f} {f:10.2f} {n:8d}" for k, (p, r, f, n) in rows.items()]
+    )
+    precision, recall, f1, _ = rows.pop("all")
+    metrics = {"precision": precision, "recall": recall, "f1": f1}
+    metrics |= {f"f1_{kind}": values[2] for kind, values in rows.items()}
     return report, metrics
