@@ -6,11 +6,14 @@ import json
 import logging
 import re
 import sys
+from datetime import datetime
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.log import JsonFormatter, RequestIdFilter, TextFormatter
+from service.log import JsonFormatter, RequestIdFilter, TextFormatter, iso_time
 
 
 def test_a_sent_request_id_is_echoed(client: FlaskClient) -> None:
@@ -159,3 +162,10 @@ def test_a_missing_or_invalid_traceparent_is_ignored(client, caplog, traceparent
 
     assert "trace_id" not in line and "parent_id" not in line
     assert line["status"] == 200
+
+
+@given(st.floats(min_value=0, max_value=4e9) | st.sampled_from([1700000000.001, 59.9999999]))
+def test_times_are_datetime_s_iso_8601_to_the_millisecond(created: float) -> None:
+    # Formatted from a cache of whole seconds: every request writes a line.
+    expected = datetime.fromtimestamp(created).astimezone().isoformat("T", "milliseconds")
+    assert iso_time(created) == expected
