@@ -61,7 +61,8 @@ lock: | $(BIN)/python
 # tests check that the two agree).
 proto: $(VENV)/.dev-installed
 	$(BIN)/python -m grpc_tools.protoc -I service/grpc_api \
-		--descriptor_set_out=service/grpc_api/inference.binpb service/grpc_api/inference.proto
+		--descriptor_set_out=service/grpc_api/inference.binpb \
+		service/grpc_api/inference.proto service/grpc_api/health.proto
 
 serve: $(VENV)/.serve-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "service:create_app()"

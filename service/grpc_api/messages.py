@@ -1,5 +1,5 @@
-"""The protocol's message classes, built from ``inference.binpb`` (``inference.proto``
-compiled by ``make proto``) in a descriptor pool of their own.
+"""The protocol's message classes, built from ``inference.binpb`` (``inference.proto`` and
+``health.proto`` compiled by ``make proto``) in a descriptor pool of their own.
 
 A pool of their own, not protobuf's default one: Triton's client library registers the same
 ``inference.*`` names there (from its own copy of the protocol), and a process that imports both
@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 PACKAGE = "inference"
 SERVICE = f"{PACKAGE}.GRPCInferenceService"
+HEALTH_SERVICE = "grpc.health.v1.Health"  # the gRPC health checking protocol
 DESCRIPTOR_FILE = "inference.binpb"
 
 
@@ -46,6 +47,13 @@ ModelInferRequest = message_class("ModelInferRequest")
 ModelInferResponse = message_class("ModelInferResponse")
 ModelStatisticsResponse = message_class("ModelStatisticsResponse")
 ModelConfigResponse = message_class("ModelConfigResponse")
+
+HealthCheckRequest = message_factory.GetMessageClass(
+    POOL.FindMessageTypeByName("grpc.health.v1.HealthCheckRequest")
+)
+HealthCheckResponse = message_factory.GetMessageClass(
+    POOL.FindMessageTypeByName("grpc.health.v1.HealthCheckResponse")
+)
 
 # Each method of the service: its request and response classes.
 METHODS: dict[str, tuple[type[Message], type[Message]]] = {

@@ -17,6 +17,7 @@ import grpc
 from flask import Flask
 
 from service import REGISTRY_KEY, SETTINGS_KEY
+from service.grpc_api.health import health_handler
 from service.grpc_api.servicer import InferenceServicer
 from service.grpc_api.worker import ALL_INTERFACES
 from service.settings import Settings
@@ -47,8 +48,9 @@ def start(
         ],
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_calls,
     )
-    servicer = InferenceServicer(app.extensions[REGISTRY_KEY], settings)
-    server.add_generic_rpc_handlers([servicer.handler()])
+    registry = app.extensions[REGISTRY_KEY]
+    servicer = InferenceServicer(registry, settings)
+    server.add_generic_rpc_handlers([servicer.handler(), health_handler(registry)])
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)

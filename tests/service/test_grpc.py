@@ -690,3 +690,40 @@ def test_a_worker_told_to_stop_while_loading_serves_no_grpc(app_factory, tiny_mo
     start_in_worker(worker)
 
     assert not hasattr(worker, "grpc_handover")
+
+
+def health_check(address: str, request: bytes, metadata=()) -> bytes:
+    """``grpc.health.v1.Health/Check`` with the request as bytes, as a Kubernetes gRPC probe
+    sends it: the answer's bytes, read without this server's own message classes."""
+    with grpc.insecure_channel(address) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        return check(request, timeout=10, metadata=metadata)
+
+
+SERVING, NOT_SERVING = b"\x08\x01", b"\x08\x02"  # HealthCheckResponse{status: 1 or 2}
+
+
+def test_the_grpc_health_protocol_says_serving_when_every_model_is_loaded(
+    ner_address: str,
+) -> None:
+    assert health_check(ner_address, b"") == SERVING  # service "": the whole server
+    service = b"inference.GRPCInferenceService"
+    assert health_check(ner_address, b"\x0a" + bytes([len(service)]) + service) == SERVING
+    with pytest.raises(grpc.RpcError) as error:
+        health_check(ner_address, b"\x0a\x03foo")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no service 'foo' here" in error.value.details()
+
+
+def test_the_grpc_health_protocol_says_not_serving_when_a_model_failed(
+    app_factory, tiny_model_dir
+) -> None:
+    app = app_factory(tiny_model_dir, models=("sentiment", "nosuch"))
+    with grpc_serving(app) as address:
+        assert health_check(address, b"") == NOT_SERVING
+
+
+def test_the_grpc_health_protocol_needs_no_key(app_factory, tiny_model_dir) -> None:
+    app = app_factory(tiny_model_dir, api_keys=(KEY,))
+    with grpc_serving(app) as address:
+        assert health_check(address, b"") == SERVING

@@ -1,5 +1,6 @@
-"""``service/grpc_api/inference.binpb`` is ``inference.proto`` compiled, and both are the
-protocol that Triton's gRPC client speaks: the same service, methods and field numbers."""
+"""``service/grpc_api/inference.binpb`` is ``inference.proto`` and ``health.proto`` compiled, and
+the first is the protocol that Triton's gRPC client speaks: the same service, methods and field
+numbers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def compiled(tmp_path: Path) -> descriptor_pb2.FileDescriptorSet:
             *(sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}"),
             f"--descriptor_set_out={out}",
             "inference.proto",
+            "health.proto",
         ],
         check=True,
         capture_output=True,
