@@ -57,7 +57,7 @@ def models_blueprint(
         if name in registry.models or name in registry.errors:
             tag_model(name)  # only configured names: a metric label per URL would grow unbounded
         try:
-            new, old = registry.reload(name)
+            new, previous = registry.reload(name)
         except KeyError:
             raise NotFound(
                 f"no model {name!r} is configured; configured: "
@@ -69,7 +69,6 @@ def models_blueprint(
             ) from None
         if broadcast is not None:
             broadcast.announce(name)
-        previous = old.manifest.version if old is not None else None
         return ReloadResponse(model=model_info(new), previous_version=previous).model_dump()
 
     return blueprint

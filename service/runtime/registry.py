@@ -7,6 +7,7 @@ reports it, so an orchestrator sees *why* the pod is not ready.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import weakref
@@ -103,11 +104,13 @@ class ModelRegistry:
             logger.exception("model %r in %s failed to load", name, folder)
             self.errors[name] = f"{type(exc).__name__}: {exc}"
 
-    def reload(self, name: str) -> tuple[LoadedModel, LoadedModel | None]:
+    def reload(self, name: str) -> tuple[LoadedModel, str | None]:
         """Load ``name``'s folder again (verified and warmed up) and swap it in atomically.
 
-        Returns ``(new, old)``. Requests that already hold the old model finish on it (its
-        batcher runs what is queued, then anything later inline). Raises :class:`ReloadError`
+        Returns the new model and the old one's version (None if it had not loaded). Requests
+        that already hold the old model finish on it (its batcher runs what is queued, then
+        anything later inline); once none does, it is freed, and its memory given back to the
+        system (:func:`give_memory_back`). Raises :class:`ReloadError`
         when the folder cannot be loaded (the old model then keeps serving), ``KeyError`` for
         a model that is not configured. Only this worker's registry changes
         (:mod:`service.runtime.reload_broadcast` tells the others).
@@ -129,12 +132,14 @@ class ModelRegistry:
                 )
             self.models[name] = new  # one reference swap: a request sees old or new, whole
             self.errors.pop(name, None)
+        previous = None
         if old is not None:
             old.predictor.scheduler.close()
-        logger.info(
-            "model %r reloaded: %s -> %s", name, old and old.manifest.version, new.manifest.version
-        )
-        return new, old
+            previous = old.manifest.version
+            del old  # freed here, unless a request still runs on it
+            give_memory_back()
+        logger.info("model %r reloaded: %s -> %s", name, previous, new.manifest.version)
+        return new, previous
 
     def _load_scheduled(self, name: str, folder: Path, config: SessionConfig) -> LoadedModel:
         """:func:`load_model` at the configured precision, then give the predictor its
@@ -202,6 +207,21 @@ def batch_policy(settings: Settings, name: str, min_fill: float = 0.0) -> BatchP
         timeout_s=settings.request_timeout_s,
         min_fill=values["min_fill"],
     )
+
+
+def give_memory_back() -> None:
+    """Hand the heap pages that are free back to the system (glibc's ``malloc_trim``).
+
+    A model's buffers are allocated by whichever threads loaded and ran it, across glibc's
+    per-thread arenas; freed, they mostly stay in those arenas, so without this a worker that
+    reloaded a model stays about as large as if it still held the old one too. Nothing happens
+    where the C library has no ``malloc_trim`` (musl, macOS)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+_LIBC = ctypes.CDLL(None)  # the symbols this process has loaded: the C library's among them
 
 
 def _run_rows_of(predictor: Predictor) -> Callable[[Sequence], object]:

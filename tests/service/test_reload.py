@@ -127,3 +127,20 @@ def test_a_replaced_model_is_freed_as_soon_as_no_request_uses_it(
         assert replaced() is None
     finally:
         gc.enable()
+
+
+def test_memory_is_given_back_once_the_replaced_model_is_freed(
+    admin_app_factory, own_model_dir: Path, monkeypatch
+) -> None:
+    # glibc keeps a freed model's pages in its per-thread arenas unless asked to give them back.
+    app = admin_app_factory(own_model_dir)
+    registry = app.extensions[REGISTRY_KEY]
+    replaced = weakref.ref(registry.models["sentiment"].predictor)
+    freed_when_trimmed = []
+    monkeypatch.setattr(
+        "service.runtime.registry.give_memory_back",
+        lambda: freed_when_trimmed.append(replaced() is None),
+    )
+
+    assert app.test_client().post(RELOAD).status_code == 200
+    assert freed_when_trimmed == [True]
