@@ -151,7 +151,10 @@ _created_reload_dir = _folder("RELOAD_SIGNAL_DIR", "rnn-reload-")
 def on_starting(server):
     """Refuse a GRPC_PORT or HEALTH_PORT that is in use; empty the metrics folder (files left by
     an earlier run would be counted again)."""
-    for variable in ("GRPC_PORT", "HEALTH_PORT"):
+    ports = {v: os.environ.get(v, "").strip() for v in ("GRPC_PORT", "HEALTH_PORT")}
+    if ports["GRPC_PORT"] and ports["GRPC_PORT"] == ports["HEALTH_PORT"]:
+        sys.exit(f"invalid settings: HEALTH_PORT and GRPC_PORT are both {ports['GRPC_PORT']}")
+    for variable in ports:
         _refuse_a_port_in_use(variable, server.cfg.address)
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(folder, exist_ok=True)

@@ -11,7 +11,15 @@ must first be loaded in the workers, after the fork.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# Unless this is set when it is imported, ONNX Runtime keeps telemetry: a device id and an event
+# database under ~/.cache/Microsoft (and, where the home folder is read-only, a warning in the
+# log). Nothing in this project wants either. Set here, before any module of the service
+# imports ONNX Runtime; the training and benchmark packages import this package first for the
+# same reason. ORT_DISABLE_TELEMETRY=0 allows it.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
     from flask import Flask

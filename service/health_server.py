@@ -8,6 +8,12 @@ of its own, with the same statuses and bodies as the service's port; every worke
 SO_REUSEPORT, and the kernel hands each probe to one of them. Started once the worker has loaded
 its models (``post_worker_init``); it closes with the worker. Probes answered here are neither
 logged nor counted in the request metrics.
+
+Probes are small and come one at a time: a connection gets one request (HTTP/1.0) and each read
+:data:`PROBE_READ_TIMEOUT_S`, and a worker holds at most :data:`MAX_PROBE_CONNECTIONS` at once,
+closing any more at once. The port is for the orchestrator, not for the public: a client that
+keeps that many connections open and slow can still make probes fail, but not exhaust the
+worker's threads or files.
 """
 
 from __future__ import annotations
@@ -26,14 +32,40 @@ from service.runtime.registry import ModelRegistry
 logger = logging.getLogger(__name__)
 
 LIVE, READY = "/v2/health/live", "/v2/health/ready"
-PROBE_TIMEOUT_S = 10  # a connection that sends nothing is closed after this long
+PROBE_READ_TIMEOUT_S = 2  # a connection that sends nothing for this long is closed
+MAX_PROBE_CONNECTIONS = 16
 
 
 class ProbeServer(ThreadingHTTPServer):
-    """An HTTP server whose port other processes (the other workers) may bind too."""
+    """An HTTP server whose port other processes (the other workers) may bind too, with a
+    thread per connection and at most :data:`MAX_PROBE_CONNECTIONS` connections."""
 
     allow_reuse_port = True
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_PROBE_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # too many at once: closed, unanswered
+            return
+        try:
+            super().process_request(request, client_address)  # starts its thread
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away or sent nonsense: not worth a traceback on stderr.
+        logger.debug("health probe from %s failed", client_address, exc_info=True)
 
 
 def answer(registry: ModelRegistry, path: str) -> tuple[int, dict[str, Any]]:
@@ -54,8 +86,8 @@ def serve(registry: ModelRegistry, host: str, port: int) -> ProbeServer:
     """Answer probes on ``host:port`` from a daemon thread (a thread per connection)."""
 
     class Probe(BaseHTTPRequestHandler):
-        timeout = PROBE_TIMEOUT_S
-        protocol_version = "HTTP/1.1"
+        timeout = PROBE_READ_TIMEOUT_S
+        protocol_version = "HTTP/1.0"  # one request per connection
 
         def do_GET(self) -> None:
             self._respond(head=False)

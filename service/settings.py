@@ -281,6 +281,9 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
+                if not error["loc"]:  # a check of several settings together: its message says
+                    problems.append(error["msg"].removeprefix("Value error, "))
+                    continue
                 field, *inside = (str(part) for part in error["loc"])
                 where = field.upper() + (f" ({'.'.join(inside)})" if inside else "")
                 shown = "" if field in _SECRET_SETTINGS else f"={error['input']!r}"

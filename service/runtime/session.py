@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort  # ONNX Runtime's telemetry is off: see service/__init__.py
 
 from service.runtime.manifest import ArtifactError, GraphSpec, TensorSpec
-
-# Unless this is set when it is imported, ONNX Runtime keeps telemetry: a device id and an event
-# database under ~/.cache/Microsoft (and, where the home folder is read-only, a warning in the
-# log). A server has no business doing either. ORT_DISABLE_TELEMETRY=0 allows it.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-import onnxruntime as ort
 
 logger = logging.getLogger(__name__)
 

@@ -178,6 +178,14 @@ def test_a_grpc_or_health_port_that_is_gunicorns_own_is_refused(env, variable) -
         run_conf()["on_starting"](master_with_bind(("0.0.0.0", 8000)))
 
 
+def test_a_health_port_equal_to_the_grpc_port_is_refused(env) -> None:
+    env.setenv("GRPC_PORT", "9000")
+    env.setenv("HEALTH_PORT", "9000")
+
+    with pytest.raises(SystemExit, match="HEALTH_PORT and GRPC_PORT are both 9000"):
+        run_conf()["on_starting"](master_with_bind(("0.0.0.0", 8000)))
+
+
 @PORT_VARIABLES
 def test_a_port_in_use_is_refused_unless_a_new_master_inherits_it(env, variable) -> None:
     with socket.socket() as taken:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -17,7 +18,12 @@ import pytest
 from flask import Flask
 
 from service import REGISTRY_KEY
-from service.health_server import ProbeServer, serve
+from service.health_server import (
+    MAX_PROBE_CONNECTIONS,
+    PROBE_READ_TIMEOUT_S,
+    ProbeServer,
+    serve,
+)
 from tests.service.conftest import REAL_MODEL_DIR, require_real_artifact
 from tests.service.live_server import free_port, http_json, running_server
 
@@ -78,13 +84,19 @@ def test_only_the_probes_are_answered(probe_server) -> None:
     assert get(port, "/v2/health/live", "POST")[0] == 501  # http.server's answer to a method
 
 
-def test_a_health_port_equal_to_the_grpc_port_is_refused(tiny_model_dir) -> None:
+def test_a_health_port_equal_to_the_grpc_port_is_refused(tiny_model_dir, monkeypatch) -> None:
     from pydantic import ValidationError
 
+    from service.settings import Settings, SettingsError
     from tests.service.conftest import make_settings
 
     with pytest.raises(ValidationError, match="HEALTH_PORT and GRPC_PORT are both 9000"):
         make_settings(tiny_model_dir, health_port=9000, grpc_port=9000)
+    monkeypatch.setenv("HEALTH_PORT", "9000")
+    monkeypatch.setenv("GRPC_PORT", "9000")
+    message = "^invalid settings: HEALTH_PORT and GRPC_PORT are both 9000: choose two$"
+    with pytest.raises(SettingsError, match=message):  # the message a worker logs
+        Settings.from_environment()
 
 
 @pytest.mark.slow
@@ -129,3 +141,53 @@ def test_probe_threads_are_daemons(app) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("probe_server", ["app"], indirect=True)
+def test_a_worker_holds_few_probe_connections_and_closes_the_rest(probe_server) -> None:
+    # Without a bound, slow connections took a thread and a file each until the worker ran out.
+    _, port = probe_server
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_PROBE_CONNECTIONS)]
+    try:
+        time.sleep(0.2)  # every idle connection has its thread
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+            extra.sendall(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
+            try:
+                answer = extra.recv(100)
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b""  # closed unanswered
+    finally:
+        for connection in idle:
+            connection.close()
+    deadline = time.monotonic() + 10
+    while True:  # the idle connections' threads end; probes are answered again
+        try:
+            if get(port, "/v2/health/live")[0] == 200:
+                break
+        except (ConnectionError, http.client.HTTPException):
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("probe_server", ["app"], indirect=True)
+def test_a_connection_that_sends_nothing_is_closed(probe_server) -> None:
+    _, port = probe_server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(100) == b""
+        assert time.monotonic() - started < PROBE_READ_TIMEOUT_S + 3
+
+
+def test_a_client_that_went_away_leaves_no_traceback(app, capsys) -> None:
+    server = serve(app.extensions[REGISTRY_KEY], "127.0.0.1", free_port())
+    try:
+        try:
+            raise BrokenPipeError(32, "Broken pipe")
+        except BrokenPipeError:
+            server.handle_error(None, ("127.0.0.1", 12345))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert capsys.readouterr().err == ""

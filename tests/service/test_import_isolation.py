@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = """
 import sys
 import service
@@ -56,6 +58,26 @@ def test_onnx_runtime_keeps_no_telemetry(tiny_ner_model_dir: Path, clean_env, tm
     # Left on, ONNX Runtime writes a device id and an event database under ~/.cache/Microsoft.
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tiny_ner_model_dir)],
+        env={k: v for k, v in clean_env.items() if k != "ORT_DISABLE_TELEMETRY"}
+        | {"HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / ".cache" / "Microsoft").exists()
+
+
+@pytest.mark.parametrize("package", ["training.tasks.ner", "benchmarks.models"])
+def test_neither_training_nor_the_benchmarks_let_onnx_runtime_keep_telemetry(
+    package: str, clean_env, tmp_path
+) -> None:
+    # Both import onnxruntime before any module of the service: they import `service` first.
+    graph = Path(__file__).resolve().parents[2] / "exported_models" / "sentiment" / "model.onnx"
+    script = f"import {package}, onnxruntime as ort; ort.InferenceSession({str(graph)!r})"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
         env={k: v for k, v in clean_env.items() if k != "ORT_DISABLE_TELEMETRY"}
         | {"HOME": str(tmp_path)},
         capture_output=True,
