@@ -54,19 +54,20 @@ def test_gunicorns_master_loads_no_runtime_before_it_forks(clean_env) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_onnx_runtime_keeps_no_telemetry(tiny_ner_model_dir: Path, clean_env, tmp_path) -> None:
-    # Left on, ONNX Runtime writes a device id and an event database under ~/.cache/Microsoft.
+def keeps_telemetry(command: list[str], clean_env: dict[str, str], home: Path) -> bool:
+    """Run ``command`` with ``home`` as HOME and ORT_DISABLE_TELEMETRY unset: whether ONNX
+    Runtime wrote its telemetry (a device id and an event database) under ~/.cache/Microsoft."""
+    env = {k: v for k, v in clean_env.items() if k != "ORT_DISABLE_TELEMETRY"}
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_ner_model_dir)],
-        env={k: v for k, v in clean_env.items() if k != "ORT_DISABLE_TELEMETRY"}
-        | {"HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        command, env=env | {"HOME": str(home)}, capture_output=True, text=True, timeout=120
     )
-
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / ".cache" / "Microsoft").exists()
+    return (home / ".cache" / "Microsoft").exists()
+
+
+def test_onnx_runtime_keeps_no_telemetry(tiny_ner_model_dir: Path, clean_env, tmp_path) -> None:
+    command = [sys.executable, "-c", SCRIPT, str(tiny_ner_model_dir)]
+    assert not keeps_telemetry(command, clean_env, tmp_path)
 
 
 @pytest.mark.parametrize("package", ["training.tasks.ner", "benchmarks.models"])
@@ -76,14 +77,4 @@ def test_neither_training_nor_the_benchmarks_let_onnx_runtime_keep_telemetry(
     # Both import onnxruntime before any module of the service: they import `service` first.
     graph = Path(__file__).resolve().parents[2] / "exported_models" / "sentiment" / "model.onnx"
     script = f"import {package}, onnxruntime as ort; ort.InferenceSession({str(graph)!r})"
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={k: v for k, v in clean_env.items() if k != "ORT_DISABLE_TELEMETRY"}
-        | {"HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert not (tmp_path / ".cache" / "Microsoft").exists()
+    assert not keeps_telemetry([sys.executable, "-c", script], clean_env, tmp_path)
