@@ -229,3 +229,26 @@ def test_the_image_steps_install_and_serve_without_torch(tmp_path: Path) -> None
     assert label == body["results"][0]["label"]
     assert probe.returncode == 0, probe.stderr
     assert health[0] == 200, health
+
+
+def test_the_readme_s_kubernetes_probes_use_the_image_s_ports_and_stop_in_time() -> None:
+    readme = (REPO_ROOT / "README.md").read_text("utf-8")
+    block = readme.split("On Kubernetes,", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    spec = yaml.safe_load(block)
+    instructions = dockerfile_instructions()
+    env = next(line for line in instructions if line.startswith("ENV ") and "PORT=" in line)
+    ports = {name: int(port) for name, port in re.findall(r"\b(\w*PORT)=(\d+)", env)}
+    exposed = next(line for line in instructions if line.startswith("EXPOSE "))
+
+    assert {p["containerPort"] for p in spec["ports"]} == set(map(int, exposed.split()[1:]))
+    assert set(ports.values()) == {p["containerPort"] for p in spec["ports"]}
+    for probe, path in [
+        ("livenessProbe", "/v2/health/live"),
+        ("readinessProbe", "/v2/health/ready"),
+        ("startupProbe", "/v2/health/ready"),
+    ]:
+        assert spec[probe]["httpGet"] == {"path": path, "port": ports["HEALTH_PORT"]}
+    pre_stop = int(spec["lifecycle"]["preStop"]["exec"]["command"][1])
+    grace = int(re.search(r"terminationGracePeriodSeconds: (\d+)", block)[1])
+    graceful = int(re.search(r"^graceful_timeout = (\d+)", CONF.read_text("utf-8"), re.M)[1])
+    assert grace > pre_stop + graceful
