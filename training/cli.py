@@ -167,14 +167,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging()
+    if args.as_text and args.task != "ner":
+        raise SystemExit("--as-text is for ner")
     model_dir = Path(args.model or f"exported_models/{args.task}")
     if args.task == "translation":
         return _evaluate_translation(args, model_dir)
     if args.data is None:
         raise SystemExit(f"evaluate {args.task} needs --data")
     options = {"as_text": True} if args.as_text else {}
-    if args.as_text and args.task != "ner":
-        raise SystemExit("--as-text is for ner")
     report, metrics = _task_module(args.task).evaluate_file(
         model_dir, Path(args.data), threads=args.threads, **options
     )

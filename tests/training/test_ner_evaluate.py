@@ -148,9 +148,13 @@ def test_evaluate_as_text_scores_the_entities_the_api_returns_by_character_span(
     assert "overall: precision 50.00 recall 60.00 F1 54.55" in out
 
 
-def test_evaluate_as_text_is_for_ner_only(tmp_path):
+@pytest.mark.parametrize(
+    "task_args",
+    [["sentiment", "--data", "x.tsv"], ["translation", "--src", "x.en", "--ref", "x.de"]],
+)
+def test_evaluate_as_text_is_for_ner_only(task_args):
     with pytest.raises(SystemExit, match="--as-text is for ner"):
-        main(["evaluate", "sentiment", "--data", str(tmp_path / "x.tsv"), "--as-text"])
+        main(["evaluate", *task_args, "--as-text"])
 
 
 def test_evaluate_refuses_a_tampered_artifact(tmp_path, capsys):
