@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from service.predictors.budget import RequestTooLarge
-from service.runtime.batcher import DeadlineExceeded, QueueFull
+from service.runtime.batcher import BatchFailed, DeadlineExceeded, QueueFull
 from service.schemas import ErrorBody, ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -259,6 +259,9 @@ def as_api_error(exc: Exception, where: str | None = None) -> ApiError:
         error = TooManyTokens.from_request_too_large(exc)
     elif isinstance(exc, HTTPException):
         error = _from_http_exception(exc)
+    elif isinstance(exc, BatchFailed):  # the batcher logged the failure's trace, once
+        logger.error("%s -> 500: %s: %r", where, exc, exc.__cause__)
+        return InternalError("internal server error; the details are in the server log")
     else:
         logger.error("unhandled error on %s", where, exc_info=exc)
         return InternalError("internal server error; the details are in the server log")

@@ -90,6 +90,15 @@ class BatchPolicy:
     min_fill: float = 0.0  # least share of real tokens in a padded batch (0: any rows mix)
 
 
+class BatchFailed(BatcherError):
+    """The graph call that held some of this request's rows failed (the batcher logged why);
+    each request of that batch gets its own, with the failure as its ``__cause__``."""
+
+    def __init__(self, model: str):
+        super().__init__(f"{model}: the batch that held this request's rows failed")
+        self.model = model
+
+
 class BatchObserver(Protocol):
     """Told about every graph call (for metrics)."""
 
@@ -99,6 +108,17 @@ class BatchObserver(Protocol):
         """``rows`` of ``requests`` requests ran in one call that took ``run_s``; each request
         whose first batch this was waited ``queue_waits_s``."""
         ...
+
+
+def _observe(observer: BatchObserver | None, model: str, *batch: Any) -> None:
+    """Tell ``observer`` about a batch; its failure (say, a full disk under the metrics files) is
+    logged and fails no request."""
+    if observer is None:
+        return
+    try:
+        observer.on_batch(model, *batch)
+    except Exception:
+        logger.exception("%s: recording a batch failed", model)
 
 
 class RowScheduler(Protocol):
@@ -190,10 +210,9 @@ class InlineBatches:
                 raise DeadlineExceeded(self.model, self.timeout_s)
             started = time.perf_counter()
             outputs = self.run_rows([rows[i] for i in batch])
-            if self.observer is not None:
-                waits = [0.0] if number == 0 else []  # one wait per request: none, at its first
-                run_s = time.perf_counter() - started
-                self.observer.on_batch(self.model, len(batch), waits, run_s, 1)
+            waits = [0.0] if number == 0 else []  # one wait per request: none, at its first
+            run_s = time.perf_counter() - started
+            _observe(self.observer, self.model, len(batch), waits, run_s, 1)
             for index, output in zip(batch, outputs, strict=True):
                 results[index] = output
         return results
@@ -328,7 +347,7 @@ class DynamicBatcher:
             inline = replace(self.policy, enabled=False)
             return make_scheduler(self.model, self.run_rows, inline, self.observer).submit(rows)
         if request.error is not None:
-            raise request.error
+            raise BatchFailed(self.model) from request.error
         return request.results
 
     def close(self) -> None:
@@ -349,17 +368,24 @@ class DynamicBatcher:
     def _serve_until_done(self, request: _Request) -> None:
         """Wait for ``request``'s outputs; whenever no thread leads and rows wait, lead: gather
         a batch, run it in this thread, hand out its outputs. Past the deadline, drop the
-        request's rows that have not started and raise :class:`DeadlineExceeded`."""
+        request's rows that have not started and raise :class:`DeadlineExceeded`. Whatever
+        ends the wait early, the request's queued rows go and the next thread may lead."""
         deadline = request.arrived + self.policy.timeout_s
-        while not request.done:
-            if time.monotonic() >= deadline and self._drop_unstarted(request):
-                raise DeadlineExceeded(self.model, self.policy.timeout_s)
-            if not self._leading and self._rows:
-                self._lead()
-                continue
-            left = deadline - time.monotonic()
-            # Past the deadline with every row running in another thread's batch: wait for it.
-            request.wakeup.wait(self._lock, left if left > 0 else 1.0)
+        try:
+            while not request.done:
+                if time.monotonic() >= deadline and self._drop_unstarted(request):
+                    raise DeadlineExceeded(self.model, self.policy.timeout_s)
+                if not self._leading and self._rows:
+                    self._lead()
+                    continue
+                left = deadline - time.monotonic()
+                # Past the deadline with every row running in another thread's batch: wait.
+                request.wakeup.wait(self._lock, left if left > 0 else 1.0)
+        except BaseException:
+            self._drop_unstarted(request)
+            if self._rows and not self._leading:
+                self._rows[0].request.wakeup.wake()
+            raise
 
     def _drop_unstarted(self, request: _Request) -> bool:
         """Remove ``request``'s rows that wait for a batch; whether there were any."""
@@ -387,7 +413,7 @@ class DynamicBatcher:
         if observed is not None and self.observer is not None:
             self._lock.release()  # the next batch need not wait for the metrics
             try:
-                self.observer.on_batch(self.model, *observed)
+                _observe(self.observer, self.model, *observed)
             finally:
                 self._lock.acquire()
 

@@ -276,3 +276,22 @@ def test_an_unexpected_failure_is_a_json_500_without_the_trace(
     assert "secret internal detail" not in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)
     assert "secret internal detail" in caplog.text  # the trace is in the log instead
+
+
+def test_a_failed_graph_call_is_a_json_500_with_its_trace_logged_once(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    session = app.extensions[REGISTRY_KEY].models["sentiment"].predictor.session
+
+    def explode(feeds):
+        raise RuntimeError("secret graph detail")
+
+    monkeypatch.setattr(session, "run", explode)
+    with caplog.at_level(logging.ERROR, logger="service"):
+        response = client.post(URL, json={"texts": ["good"]})
+
+    assert response.status_code == 500
+    assert error_of(response)["code"] == "internal_error"
+    assert "secret graph detail" not in response.get_data(as_text=True)
+    assert caplog.text.count("Traceback") == 1
+    assert "POST /v1/sentiment -> 500" in caplog.text

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from service.runtime.batcher import (
+    BatchFailed,
     BatchPolicy,
     DeadlineExceeded,
     DynamicBatcher,
@@ -20,6 +21,7 @@ from service.runtime.batcher import (
     length_sorted_batches,
     make_scheduler,
 )
+from tests.service.polling import wait_until
 
 
 class FakeGraph:
@@ -69,13 +71,6 @@ def make_batcher(graph: FakeGraph):
     graph.gate.set()
     for batcher in batchers:
         batcher.close()
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
-    """Poll ``condition`` (e.g. that other threads' rows are queued) for up to ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def announced(batcher: DynamicBatcher, barrier: threading.Barrier, rows: list[str]) -> list[str]:
@@ -361,8 +356,9 @@ def test_a_failed_batch_drops_the_rest_of_its_requests(make_batcher, graph) -> N
         raise RuntimeError("graph exploded")
 
     batcher.run_rows = failing
-    with pytest.raises(RuntimeError, match="graph exploded"):
+    with pytest.raises(BatchFailed, match="fake: the batch") as failed:
         batcher.submit(["a", "b", "c"])
+    assert str(failed.value.__cause__) == "graph exploded"
 
     assert calls == [["a", "b"]]  # the third row never ran
     assert batcher._rows == []
@@ -459,9 +455,59 @@ def test_a_failing_batch_fails_its_requests_not_the_batcher(make_batcher, graph)
         return graph(rows)
 
     batcher.run_rows = flaky
-    with pytest.raises(RuntimeError, match="graph exploded"):
+    with pytest.raises(BatchFailed):
         batcher.submit(["a"])
     assert batcher.submit(["b"]) == ["B"]
+
+
+def test_each_request_of_a_failed_batch_gets_its_own_error(make_batcher, graph) -> None:
+    """One exception object raised in several threads would gather all their frames."""
+    batcher = make_batcher(max_batch_size=4)
+    graph.gate.clear()
+
+    def failing(rows):
+        graph(rows)
+        raise RuntimeError("graph exploded")
+
+    batcher.run_rows = failing
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(batcher.submit, [row]) for row in "abc"]
+        assert graph.entered.wait(5)
+        wait_until(lambda: len(batcher._rows) == 2)
+        graph.gate.set()
+        errors = [future.exception(5) for future in futures]
+
+    assert all(isinstance(error, BatchFailed) for error in errors)
+    assert len({id(error) for error in errors}) == 3
+    assert errors[1].__cause__ is errors[2].__cause__  # b and c ran in one batch
+
+
+class FailingObserver:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_batch(self, *batch: object) -> None:
+        self.calls += 1
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failing_observer_fails_no_request_and_stalls_no_other(graph: FakeGraph) -> None:
+    """The leader passes the lead on before it tells the observer: if that raised, the
+    requests whose rows wait would sleep until their deadline."""
+    observer = FailingObserver()
+    batcher = DynamicBatcher("fake", graph, policy(max_batch_size=1, timeout_s=5), observer)
+    graph.gate.clear()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(batcher.submit, [row]) for row in "abc"]
+        assert graph.entered.wait(5)
+        wait_until(lambda: len(batcher._rows) == 2)
+        started = time.monotonic()
+        graph.gate.set()
+        assert [future.result(5) for future in futures] == [["A"], ["B"], ["C"]]
+    assert time.monotonic() - started < 2
+    assert observer.calls == 3
+    inline = InlineBatches("fake", graph, max_batch_size=1, observer=observer)
+    assert inline.submit(["d", "e"]) == ["D", "E"]
 
 
 def test_closing_runs_what_is_queued_and_later_rows_inline(graph: FakeGraph) -> None:
