@@ -110,7 +110,7 @@ class ModelRegistry:
         Returns the new model and the old one's version (None if it had not loaded). Requests
         that already hold the old model finish on it (its batcher runs what is queued, then
         anything later inline); once none does, it is freed, and its memory given back to the
-        system (:func:`give_memory_back`). Raises :class:`ReloadError`
+        system (:func:`give_memory_back`, shortly after). Raises :class:`ReloadError`
         when the folder cannot be loaded (the old model then keeps serving), ``KeyError`` for
         a model that is not configured. Only this worker's registry changes
         (:mod:`service.runtime.reload_broadcast` tells the others).
@@ -136,8 +136,8 @@ class ModelRegistry:
         if old is not None:
             old.predictor.scheduler.close()
             previous = old.manifest.version
+            weakref.finalize(old.predictor, _give_memory_back_soon)
             del old  # freed here, unless a request still runs on it
-            give_memory_back()
         logger.info("model %r reloaded: %s -> %s", name, previous, new.manifest.version)
         return new, previous
 
@@ -222,6 +222,18 @@ def give_memory_back() -> None:
 
 
 _LIBC = ctypes.CDLL(None)  # the symbols this process has loaded: the C library's among them
+
+TRIM_DELAY_S = 0.2
+
+
+def _give_memory_back_soon() -> None:
+    """:func:`give_memory_back` in ``TRIM_DELAY_S``, in a thread of its own: a replaced
+    predictor's finalizer calls this as the predictor's deallocation begins, in whichever thread
+    dropped the last reference (the reload's, or that of the last request that used it), before
+    its sessions are freed."""
+    timer = threading.Timer(TRIM_DELAY_S, give_memory_back)
+    timer.daemon = True
+    timer.start()
 
 
 def _run_rows_of(predictor: Predictor) -> Callable[[Sequence], object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from flask import Flask
 
 from service import REGISTRY_KEY
+from tests.service.polling import wait_until
 from tests.service.tiny_artifact import build_tiny_artifact
 
 RELOAD = "/v1/models/sentiment/reload"
@@ -129,18 +131,27 @@ def test_a_replaced_model_is_freed_as_soon_as_no_request_uses_it(
         gc.enable()
 
 
+@pytest.mark.parametrize("in_use", [False, True])
 def test_memory_is_given_back_once_the_replaced_model_is_freed(
-    admin_app_factory, own_model_dir: Path, monkeypatch
+    admin_app_factory, own_model_dir: Path, monkeypatch, in_use: bool
 ) -> None:
-    # glibc keeps a freed model's pages in its per-thread arenas unless asked to give them back.
+    # glibc keeps a freed model's pages in its per-thread arenas unless asked to give them back;
+    # a request still running on the old model when the reload returns holds it until it ends.
     app = admin_app_factory(own_model_dir)
     registry = app.extensions[REGISTRY_KEY]
+    request_holds = registry.models["sentiment"].predictor if in_use else None
     replaced = weakref.ref(registry.models["sentiment"].predictor)
-    freed_when_trimmed = []
+    freed_when_trimmed: list[bool] = []
     monkeypatch.setattr(
         "service.runtime.registry.give_memory_back",
         lambda: freed_when_trimmed.append(replaced() is None),
     )
+    monkeypatch.setattr("service.runtime.registry.TRIM_DELAY_S", 0.01)
 
     assert app.test_client().post(RELOAD).status_code == 200
+    if in_use:
+        time.sleep(0.2)
+        assert freed_when_trimmed == []  # nothing to give back yet
+        del request_holds
+    wait_until(lambda: freed_when_trimmed != [])
     assert freed_when_trimmed == [True]
