@@ -249,6 +249,8 @@ def beam_search(
 
     results = []
     for b in range(batch):
+        if not finished[b]:  # every candidate of its last step scored -inf
+            raise ValueError(f"sentence {b}: no hypothesis ended with a finite score")
         best = max(finished[b], key=lambda f: f[0])  # first of equals: the earlier one
         _, total, tokens, rows_attn = best
         results.append(Hypothesis(tokens, float(total / len(rows_attn)), rows_attn))

@@ -233,6 +233,8 @@ class Translator:
         """One ``decoder_step`` call for ``(rows,)`` previous tokens (the search's step fn)."""
         feeds = {PREV_TOKENS: prev_tokens.astype(np.int64), **state}
         out = self.decoder_step.run(feeds)
+        if np.isnan(out[LOG_PROBS]).any():  # no search can rank NaN scores
+            raise ArtifactError(f"{self.decoder_step.path}: {LOG_PROBS} holds NaN")
         next_state = {
             HIDDEN: out[NEXT_HIDDEN],
             INPUT_FEED: out[NEXT_INPUT_FEED],

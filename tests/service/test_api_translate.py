@@ -327,3 +327,26 @@ def test_concurrent_requests_with_different_settings_are_batched_correctly(
         alone = [run(([text], job[1], job[2]))[0] for text in job[0]]
         assert [g["translation"] for g in got] == [a["translation"] for a in alone]
         assert [g["score"] for g in got] == pytest.approx([a["score"] for a in alone], abs=1e-5)
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_a_graph_that_scores_nan_is_a_500_naming_the_graph_in_the_log(
+    translation_app: Flask, monkeypatch: pytest.MonkeyPatch, caplog, beam_size: int
+) -> None:
+    """Greedy search answered a NaN score and beam search crashed on an empty list."""
+    decoder_step = translation_app.extensions[REGISTRY_KEY].models["translation"].predictor
+    decoder_step = decoder_step.decoder_step
+    run = decoder_step.run
+
+    def nan_scores(feeds):
+        out = dict(run(feeds))
+        out["log_probs"] = np.full_like(out["log_probs"], np.nan)
+        return out
+
+    monkeypatch.setattr(decoder_step, "run", nan_scores)
+    status, body = translate(
+        translation_app.test_client(), {"texts": ["A dog."], "beam_size": beam_size}
+    )
+    assert status == 500
+    assert body["error"]["code"] == "internal_error"
+    assert "decoder_step" in caplog.text and "log_probs holds NaN" in caplog.text

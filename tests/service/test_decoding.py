@@ -262,3 +262,22 @@ def test_candidates_are_the_best_of_every_token_of_every_beam(vocab, seed):
         assert flat[s, : len(expected)].tolist() == expected
         np.testing.assert_array_equal(values[s, : len(expected)], every[s, expected])
         assert np.all(values[s, len(expected) :] == -np.inf)
+
+
+def test_beam_search_names_a_sentence_that_no_finite_hypothesis_ends() -> None:
+    step, _ = stub_step(seed=1)
+
+    def eos_impossible(prev, state):
+        log_probs, state, attention = step(prev, state)
+        log_probs[:, EOS] = -np.inf
+        return log_probs, state, attention
+
+    with pytest.raises(ValueError, match="sentence 0: no hypothesis ended with a finite score"):
+        beam_search(
+            eos_impossible,
+            initial_state(1),
+            bos_id=BOS,
+            eos_id=EOS,
+            beam_size=2,
+            max_lengths=np.array([3]),
+        )
