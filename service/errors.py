@@ -130,7 +130,7 @@ class ValidationFailed(ApiError):
 
 
 class ReloadFailed(ApiError):
-    """The model folder could not be loaded; the previously loaded model keeps serving."""
+    """The model folder could not be loaded; a model loaded before keeps serving."""
 
     status = 409
     code = "reload_failed"

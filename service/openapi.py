@@ -38,7 +38,7 @@ ERROR_STATUSES: dict[int, str] = {
     401: "API_KEYS is set and no valid `Authorization: Bearer <key>` was sent",
     403: "the key is valid but not an admin key, or the server has none (ADMIN_API_KEYS)",
     404: "no such model (none of this task is served)",
-    409: "the model's folder does not load; the loaded model keeps serving",
+    409: "the model's folder does not load; a model loaded before keeps serving",
     413: "the body is larger than MAX_BODY_BYTES (as sent, or decompressed), or its texts hold "
     "more tokens than MAX_REQUEST_TOKENS (code too_many_tokens)",
     415: "the body's Content-Encoding is neither gzip nor deflate",

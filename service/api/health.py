@@ -45,9 +45,11 @@ def ready_body(registry: ModelRegistry) -> dict[str, Any]:
 
 
 def not_ready_error(registry: ModelRegistry) -> NotReady:
-    """A 503 that says which models failed and why."""
+    """A 503 that says which models failed and why (or why there are none)."""
+    details = {"failed": dict(registry.errors), "loaded": sorted(registry.models)}
+    if registry.problem is not None:
+        return NotReady(f"not ready, no model to load: {registry.problem}", details=details)
     reasons = "; ".join(f"{name}: {reason}" for name, reason in sorted(registry.errors.items()))
     return NotReady(
-        f"not ready, {len(registry.errors)} model(s) failed to load: {reasons}",
-        details={"failed": dict(registry.errors), "loaded": sorted(registry.models)},
+        f"not ready, {len(registry.errors)} model(s) failed to load: {reasons}", details=details
     )

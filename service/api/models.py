@@ -56,6 +56,7 @@ def models_blueprint(
         require_admin(settings)
         if name in registry.models or name in registry.errors:
             tag_model(name)  # only configured names: a metric label per URL would grow unbounded
+        loaded = name in registry.models
         try:
             new, previous = registry.reload(name)
         except KeyError:
@@ -64,9 +65,8 @@ def models_blueprint(
                 f"{sorted({*registry.models, *registry.errors})}"
             ) from None
         except ReloadError as exc:
-            raise ReloadFailed(
-                f"reloading {name!r} failed, the loaded model keeps serving: {exc}"
-            ) from None
+            outcome = "the loaded model keeps serving" if loaded else "it stays unloaded"
+            raise ReloadFailed(f"reloading {name!r} failed, {outcome}: {exc}") from None
         if broadcast is not None:
             broadcast.announce(name)
         return ReloadResponse(model=model_info(new), previous_version=previous).model_dump()
@@ -123,8 +123,8 @@ def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:
 def _may_be_failed(registry: ModelRegistry, task: str) -> bool:
     """Whether a model that failed to load may be one of ``task``: its manifest says so, or
     cannot be read to say otherwise."""
-    if registry.settings is None:
-        return bool(registry.errors)
+    if registry.settings is None or registry.problem is not None:
+        return bool(registry.errors) or registry.problem is not None
     for name in registry.errors:
         try:
             manifest = load_manifest(registry.settings.model_dir / name, verify=False)

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class ReloadError(Exception):
-    """A model folder that could not be loaded again (the loaded model keeps serving)."""
+    """A model folder that could not be loaded again (a model loaded before keeps serving)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +51,12 @@ class LoadedModel:
 
 @dataclass(slots=True)
 class ModelRegistry:
-    """Loaded models by name, and the reason each model that did not load failed."""
+    """Loaded models by name, the reason each model that did not load failed, and the reason
+    there are no models to load at all (``problem``: MODEL_DIR holds no model folder)."""
 
     models: dict[str, LoadedModel] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
     settings: Settings | None = None
     observer: BatchObserver | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -76,7 +78,7 @@ class ModelRegistry:
                     f", which is itself a model folder: MODEL_DIR is the folder that holds the "
                     f"model folders, here {settings.model_dir.parent}"
                 )
-            registry.errors["MODEL_DIR"] = reason
+            registry.problem = f"MODEL_DIR: {reason}"
             return registry
         try:
             config = session_config(settings)
@@ -111,7 +113,7 @@ class ModelRegistry:
         that already hold the old model finish on it (its batcher runs what is queued, then
         anything later inline); once none does, it is freed, and its memory given back to the
         system (:func:`give_memory_back`, shortly after). Raises :class:`ReloadError`
-        when the folder cannot be loaded (the old model then keeps serving), ``KeyError`` for
+        when the folder cannot be loaded (an old model then keeps serving), ``KeyError`` for
         a model that is not configured. Only this worker's registry changes
         (:mod:`service.runtime.reload_broadcast` tells the others).
         """
@@ -123,7 +125,8 @@ class ModelRegistry:
                 config = session_config(self.settings)
                 new = self._load_scheduled(name, self.settings.model_dir / name, config)
             except Exception as exc:
-                logger.exception("reloading model %r failed; the loaded one keeps serving", name)
+                outcome = "the loaded one keeps serving" if old else "it stays unloaded"
+                logger.exception("reloading model %r failed; %s", name, outcome)
                 raise ReloadError(f"{type(exc).__name__}: {exc}") from exc
             if old is not None and new.manifest.task != old.manifest.task:
                 new.predictor.scheduler.close()
@@ -162,7 +165,7 @@ class ModelRegistry:
     @property
     def ready(self) -> bool:
         """True when at least one model is configured and every configured model loaded."""
-        return bool(self.models) and not self.errors
+        return bool(self.models) and not self.errors and self.problem is None
 
     def for_task(self, task: str) -> LoadedModel | None:
         """The model serving ``task`` (the first by name when there are several)."""

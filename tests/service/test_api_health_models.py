@@ -108,10 +108,15 @@ def test_a_model_named_in_models_but_absent_fails_readiness(app_factory, tiny_mo
     assert "model folder does not exist" in not_ready_message(client)
 
 
-def test_an_empty_model_dir_is_not_ready(app_factory, tmp_path: Path) -> None:
-    message = not_ready_message(app_factory(tmp_path).test_client())
+def test_an_empty_model_dir_is_not_ready(admin_app_factory, tmp_path: Path) -> None:
+    client = admin_app_factory(tmp_path).test_client()
+    message = not_ready_message(client)
 
-    assert f"no folder with a manifest.json in {tmp_path}" in message
+    assert f"no model to load: MODEL_DIR: no folder with a manifest.json in {tmp_path}" in message
+    assert client.post("/v1/sentiment", json={"texts": ["good"]}).status_code == 503
+    # the reason is the server's, not that of a model named MODEL_DIR
+    assert client.get("/v2/models/MODEL_DIR/ready").status_code == 404
+    assert client.post("/v1/models/MODEL_DIR/reload").status_code == 404
 
 
 def test_a_model_dir_that_is_one_models_folder_says_to_name_its_parent(

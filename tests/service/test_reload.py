@@ -97,6 +97,9 @@ def test_a_model_that_failed_at_start_can_be_reloaded_once_fixed(
     (folder / "model.onnx").write_bytes(b"broken")
     app = admin_app_factory(tmp_path)
     assert app.test_client().get("/v2/health/ready").status_code == 503
+    still_broken = app.test_client().post(RELOAD)
+    assert still_broken.status_code == 409
+    assert "failed, it stays unloaded:" in still_broken.get_json()["error"]["message"]
 
     (folder / "model.onnx").write_bytes(graph)
     response = app.test_client().post(RELOAD)
