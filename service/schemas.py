@@ -558,6 +558,13 @@ class ReloadResponse(BaseModel):
     previous_version: str | None = Field(
         description="Version that served before the reload; null if the model had not loaded."
     )
+    warning: str | None = Field(
+        default=None,
+        description=(
+            "Set when the server's other workers could not be told to reload (see the log): "
+            "they serve their version until a reload reaches them; null otherwise."
+        ),
+    )
 
 
 class LiveStatus(BaseModel):

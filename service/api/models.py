@@ -4,6 +4,7 @@ every prediction endpoint starts with (:func:`model_for_task`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -20,6 +21,8 @@ from service.runtime.registry import LoadedModel, ModelRegistry, ReloadError
 from service.runtime.reload_broadcast import ReloadBroadcast
 from service.schemas import ModelInfo, ModelList, ReloadResponse
 from service.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def models_blueprint(
@@ -67,9 +70,16 @@ def models_blueprint(
         except ReloadError as exc:
             outcome = "the loaded model keeps serving" if loaded else "it stays unloaded"
             raise ReloadFailed(f"reloading {name!r} failed, {outcome}: {exc}") from None
+        warning = None
         if broadcast is not None:
-            broadcast.announce(name)
-        return ReloadResponse(model=model_info(new), previous_version=previous).model_dump()
+            try:
+                broadcast.announce(name)
+            except OSError as exc:  # this worker's reload stands: say the others did not follow
+                logger.exception("telling the other workers to reload %r failed", name)
+                warning = f"reloaded in this worker only; telling the others failed: {exc}"
+        return ReloadResponse(
+            model=model_info(new), previous_version=previous, warning=warning
+        ).model_dump()
 
     return blueprint
 

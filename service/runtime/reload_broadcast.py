@@ -48,9 +48,10 @@ class ReloadBroadcast:
 
     def announce(self, name: str) -> None:
         """Tell the other workers that ``name`` was reloaded here."""
-        signal = f"{self.sender} {uuid.uuid4().hex}"
+        token = uuid.uuid4().hex
+        signal = f"{self.sender} {token}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{name}.{self.sender}"
+        temporary = self.folder / f".{name}.{token}"  # one per announcement, even in one worker
         temporary.write_text(signal, "utf-8")
         os.replace(temporary, self.folder / name)  # readers see the old or the new signal
         self._seen[name] = signal

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from service import REGISTRY_KEY
@@ -96,3 +98,38 @@ def test_a_failed_follow_keeps_the_old_model(
     assert "sha256 mismatch" in caplog.text
     assert version_of(app) == "0.0.1-test"
     assert served_version(app) == "0.0.1-test"
+
+
+def test_a_reload_that_cannot_tell_the_other_workers_stands_and_says_so(
+    admin_app_factory, own_model_dir, tmp_path, caplog
+) -> None:
+    signals = tmp_path / "signals"
+    app = admin_app_factory(own_model_dir, reload_signal_dir=signals)
+    set_version(own_model_dir / "sentiment", "2.0.0")
+    shutil.rmtree(signals, ignore_errors=True)
+    signals.write_text("a file where the folder should be", "utf-8")
+
+    with caplog.at_level(logging.ERROR, logger="service"):
+        response = app.test_client().post("/v1/models/sentiment/reload")
+
+    assert response.status_code == 200  # was a 500, for a reload that had taken place
+    body = response.get_json()
+    assert body["model"]["version"] == "2.0.0" and version_of(app) == "2.0.0"
+    assert body["warning"].startswith("reloaded in this worker only; telling the others failed")
+    assert "telling the other workers to reload 'sentiment' failed" in caplog.text
+
+
+def test_announcements_never_share_a_temporary_file(tmp_path: Path) -> None:
+    broadcast = ReloadBroadcast(tmp_path)
+    written = []
+    real_write_text = Path.write_text
+
+    def record(path: Path, *args, **kwargs):
+        written.append(path.name)
+        return real_write_text(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "write_text", record)
+        broadcast.announce("sentiment")
+        broadcast.announce("sentiment")
+    assert len(set(written)) == 2
