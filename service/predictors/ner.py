@@ -194,7 +194,7 @@ class NerPredictor:
             self.preprocessing = NerPreprocessing(**manifest.preprocessing)
         except ValidationError as exc:
             raise ArtifactError(f"{folder}: manifest.preprocessing is invalid: {exc}") from None
-        self.crf = CrfParameters.from_json(folder / CRF_FILE)
+        self.crf = CrfParameters.from_json(manifest.listed_file(folder, CRF_FILE))
         self.tags = list(manifest.labels)
         if list(self.crf.tags) != self.tags:
             raise ArtifactError(
@@ -204,8 +204,8 @@ class NerPredictor:
         if bad:
             raise ArtifactError(f"{folder}: labels {bad} are not IOB2 tags")
         self.encoder = NerEncoder(
-            Vocab.from_json(folder / VOCAB_FILE),
-            Vocab.from_json(folder / CHARS_FILE),
+            Vocab.from_json(manifest.listed_file(folder, VOCAB_FILE)),
+            Vocab.from_json(manifest.listed_file(folder, CHARS_FILE)),
             self.preprocessing,
         )
         self.session = session

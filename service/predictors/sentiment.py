@@ -80,7 +80,7 @@ class SentimentPredictor:
             )
         session = next(iter(sessions.values()))
         _require_names(folder, session)
-        vocab = Vocab.from_json(Path(folder) / VOCAB_FILE)
+        vocab = Vocab.from_json(manifest.listed_file(folder, VOCAB_FILE))
         return cls(session, WordEncoder(vocab, _encoder_config(folder, manifest)), manifest.labels)
 
     def warm_up(self) -> None:

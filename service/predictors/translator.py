@@ -137,8 +137,12 @@ class Translator:
             preprocessing = TranslationPreprocessing(**manifest.preprocessing)
         except ValidationError as exc:
             raise ArtifactError(f"{folder}: manifest.preprocessing is invalid: {exc}") from None
-        source = SubwordTokenizer.from_file(folder / preprocessing.source_model)
-        target = SubwordTokenizer.from_file(folder / preprocessing.target_model)
+        source = SubwordTokenizer.from_file(
+            manifest.listed_file(folder, preprocessing.source_model)
+        )
+        target = SubwordTokenizer.from_file(
+            manifest.listed_file(folder, preprocessing.target_model)
+        )
         return cls(sessions["encoder"], sessions["decoder_step"], source, target, preprocessing)
 
     def warm_up(self) -> None:

@@ -118,6 +118,21 @@ class Manifest(BaseModel):
             return Path(folder) / self.graphs[graph].file
         return Path(folder) / self.variants[precision].graphs[graph]
 
+    def listed_file(self, folder: Path, name: str) -> Path:
+        """``folder / name`` for a file the manifest lists with its sha256 (so load_manifest
+        verified it); any other file would be loaded unchecked, and is an :class:`ArtifactError`."""
+        if name not in self.files:
+            raise ArtifactError(f"{folder}: {name!r} has no sha256 in the manifest's files")
+        return Path(folder) / name
+
+    @model_validator(mode="after")
+    def _files_are_in_the_folder(self) -> Manifest:
+        """Every file name is a plain name: no path may lead out of the model's folder."""
+        for name in [*self.files, *self.graph_files()]:
+            if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+                raise ValueError(f"{name!r} is not a file name of the model's folder")
+        return self
+
     def graph_files(self) -> list[str]:
         """Every graph file the manifest names, variants included."""
         files = [g.file for g in self.graphs.values()]
@@ -167,15 +182,19 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
             )
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    """The sha256 of every file in ``folder`` but the manifest: a manifest's ``files``."""
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(Path(folder).iterdir())
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
+
+
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
     """Fill in the sha256 of every file in ``folder`` (but the manifest) and write it."""
     folder = Path(folder)
-    files = {
-        p.name: sha256_file(p)
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.name != MANIFEST_FILE
-    }
-    manifest = manifest.model_copy(update={"files": files})
+    manifest = manifest.model_copy(update={"files": file_hashes(folder)})
     Manifest.model_validate(manifest.model_dump())
     path = folder / MANIFEST_FILE
     path.write_text(json.dumps(manifest.model_dump(), indent=2, ensure_ascii=False) + "\n", "utf-8")

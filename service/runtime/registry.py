@@ -272,6 +272,8 @@ def load_model(
     sessions = open_sessions(folder, manifest, config, precision)
     predictor = factory(folder, manifest, sessions)
     predictor.warm_up()
+    if load_manifest(folder, verify=False) != manifest:  # the files may mix two exports
+        raise ArtifactError(f"{folder}: the folder changed while it loaded (a new export?)")
     providers = _providers_in_use(sessions.values())
     logger.info("model %r %s (%s) ready on %s", name, manifest.version, precision, providers)
     return LoadedModel(name, folder, manifest, predictor, providers, precision)

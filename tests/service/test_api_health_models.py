@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from service.predictors.sentiment import SentimentPredictor
 from service.runtime import session as session_module
 from service.runtime.manifest import TensorSpec
 from tests.service.tiny_artifact import build_tiny_artifact
@@ -164,3 +165,49 @@ def test_models_lists_manifest_facts_providers_and_precision(client: FlaskClient
             }
         ]
     }
+
+
+def edit_manifest(folder: Path, edit) -> None:
+    manifest = folder / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    edit(data)
+    manifest.write_text(json.dumps(data), "utf-8")
+
+
+def test_a_file_the_model_reads_but_the_manifest_does_not_list_is_refused(
+    app_factory, own_model_dir
+) -> None:
+    # An unlisted file has no sha256 to check: it would load whatever it holds.
+    edit_manifest(own_model_dir / "sentiment", lambda data: data["files"].pop("vocab.json"))
+
+    message = not_ready_message(app_factory(own_model_dir).test_client())
+
+    assert "'vocab.json' has no sha256 in the manifest's files" in message
+
+
+@pytest.mark.parametrize("name", ["../vocab.json", "/etc/passwd", "sub/vocab.json", ".."])
+def test_a_manifest_file_name_must_stay_in_the_model_folder(
+    app_factory, own_model_dir, name: str
+) -> None:
+    edit_manifest(own_model_dir / "sentiment", lambda data: data["files"].update({name: "0"}))
+
+    message = not_ready_message(app_factory(own_model_dir).test_client())
+
+    assert f"{name!r} is not a file name of the model's folder" in message
+
+
+def test_a_folder_replaced_while_it_loads_is_refused(
+    app_factory, own_model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = own_model_dir / "sentiment"
+    warm_up = SentimentPredictor.warm_up
+
+    def replaced_meanwhile(predictor) -> None:  # as an export's rename swap would
+        warm_up(predictor)
+        edit_manifest(folder, lambda data: data.update(created_at="2099-01-01T00:00:00+00:00"))
+
+    monkeypatch.setattr(SentimentPredictor, "warm_up", replaced_meanwhile)
+
+    message = not_ready_message(app_factory(own_model_dir).test_client())
+
+    assert "the folder changed while it loaded" in message

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from service.predictors.ner import NerPredictor, iob2_entities
 from service.predictors.viterbi import CrfParameters
-from service.runtime.manifest import ArtifactError, GraphSpec, Manifest, TensorSpec
+from service.runtime.manifest import ArtifactError, GraphSpec, Manifest, TensorSpec, file_hashes
 from service.text.constants import CHARS_FILE, CRF_FILE, LABELS_FILE, VOCAB_FILE
 from service.text.features import CASE_FEATURES, EMISSIONS, NER_INPUT_NAMES, NerPreprocessing
 from service.text.tokenize import tokenize
@@ -93,7 +93,7 @@ def write_stub_artifact(folder: Path, *, max_tokens: int = 150) -> Manifest:
         training_data=[],
         metrics={},
         training_config={},
-        files={},
+        files=file_hashes(folder),
     )
 
 

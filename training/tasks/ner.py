@@ -26,7 +26,13 @@ from seqeval.scheme import IOB2
 
 from service.predictors.ner import NerPredictor
 from service.predictors.viterbi import CrfParameters, viterbi_decode
-from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest
+from service.runtime.manifest import (
+    GraphSpec,
+    Manifest,
+    TensorSpec,
+    file_hashes,
+    load_manifest,
+)
 from service.runtime.session import OnnxSession, SessionConfig
 from service.text import Vocab
 from service.text.constants import CHARS_FILE, CRF_FILE, LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
@@ -455,7 +461,7 @@ def build_artifact(
         metrics={},
         training_config=state["config"],
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
-        files={},
+        files=file_hashes(folder),  # the predictor opens listed files only
     )
     metrics = predictor_dev_metrics(NerPredictor(manifest, folder, session), dev)
     log.info("dev metrics (ONNX Runtime + numpy Viterbi): %s", metrics)

@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from service.predictors.sentiment import SentimentPredictor
-from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest
+from service.runtime.manifest import (
+    GraphSpec,
+    Manifest,
+    TensorSpec,
+    file_hashes,
+    load_manifest,
+)
 from service.text import Vocab, WordEncoder, pad_batch
 from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
@@ -538,7 +544,7 @@ def build_artifact(
         metrics=metrics,
         training_config=state["config"],
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
-        files={},
+        files=file_hashes(folder),  # the predictor opens listed files only
     )
 
 

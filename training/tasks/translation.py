@@ -40,7 +40,13 @@ from service.predictors.translator import (
     TranslationPreprocessing,
     Translator,
 )
-from service.runtime.manifest import GraphSpec, Manifest, TensorSpec, load_manifest
+from service.runtime.manifest import (
+    GraphSpec,
+    Manifest,
+    TensorSpec,
+    file_hashes,
+    load_manifest,
+)
 from service.runtime.session import OnnxSession, SessionConfig
 from service.text.constants import (
     DECODER_STEP_GRAPH_FILE,
@@ -536,7 +542,7 @@ def build_artifact(
             "onnxruntime": ort.__version__,
             "sacrebleu": sacrebleu.__version__,
         },
-        files={},
+        files=file_hashes(folder),  # the predictor opens listed files only
     )
     translator = open_translator(folder, manifest, threads=config.trainer.threads)
 
