@@ -35,8 +35,9 @@ def read_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
     :class:`CheckpointError` for any other file: another task's checkpoint, a file that is not
     one at all)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    # Not torch.save's format, or the pickle of some other program's objects.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # Not torch.save's format, or a pickle of other objects than tensors and plain data
+    # (weights_only: a checkpoint never runs code when it loads).
     except (pickle.UnpicklingError, EOFError, RuntimeError, ImportError, AttributeError) as exc:
         raise CheckpointError(f"{path} is not a checkpoint: {exc}") from None
     if not isinstance(state, dict) or "model" not in state:

@@ -62,7 +62,7 @@ def moved_checkpoint(tmp_path):
     def move(checkpoint: Path) -> Path:
         import torch
 
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=True)
         state["config"]["data"]["datasets_dir"] = str(tmp_path / "no-such-datasets")
         moved = tmp_path / "moved.pt"
         torch.save(state, moved)

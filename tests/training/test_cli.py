@@ -156,3 +156,23 @@ def test_print_config_shows_every_setting_as_resolved_and_trains_nothing(
     assert printed == to_dict(load_config("sentiment", toml, ["trainer.lr=0.01"]))
     assert printed["model"]["hidden_size"] == 32 and printed["trainer"]["lr"] == 0.01
     assert runs == [] and not (tmp_path / "runs").exists()
+
+
+class _TouchesAFileWhenLoaded:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return Path.touch, (self.path,)
+
+
+def test_a_checkpoint_never_runs_code_when_it_loads(tmp_path, capsys):
+    touched = tmp_path / "touched"
+    path = tmp_path / "best.pt"
+    torch.save({"task": "sentiment", "model": _TouchesAFileWhenLoaded(touched)}, path)
+
+    assert (
+        main(["export", "sentiment", "--checkpoint", str(path), "--out", str(tmp_path / "m")]) == 2
+    )
+    assert f"error: {path} is not a checkpoint: " in capsys.readouterr().err
+    assert not touched.exists()

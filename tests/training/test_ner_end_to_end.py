@@ -262,7 +262,7 @@ def test_training_without_glove(tiny_conll, tmp_path):
     run = tmp_path / "run"
     args = ["train", "ner", "--run-dir", str(run), "--set", "trainer.epochs=1"]
     assert main([*args, *settings, "--set", "vocab.glove_path=none"]) == 0
-    words = torch.load(run / "best.pt", weights_only=False)["vocab"]
+    words = torch.load(run / "best.pt", weights_only=True)["vocab"]
     training = {
         w.lower()
         for s in (no_glove / "conll2003/train.txt").read_text().splitlines()[2:]

@@ -181,8 +181,8 @@ def test_a_second_stage_starts_from_a_checkpoint(trained, tiny_datasets, tmp_pat
         "--set", "trainer.threads=1", "--set", "model.hidden_size=16", "--set", "max_tokens=40",
     ]  # fmt: skip
     assert main(args) == 0
-    first = torch.load(trained / "best.pt", weights_only=False)
-    second = torch.load(tmp_path / "best.pt", weights_only=False)
+    first = torch.load(trained / "best.pt", weights_only=True)
+    second = torch.load(tmp_path / "best.pt", weights_only=True)
     assert second["vocab"] == first["vocab"]
     splits = [(d["name"], d["split"]) for d in second["training_data"]]
     assert ("imdb", "train minus held-out (seed 1234)") in splits  # the first stage's data

@@ -56,7 +56,7 @@ def test_pretraining_lowers_the_dev_perplexity(pretrained):
     assert len(perplexity) == 3
     assert perplexity[-1] < perplexity[0]
     assert {"dev_sst2_perplexity", "dev_imdb_perplexity"} <= records[0].keys()
-    checkpoint = torch.load(pretrained / "best.pt", weights_only=False)
+    checkpoint = torch.load(pretrained / "best.pt", weights_only=True)
     assert checkpoint["objective"] == "language_model"
     assert checkpoint["model"].keys() >= {"next_token.head.weight", "classifier.rnn.weight_ih_l0"}
 
@@ -73,7 +73,7 @@ def test_pretraining_text_leaves_out_the_held_out_reviews(tiny_datasets):
 
 
 def test_a_classifier_starts_from_the_pretrained_encoder(pretrained, tiny_datasets, tmp_path):
-    checkpoint = torch.load(pretrained / "best.pt", weights_only=False)
+    checkpoint = torch.load(pretrained / "best.pt", weights_only=True)
     config = load_config("sentiment", None, _tiny_overrides(tiny_datasets))
     classifier = build_model(config, len(checkpoint["vocab"]))
     classifier.load_state_dict(classifier_weights(checkpoint))
@@ -88,7 +88,7 @@ def test_a_classifier_starts_from_the_pretrained_encoder(pretrained, tiny_datase
         "trainer.epochs=1",
     ]
     assert main(["train", "sentiment", "--run-dir", str(tmp_path), *_args(overrides)]) == 0
-    tuned = torch.load(tmp_path / "best.pt", weights_only=False)
+    tuned = torch.load(tmp_path / "best.pt", weights_only=True)
     assert tuned["vocab"] == checkpoint["vocab"]
     assert "objective" not in tuned
     splits = [d["split"] for d in tuned["training_data"]]

@@ -126,8 +126,8 @@ def test_init_from_continues_with_the_checkpoints_weights_and_subword_models(
     args = ["train", "translation", "--run-dir", str(tmp_path), "--set", "trainer.epochs=1"]
     args += [*overrides(tiny_multi30k), "--set", "vocab.source_size=60"]
     assert main([*args, "--set", f"init_from={trained / 'best.pt'}"]) == 0
-    start = torch.load(trained / "best.pt", weights_only=False)
-    continued = torch.load(tmp_path / "best.pt", weights_only=False)
+    start = torch.load(trained / "best.pt", weights_only=True)
+    continued = torch.load(tmp_path / "best.pt", weights_only=True)
     assert continued["source_spm"] == start["source_spm"]
     assert continued["target_spm"] == start["target_spm"]
     (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -140,7 +140,7 @@ def test_averaged_epochs_have_the_mean_weights_and_export(trained, tmp_path):
     checkpoints = [str(trained / "epoch-1.pt"), str(trained / "epoch-4.pt")]
     averaged = tmp_path / "avg.pt"
     assert main(["average", *checkpoints, "--out", str(averaged)]) == 0
-    first, last, avg = (torch.load(p, weights_only=False) for p in [*checkpoints, averaged])
+    first, last, avg = (torch.load(p, weights_only=True) for p in [*checkpoints, averaged])
     for name, value in avg["model"].items():
         assert torch.allclose(value, (first["model"][name] + last["model"][name]) / 2), name
     assert "optimizer" not in avg and avg["source_spm"] == last["source_spm"]
