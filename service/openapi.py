@@ -9,6 +9,7 @@ their bodies themselves (the limits depend on the settings) and raise the servic
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
@@ -152,13 +153,16 @@ def install_openapi(app: Flask, spec: SpecTree, limits: TextLimits) -> None:
     blueprint = Blueprint("openapi", __name__)
     assets = f"{DOCS_PATH}/assets"
     page = _SWAGGER_PAGE.format(title=_TITLE, assets=assets, spec_url=OPENAPI_PATH)
-    document: dict[str, Any] = {}
+    document: list[str] = []
 
     @blueprint.get(OPENAPI_PATH)
     def openapi_document() -> Response:
         if not document:  # built on first use: every view is registered by then
-            document.update(fill_limits(copy.deepcopy(spec.spec), limits))
-        return app.json.response(document)
+            filled = fill_limits(copy.deepcopy(spec.spec), limits)
+            # As UTF-8: ASCII-only JSON writes characters beyond U+FFFF (the text patterns
+            # hold some) as surrogate pairs, which YAML loaders of the document refuse.
+            document.append(json.dumps(filled, ensure_ascii=False))
+        return Response(document[0], mimetype="application/json")
 
     @blueprint.get(DOCS_PATH)
     def docs() -> Response:

@@ -277,7 +277,10 @@ class NerRequest(BaseModel):
                 {"texts": ["EU rejects German call to boycott British lamb."]},
                 {"tokens": [["EU", "rejects", "German", "call", "to", "boycott", "British"]]},
             ],
-            "oneOf": [{"required": ["texts"]}, {"required": ["tokens"]}],
+            # Exactly one of the two (with additionalProperties false): said so rather than
+            # with oneOf, which OpenAPI client generators cannot type.
+            "minProperties": 1,
+            "maxProperties": 1,
         },
     )
 
