@@ -45,7 +45,7 @@ from service.api.v2_schemas import ModelStatisticsResponse
 from service.api.v2_statistics import EXTENSION as STATISTICS
 from service.api.v2_statistics import model_statistics, served_models
 from service.auth import KeyRing, parse_bearer
-from service.errors import BadRequest, Unauthorized, as_api_error
+from service.errors import BadRequest, NotFound, Unauthorized, as_api_error
 from service.grpc_api import messages
 from service.log import (
     CALL_REQUEST_ID,
@@ -190,10 +190,14 @@ class InferenceServicer:
         return messages.ServerReadyResponse(ready=self.registry.ready)
 
     def model_ready(self, request: Any, call: _Call) -> Message:
-        """Ready when loaded; not ready when it failed to load; unknown names are NOT_FOUND."""
+        """Ready when loaded; not ready when it failed to load, or is not served here (an
+        unknown name or version), as Triton answers (and as a 404 reads over HTTP)."""
         if request.name in self.registry.errors and request.name not in self.registry.models:
             return messages.ModelReadyResponse(ready=False)  # labelled as over HTTP: no model
-        self._find(request.name, request.version, call)
+        try:
+            self._find(request.name, request.version, call)
+        except NotFound:
+            return messages.ModelReadyResponse(ready=False)
         return messages.ModelReadyResponse(ready=True)
 
     def server_metadata(self, request: Any, call: _Call) -> Message:
