@@ -119,7 +119,7 @@ class ValidationFailed(ApiError):
     def from_pydantic(cls, exc: ValidationError) -> ValidationFailed:
         """One entry per problem, each naming the offending field like ``texts[3]``."""
         problems = [
-            {"field": _field_path(err["loc"]), "message": _error_message(err), "type": err["type"]}
+            {"field": field_path(err["loc"]), "message": _error_message(err), "type": err["type"]}
             for err in exc.errors(include_url=False)
         ]
         first = problems[0]
@@ -185,7 +185,8 @@ class InternalError(ApiError):
     code = "internal_error"
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error's location as a client writes it: ``texts[3]``, ``inputs[0].shape``."""
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))

@@ -58,7 +58,7 @@ from service.api.v2_schemas import (
 from service.api.v2_statistics import EXTENSION as STATISTICS
 from service.api.v2_statistics import model_statistics, served_models
 from service.api.v2_tasks import OutputTensor, TaskAdapter
-from service.errors import V2_PREFIX, BadRequest, json_type_name
+from service.errors import V2_PREFIX, BadRequest, field_path, json_type_name
 from service.metrics import tag_model
 from service.runtime.registry import LoadedModel, ModelRegistry
 from service.schemas import TextLimits
@@ -242,5 +242,5 @@ def _json_data(output: OutputTensor) -> list[Any]:
 
 def _first_problem(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in error["loc"])
+    where = field_path(error["loc"])
     return f"{where}: {error['msg']}" if where else error["msg"]

@@ -266,9 +266,18 @@ def test_nested_row_major_data_is_accepted(ner_client: FlaskClient) -> None:
         ({"inputs": [{**text_input(["good"]), "datatype": "FP32"}]}, "must be BYTES"),
         ({"inputs": [{**text_input(["good"]), "shape": [1, 1]}]}, "shape [N]"),
         ({"inputs": [{**text_input(["good"]), "shape": [2]}]}, "but 1 elements"),
-        ({"inputs": [{**text_input(["good"]), "shape": [True]}]}, "shape.0: Input should be"),
-        ({"inputs": [{**text_input(["good"]), "shape": ["1"]}]}, "shape.0: Input should be"),
-        ({"inputs": [{**text_input(["good"]), "shape": [1.0]}]}, "shape.0: Input should be"),
+        (
+            {"inputs": [{**text_input(["good"]), "shape": [True]}]},
+            "inputs[0].shape[0]: Input should be",
+        ),
+        (
+            {"inputs": [{**text_input(["good"]), "shape": ["1"]}]},
+            "inputs[0].shape[0]: Input should be",
+        ),
+        (
+            {"inputs": [{**text_input(["good"]), "shape": [1.0]}]},
+            "inputs[0].shape[0]: Input should be",
+        ),
         ({"inputs": [text_input(["\ud800"])]}, "text[0]: text contains an unpaired UTF-16"),
         ({"inputs": [text_input([""])]}, "text[0]: text is empty"),
         ({"inputs": [text_input([7])]}, "text[0]: input should be a valid string"),
