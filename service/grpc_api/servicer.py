@@ -275,6 +275,16 @@ class InferenceServicer:
                 raise BadRequest("input 'text' has both contents and raw_input_contents")
             values = utf8_strings(decode_bytes_elements(raw[0]))
         else:
+            misplaced = [
+                field.name
+                for field, _ in tensor.contents.ListFields()
+                if field.name != "bytes_contents"
+            ]
+            if misplaced:
+                raise BadRequest(
+                    f"input 'text' is BYTES: its strings go in contents.bytes_contents or "
+                    f"raw_input_contents, not contents.{misplaced[0]}"
+                )
             values = utf8_strings(list(tensor.contents.bytes_contents))
         return valid_texts(values, list(tensor.shape), self.limits)
 

@@ -341,6 +341,12 @@ def _retyped(**changes: Any) -> Any:
     return request
 
 
+def _in_fp32_contents() -> Any:
+    request = messages.ModelInferRequest(model_name="sentiment")
+    request.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.fp32_contents.append(1)
+    return request
+
+
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
@@ -354,6 +360,7 @@ def _retyped(**changes: Any) -> Any:
         (infer_request([b"good"] * 101), "at most 100 texts"),
         (infer_request([b"\xff"]), "input 'text' is not valid UTF-8"),
         (_raw_and_contents(), "input 'text' has both contents and raw_input_contents"),
+        (_in_fp32_contents(), "strings go in contents.bytes_contents or raw_input_contents, not"),
         (_raw(b"\x04\x00\x00\x00good", count=2), "raw_input_contents has 2 entries for 1 input"),
         (_raw(b"\x09\x00\x00\x00good"), "a BYTES element of 9 bytes runs past the end"),
         (_with_output("logits"), "unknown output 'logits'; this model has ['label', "),
