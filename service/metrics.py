@@ -24,6 +24,11 @@ is served.
   counts once for every request that had rows in it (Triton's ``compute_infer``).
 * ``inference_last_timestamp_seconds``: when a model last ran a graph call (the latest of all
   workers).
+* ``model_info``: 1 for the version and precision of each model that each live worker serves
+  (labels ``model``, ``version``, ``precision``, ``pid``), 0 for one it served before a reload:
+  workers that disagree after a reload show here.
+* ``model_reloads_total``: reloads per model and outcome (``succeeded``, ``failed``), those a
+  worker follows (RELOAD_SIGNAL_DIR) included: a failed follow is otherwise only in the log.
 
 The Open Inference Protocol's statistics (:mod:`service.api.v2_statistics`) are read from these.
 """
@@ -34,6 +39,7 @@ import functools
 import os
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -48,6 +54,9 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.samples import Sample
+
+if TYPE_CHECKING:
+    from service.runtime.registry import LoadedModel
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -117,6 +126,15 @@ RESIDENT_MEMORY = Gauge(
     "Resident memory of the worker process, as of its last request (at most 1 s old then).",
     multiprocess_mode="liveall",
 )
+MODEL_INFO = Gauge(
+    "model_info",
+    "1 for the model version (and precision) the worker serves, 0 for one it served before.",
+    ["model", "version", "precision"],
+    multiprocess_mode="liveall",
+)
+MODEL_RELOADS = Counter(
+    "model_reloads_total", "Reloads of a model, by outcome.", ["model", "outcome"]
+)
 _MEMORY_EVERY_S = 1.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -129,7 +147,15 @@ def _child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
 
 
 class MetricsObserver:
-    """Records every graph call (a :class:`service.runtime.batcher.BatchObserver`)."""
+    """Records every graph call and model change (a
+    :class:`service.runtime.registry.ModelObserver`)."""
+
+    def on_serving(self, model: LoadedModel, serving: bool) -> None:
+        version = model.manifest.version
+        MODEL_INFO.labels(model.name, version, model.precision).set(1 if serving else 0)
+
+    def on_reload(self, name: str, succeeded: bool) -> None:
+        MODEL_RELOADS.labels(name, "succeeded" if succeeded else "failed").inc()
 
     def on_batch(
         self, model: str, rows: int, queue_waits_s: Sequence[float], run_s: float, requests: int

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from service.predictors import PREDICTOR_FACTORIES, Predictor
 from service.runtime.batcher import BatchObserver, BatchPolicy, make_scheduler
@@ -23,6 +24,18 @@ from service.settings import BatchOverride, Settings
 from service.text.constants import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)
+
+
+class ModelObserver(BatchObserver, Protocol):
+    """Told about every graph call, and about which model versions the worker serves (metrics)."""
+
+    def on_serving(self, model: LoadedModel, serving: bool) -> None:
+        """``model`` now serves in this worker, or (``serving`` false) no longer does."""
+        ...
+
+    def on_reload(self, name: str, succeeded: bool) -> None:
+        """A reload of ``name`` in this worker (asked for, or followed) ended."""
+        ...
 
 
 class ReloadError(Exception):
@@ -58,16 +71,16 @@ class ModelRegistry:
     errors: dict[str, str] = field(default_factory=dict)
     problem: str | None = None
     settings: Settings | None = None
-    observer: BatchObserver | None = None
+    observer: ModelObserver | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, observer: BatchObserver | None = None
+        cls, settings: Settings, observer: ModelObserver | None = None
     ) -> ModelRegistry:
         """Load every model that the settings name (or every model found in ``MODEL_DIR``).
 
-        ``observer`` is told about every graph call (metrics).
+        ``observer`` is told about every graph call and model change (metrics).
         """
         registry = cls(settings=settings, observer=observer)
         names = settings.models or discover_models(settings.model_dir)
@@ -105,6 +118,9 @@ class ModelRegistry:
         except Exception as exc:  # any failure must surface in readiness, not kill the worker
             logger.exception("model %r in %s failed to load", name, folder)
             self.errors[name] = f"{type(exc).__name__}: {exc}"
+            return
+        if self.observer is not None:
+            self.observer.on_serving(self.models[name], True)
 
     def reload(self, name: str) -> tuple[LoadedModel, str | None]:
         """Load ``name``'s folder again (verified and warmed up) and swap it in atomically.
@@ -127,14 +143,17 @@ class ModelRegistry:
             except Exception as exc:
                 outcome = "the loaded one keeps serving" if old else "it stays unloaded"
                 logger.exception("reloading model %r failed; %s", name, outcome)
+                self._reloaded(name, None, None)
                 raise ReloadError(f"{type(exc).__name__}: {exc}") from exc
             if old is not None and new.manifest.task != old.manifest.task:
                 new.predictor.scheduler.close()
+                self._reloaded(name, None, None)
                 raise ReloadError(
                     f"the folder now holds a {new.manifest.task} model, not {old.manifest.task}"
                 )
             self.models[name] = new  # one reference swap: a request sees old or new, whole
             self.errors.pop(name, None)
+            self._reloaded(name, old, new)
         previous = None
         if old is not None:
             old.predictor.scheduler.close()
@@ -143,6 +162,16 @@ class ModelRegistry:
             del old  # freed here, unless a request still runs on it
         logger.info("model %r reloaded: %s -> %s", name, previous, new.manifest.version)
         return new, previous
+
+    def _reloaded(self, name: str, old: LoadedModel | None, new: LoadedModel | None) -> None:
+        """Tell the observer how a reload ended (``new`` None: it failed)."""
+        if self.observer is None:
+            return
+        if new is not None:
+            if old is not None:
+                self.observer.on_serving(old, False)
+            self.observer.on_serving(new, True)
+        self.observer.on_reload(name, new is not None)
 
     def _load_scheduled(self, name: str, folder: Path, config: SessionConfig) -> LoadedModel:
         """:func:`load_model` at the configured precision, then give the predictor its

@@ -91,6 +91,12 @@ def test_metrics_agree_across_two_workers(server: Server, metrics_dir: Path) -> 
         }
         assert set(map(int, memory)) == set(server.request_pids("/v1/sentiment"))
         assert all(size > 20 * 2**20 for size in memory.values())
+        served = [
+            dict(labels)
+            for (name, labels), one in samples.items()
+            if name == "model_info" and dict(labels)["model"] == "sentiment" and one == 1
+        ]
+        assert sorted(int(labels["pid"]) for labels in served) == sorted(map(int, memory))
     rows = value(scrapes[-1], "inference_rows_total", model="sentiment")
     for _ in range(6):  # the statistics extension reads the same files, from either worker
         _, answer = http_json("GET", f"{server.url}/v2/models/sentiment/stats")

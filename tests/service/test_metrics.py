@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 from service import REGISTRY_KEY
 from service.metrics import render_metrics
 from tests.service.metrics_text import sample_values, value
+from tests.service.test_reload import set_version
 
 SENTIMENT = {"endpoint": "/v1/sentiment", "model": "sentiment"}
 
@@ -104,3 +105,23 @@ def test_requests_in_progress_are_counted_while_they_run(app: Flask, monkeypatch
 def test_the_worker_s_memory_is_reported(app: Flask) -> None:
     resident = _now("worker_resident_memory_bytes")
     assert 20 * 2**20 < resident < 64 * 2**30  # a Python process with ONNX Runtime loaded
+
+
+def test_served_versions_and_reloads_are_reported(admin_app_factory, own_model_dir) -> None:
+    client = admin_app_factory(own_model_dir).test_client()
+    served = {"model": "sentiment", "precision": "fp32"}
+    before = scrape(client)
+    set_version(own_model_dir / "sentiment", "3.1.4-metrics")
+    assert client.post("/v1/models/sentiment/reload").status_code == 200
+    (own_model_dir / "sentiment" / "vocab.json").write_text("[]", "utf-8")
+    assert client.post("/v1/models/sentiment/reload").status_code == 409
+    after = scrape(client)
+
+    def info(version: str) -> float:
+        return after[("model_info", frozenset({"version": version, **served}.items()))]
+
+    assert (info("0.0.1-test"), info("3.1.4-metrics")) == (0, 1)
+    for outcome in ("succeeded", "failed"):
+        labels = {"model": "sentiment", "outcome": outcome}
+        reloads = value(after, "model_reloads_total", **labels)
+        assert reloads - value(before, "model_reloads_total", **labels) == 1
