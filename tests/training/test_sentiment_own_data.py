@@ -160,6 +160,10 @@ def test_own_data_settings_that_select_nothing_or_clash_are_errors(tiny_datasets
     missing = (f"data.train_file={tmp_path / 'missing.tsv'}",)
     assert _train(tmp_path / "d", tiny_datasets, *missing) == 2
     assert "missing.tsv" in capsys.readouterr().err
+    (tmp_path / "header.tsv").write_text("text\tlabel\n", "utf-8")
+    header_only = (*own_train_only, f"data.dev_file={tmp_path / 'header.tsv'}")
+    assert _train(tmp_path / "f", tiny_datasets, *header_only) == 2  # no NaN dev metric
+    assert "header.tsv: no labelled texts (the own dev set)" in capsys.readouterr().err
 
 
 def test_language_model_pre_training_reads_the_own_training_texts(tiny_datasets, tmp_path):

@@ -70,7 +70,9 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
     dev: dict[str, list[data.LabeledText]] = {}
     sources: list[dict] = []
 
-    def source(name: str, split: str, records: list, file: str) -> list:
+    def source(name: str, split: str, records: list, file: str, *, dev: bool = False) -> list:
+        if dev and not records:  # it would score NaN, and no epoch would be the best
+            raise data.DataError(f"{file}: no labelled texts (the {name} {split} set)")
         sources.append(dict(name=name, split=split, examples=len(records), source=file))
         return records
 
@@ -78,7 +80,8 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
         if with_train:
             sst_train = data.read_sst2_tsv(_under(root, SST_TRAIN))
             train += source("sst2_glue", "train", sst_train, SST_TRAIN)
-        dev["sst2"] = source("sst2_glue", "dev", data.read_sst2_tsv(_under(root, SST_DEV)), SST_DEV)
+        sst_dev = data.read_sst2_tsv(_under(root, SST_DEV))
+        dev["sst2"] = source("sst2_glue", "dev", sst_dev, SST_DEV, dev=True)
     if files.use_imdb:
         imdb_train, imdb_dev = data.split_holdout(
             data.read_imdb_tsv(_under(root, IMDB_TRAIN)), files.imdb_holdout, files.holdout_seed
@@ -87,7 +90,7 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
             split = f"train minus held-out (seed {files.holdout_seed})"
             train += source("imdb", split, imdb_train, IMDB_TRAIN)
         split = f"held-out dev (seed {files.holdout_seed})"
-        dev["imdb"] = source("imdb", split, imdb_dev, IMDB_TRAIN)
+        dev["imdb"] = source("imdb", split, imdb_dev, IMDB_TRAIN, dev=True)
     if files.train_file is not None or files.dev_file is not None:
         name = files.name
         valid = isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name)
@@ -103,7 +106,7 @@ def load_data(config: SentimentConfig, *, with_train: bool = True) -> SentimentD
             train += source(name, "train", own, files.train_file)
         if files.dev_file is not None:
             own = data.read_labeled_texts(data.dataset_file(root, files.dev_file, "data.dev_file"))
-            dev[name] = source(name, "dev", own, files.dev_file)
+            dev[name] = source(name, "dev", own, files.dev_file, dev=True)
     if not dev or (with_train and not train):
         raise data.DataError(
             "no training data or no dev data: use SST (data.use_sst), IMDB (data.use_imdb, "
