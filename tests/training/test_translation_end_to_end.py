@@ -290,3 +290,44 @@ def test_dry_run_trains_a_few_batches(tiny_multi30k, tmp_path):
     args = ["train", "translation", "--dry-run", "--run-dir", str(tmp_path)]
     assert main([*args, *overrides(tiny_multi30k)]) == 0
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+LIMIT = 22  # some of the tiny pairs are longer, in subwords, some are not
+
+
+def test_training_pairs_over_the_length_limit_are_counted_or_refused(
+    tiny_multi30k, tmp_path, capsys
+):
+    args = ["train", "translation", "--dry-run", *overrides(tiny_multi30k)]
+
+    def train(run: str, limit: int) -> int:
+        return main(
+            [*args, "--run-dir", str(tmp_path / run), "--set", f"data.max_train_tokens={limit}"]
+        )
+
+    assert train("a", LIMIT) == 0
+    logged = capsys.readouterr().err
+    assert f" of 400 training pairs are longer than data.max_train_tokens={LIMIT}" in logged
+
+    assert train("b", 1) == 2
+    assert (
+        "error: every training pair is longer than data.max_train_tokens=1"
+        in capsys.readouterr().err
+    )
+
+
+def test_empty_parallel_files_are_refused_by_name(tiny_multi30k, tmp_path, capsys):
+    for lang in ("en", "de"):
+        (tmp_path / f"empty.{lang}").write_text("", "utf-8")
+    empty = [
+        "--set",
+        f"data.dev_src={tmp_path / 'empty.en'}",
+        "--set",
+        f"data.dev_tgt={tmp_path / 'empty.de'}",
+    ]
+    args = ["train", "translation", "--dry-run", "--run-dir", str(tmp_path / "run")]
+    assert main([*args, *overrides(tiny_multi30k), *empty]) == 2
+    assert (
+        f"error: {tmp_path / 'empty.en'} and {tmp_path / 'empty.de'} hold no sentences"
+        in capsys.readouterr().err
+    )

@@ -88,6 +88,8 @@ def read_parallel(
     src, tgt = data.read_lines(src_path), data.read_lines(tgt_path)
     if len(src) != len(tgt):
         raise data.DataError(f"{src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
+    if not src:
+        raise data.DataError(f"{src_path} and {tgt_path} hold no sentences")
     if refuse_blank:
         for path, lines in ((src_path, src), (tgt_path, tgt)):
             blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
@@ -270,6 +272,19 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
         for p in encode_pairs(source, target, corpus.train)
         if len(p[0]) <= limit and len(p[1]) < limit
     ]
+    left_out = len(corpus.train) - len(train_pairs)
+    if not train_pairs:
+        raise data.DataError(
+            f"every training pair is longer than data.max_train_tokens={limit} subwords"
+        )
+    if left_out:
+        log.warning(
+            "%d of %d training pairs are longer than data.max_train_tokens=%d subwords and are "
+            "left out",
+            left_out,
+            len(corpus.train),
+            limit,
+        )
     dev_sources = [source.encode_source(s) for s, _ in corpus.dev]
     dev_refs = [t for _, t in corpus.dev]
     model = build_model(config, len(source), len(target))
