@@ -20,7 +20,7 @@ from training.config import (
     to_dict,
     with_datasets_dir,
 )
-from training.errors import CheckpointError, ConfigError, DataError
+from training.errors import CheckpointError, ConfigError, DataError, UsageError
 
 log = logging.getLogger("training")
 
@@ -70,6 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         _check_resumable(args.run_dir, config)
     run_dir = Path(args.run_dir or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not args.resume:
+        _check_new(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _setup_logging(run_dir / "train.log")
     (run_dir / RUN_CONFIG).write_text(json.dumps(to_dict(config), indent=2) + "\n", "utf-8")
@@ -95,17 +97,30 @@ def _comparable(config: Any) -> dict[str, Any]:
     return values
 
 
+def _check_new(run_dir: Path) -> None:
+    """Refuse to start a new run over a run's checkpoints (a stray --dry-run would replace a
+    trained model, and its config.json would no longer describe the checkpoints)."""
+    from training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT
+
+    found = [name for name in (LAST_CHECKPOINT, BEST_CHECKPOINT) if (run_dir / name).is_file()]
+    if found:
+        raise UsageError(
+            f"{run_dir} holds a run ({', '.join(found)}): continue it with --resume, or start "
+            "the new one in another --run-dir"
+        )
+
+
 def _check_resumable(run_dir: str | None, config: Any) -> None:
     """Exit with the reason unless ``run_dir`` holds a run to continue, trained with ``config``
     (but for the settings that only say how long to go on)."""
     from training.trainer import LAST_CHECKPOINT
 
     if run_dir is None:
-        raise SystemExit("--resume needs --run-dir: the folder of the run to continue")
+        raise UsageError("--resume needs --run-dir: the folder of the run to continue")
     last, saved = Path(run_dir) / LAST_CHECKPOINT, Path(run_dir) / RUN_CONFIG
     for path in (last, saved):
         if not path.is_file():
-            raise SystemExit(
+            raise UsageError(
                 f"--resume: {path} does not exist, so there is no run to continue "
                 "(leave out --resume to start a new one)"
             )
@@ -117,7 +132,7 @@ def _check_resumable(run_dir: str | None, config: Any) -> None:
     differing = {k: v for k, v in differences.items() if k not in RESUMABLE_CHANGES}
     if differing:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differing.items())
-        raise SystemExit(
+        raise UsageError(
             f"--resume: the configuration given differs from the run's {saved} in {listed}. "
             f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume: give the run's "
             "settings again, or start a new run folder."
@@ -168,12 +183,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging()
     if args.as_text and args.task != "ner":
-        raise SystemExit("--as-text is for ner")
+        raise UsageError("--as-text is for ner")
     model_dir = Path(args.model or f"exported_models/{args.task}")
     if args.task == "translation":
         return _evaluate_translation(args, model_dir)
     if args.data is None:
-        raise SystemExit(f"evaluate {args.task} needs --data")
+        raise UsageError(f"evaluate {args.task} needs --data")
     options = {"as_text": True} if args.as_text else {}
     report, metrics = _task_module(args.task).evaluate_file(
         model_dir, Path(args.data), threads=args.threads, **options
@@ -193,7 +208,7 @@ def _evaluate_translation(args: argparse.Namespace, model_dir: Path) -> int:
     from training.tasks.translation import evaluate_files
 
     if args.src is None or args.ref is None:
-        raise SystemExit("evaluate translation needs --src and --ref")
+        raise UsageError("evaluate translation needs --src and --ref")
     report, _ = evaluate_files(
         model_dir,
         Path(args.src),
@@ -389,6 +404,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, ArtifactError, CheckpointError, OSError) as exc:
+    except (ConfigError, DataError, ArtifactError, CheckpointError, UsageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

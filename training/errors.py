@@ -13,3 +13,7 @@ class CheckpointError(ValueError):
 
 class ConfigError(ValueError):
     """A setting that is unknown or has a value of the wrong type or range."""
+
+
+class UsageError(ValueError):
+    """Command-line options that do not go together, or a run folder they would overwrite."""

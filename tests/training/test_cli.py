@@ -3,6 +3,7 @@ settings, or refuses with the reason (it never silently starts over); a file tha
 checkpoint of the task is refused with ``error: ...``."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,37 +73,39 @@ def test_resume_continues_a_run_saved_before_settings_were_added(run_dir, runs):
     assert len(runs) == 1
 
 
-def test_resume_refuses_other_settings_naming_them(run_dir, runs):
+def test_resume_refuses_other_settings_naming_them(run_dir, runs, capsys):
     before = (run_dir / "config.json").read_text("utf-8")
 
-    with pytest.raises(SystemExit, match=r"differs .* in model\.hidden_size: 16 -> 32; trainer"):
-        resume(run_dir, [*SETTINGS, "model.hidden_size=32", "trainer.lr=0.5"])
+    assert resume(run_dir, [*SETTINGS, "model.hidden_size=32", "trainer.lr=0.5"]) == 2
+    assert re.search(
+        r"differs .* in model\.hidden_size: 16 -> 32; trainer", capsys.readouterr().err
+    )
 
     assert runs == []
     assert (run_dir / "config.json").read_text("utf-8") == before  # the run's record is kept
 
 
-def test_resume_without_the_settings_of_the_run_is_refused(run_dir, runs):
+def test_resume_without_the_settings_of_the_run_is_refused(run_dir, runs, capsys):
     # The command line alone rebuilds the configuration: leaving out --set changes it.
-    with pytest.raises(SystemExit, match=r"model\.hidden_size: 16 -> 150"):
-        resume(run_dir, [])
+    assert resume(run_dir, []) == 2
+    assert re.search(r"model\.hidden_size: 16 -> 150", capsys.readouterr().err)
     assert runs == []
 
 
-def test_resume_needs_a_run_dir(tmp_path, monkeypatch, runs):
+def test_resume_needs_a_run_dir(tmp_path, monkeypatch, runs, capsys):
     monkeypatch.chdir(tmp_path)
 
-    with pytest.raises(SystemExit, match="--resume needs --run-dir"):
-        resume(None, SETTINGS)
+    assert resume(None, SETTINGS) == 2
+    assert re.search("--resume needs --run-dir", capsys.readouterr().err)
 
     assert runs == [] and not (tmp_path / "runs").exists()
 
 
-def test_resume_needs_the_run_s_last_checkpoint(run_dir, runs):
+def test_resume_needs_the_run_s_last_checkpoint(run_dir, runs, capsys):
     (run_dir / "last.pt").unlink()
 
-    with pytest.raises(SystemExit, match=r"last\.pt does not exist, so there is no run"):
-        resume(run_dir, SETTINGS)
+    assert resume(run_dir, SETTINGS) == 2
+    assert re.search(r"last\.pt does not exist, so there is no run", capsys.readouterr().err)
 
     assert runs == []
 
@@ -176,3 +179,15 @@ def test_a_checkpoint_never_runs_code_when_it_loads(tmp_path, capsys):
     )
     assert f"error: {path} is not a checkpoint: " in capsys.readouterr().err
     assert not touched.exists()
+
+
+def test_a_new_run_never_replaces_a_run_s_checkpoints(run_dir, runs, capsys):
+    (run_dir / "best.pt").write_bytes(b"a trained model")
+    before = (run_dir / "config.json").read_text("utf-8")
+
+    assert main(["train", "sentiment", "--run-dir", str(run_dir), *sets(SETTINGS)]) == 2
+
+    error = capsys.readouterr().err
+    assert f"error: {run_dir} holds a run (last.pt, best.pt): continue it with --resume" in error
+    assert runs == [] and (run_dir / "config.json").read_text("utf-8") == before
+    assert (run_dir / "best.pt").read_bytes() == b"a trained model"
