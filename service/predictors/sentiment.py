@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from service.predictors.budget import encode_within_budget
 from service.runtime.batcher import InlineBatches, RowScheduler
 from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
-from service.text.constants import VOCAB_FILE
+from service.text.constants import LABELS_FILE, VOCAB_FILE
 from service.text.encoding import (
     LENGTHS,
     PROBABILITIES,
@@ -81,6 +82,7 @@ class SentimentPredictor:
         session = next(iter(sessions.values()))
         _require_names(folder, session)
         vocab = Vocab.from_json(manifest.listed_file(folder, VOCAB_FILE))
+        _require_labels(folder, manifest)
         return cls(session, WordEncoder(vocab, _encoder_config(folder, manifest)), manifest.labels)
 
     def warm_up(self) -> None:
@@ -128,6 +130,21 @@ def _require_names(folder: Path, session: OnnxSession) -> None:
             f"{folder}: a sentiment graph takes {TOKEN_IDS!r}, {LENGTHS!r} and returns "
             f"{PROBABILITIES!r}; this one takes {session.input_names} and returns "
             f"{session.output_names}"
+        )
+
+
+def _require_labels(folder: Path, manifest: Manifest) -> None:
+    """The manifest's labels name the graph's output columns, but the manifest has no checksum
+    of its own: they must be those of the checksummed labels file written with the graph."""
+    path = manifest.listed_file(folder, LABELS_FILE)
+    try:
+        labels = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a JSON list of labels: {exc}") from None
+    if labels != manifest.labels:
+        raise ArtifactError(
+            f"{folder}: the manifest's labels {manifest.labels} are not {LABELS_FILE}'s "
+            f"{labels}, the order of the graph's outputs: re-export the model"
         )
 
 

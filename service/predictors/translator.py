@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.predictors.budget import encode_within_budget
 from service.predictors.decoding import (
@@ -55,12 +55,13 @@ class TranslationPreprocessing(BaseModel):
 
     source_model: str  # sentencepiece model file of the source language, in the artifact
     target_model: str
-    max_source_tokens: int  # longer sources are cut (subwords, eos included) and flagged
-    beam_size: int = 5
-    length_penalty: float = 1.0
-    max_length_a: float = 1.5  # at most a * src_len + b target subwords (eos included)
-    max_length_b: int = 10
-    max_length: int = 200  # hard cap on target subwords
+    # Longer sources are cut (subwords, eos included) and flagged.
+    max_source_tokens: int = Field(ge=2)
+    beam_size: int = Field(5, ge=1)
+    length_penalty: float = Field(1.0, ge=0)
+    max_length_a: float = Field(1.5, ge=0)  # at most a * src_len + b target subwords (eos included)
+    max_length_b: int = Field(10, ge=0)
+    max_length: int = Field(200, ge=1)  # hard cap on target subwords
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.text.tokenize import normalize_unicode, strip_markup, tokenize
 from service.text.vocab import Vocab
@@ -25,7 +25,7 @@ class WordEncoderConfig(BaseModel):
 
     lowercase: bool = True
     strip_markup: bool = True
-    max_tokens: int = 400
+    max_tokens: int = Field(400, ge=1)
     # Added later: models exported before have neither in their manifests and keep the
     # preprocessing they were trained with (both off); training turns both on.
     # Lower-case before tokenizing, so cased and lower-cased text split alike ("Mr." and "mr."):

@@ -211,3 +211,25 @@ def test_a_folder_replaced_while_it_loads_is_refused(
     message = not_ready_message(app_factory(own_model_dir).test_client())
 
     assert "the folder changed while it loaded" in message
+
+
+def test_labels_edited_in_the_manifest_are_refused(app_factory, own_model_dir) -> None:
+    # The manifest has no checksum of its own: swapped labels would mislabel every answer.
+    edit_manifest(own_model_dir / "sentiment", lambda data: data["labels"].reverse())
+
+    message = not_ready_message(app_factory(own_model_dir).test_client())
+
+    assert "the manifest's labels ['positive', 'negative'] are not labels.json's" in message
+
+
+@pytest.mark.parametrize("max_tokens", [0, -1])
+def test_preprocessing_values_out_of_range_are_refused(
+    app_factory, own_model_dir, max_tokens: int
+) -> None:
+    # max_tokens 0 cut every text to nothing: one constant answer, and ready.
+    folder = own_model_dir / "sentiment"
+    edit_manifest(folder, lambda data: data["preprocessing"].update(max_tokens=max_tokens))
+
+    message = not_ready_message(app_factory(own_model_dir).test_client())
+
+    assert "manifest.preprocessing is invalid" in message and "max_tokens" in message

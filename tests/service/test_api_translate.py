@@ -4,6 +4,8 @@ badly, so only structure and invariants are asserted, never quality."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -350,3 +352,24 @@ def test_a_graph_that_scores_nan_is_a_500_naming_the_graph_in_the_log(
     assert status == 500
     assert body["error"]["code"] == "internal_error"
     assert "decoder_step" in caplog.text and "log_probs holds NaN" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"beam_size": 0}, {"max_source_tokens": 1}, {"max_length": 0}, {"length_penalty": -1.0}],
+)
+def test_decoding_defaults_out_of_range_are_refused_at_load(
+    app_factory, tiny_translation_model_dir: Path, tmp_path: Path, bad: dict
+) -> None:
+    # beam_size 0 loaded as ready, then made every request that took the default a 500.
+    folder = tmp_path / "translation"
+    shutil.copytree(tiny_translation_model_dir / "translation", folder)
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    manifest["preprocessing"].update(bad)
+    (folder / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+
+    response = app_factory(tmp_path).test_client().get("/v2/health/ready")
+
+    assert response.status_code == 503
+    message = response.get_json()["error"]["message"]
+    assert "manifest.preprocessing is invalid" in message and next(iter(bad)) in message
