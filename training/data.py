@@ -194,6 +194,8 @@ def read_conll(path: Path) -> list[TaggedSentence]:
             current = []
     if current:
         sentences.append(current)
+    if not sentences:
+        raise DataError(f"{path}: no sentences ('token ... tag' lines, a blank line after each)")
     return sentences
 
 

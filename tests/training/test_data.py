@@ -84,3 +84,11 @@ def test_a_missing_glove_file_is_named_by_its_setting(tmp_path):
         glove_file(str(tmp_path), "g.txt")
     assert glove_file(str(tmp_path), "g.txt", must_exist=False) == tmp_path / "g.txt"
     assert glove_file(str(tmp_path), None) is None
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "-DOCSTART- -X- -X- O\n\n"])
+def test_a_conll_file_without_sentences_is_refused(tmp_path, content):
+    path = tmp_path / "empty.conll"
+    path.write_text(content, "utf-8")
+    with pytest.raises(DataError, match=r"empty.conll: no sentences"):
+        read_conll(path)

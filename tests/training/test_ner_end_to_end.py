@@ -301,3 +301,13 @@ def test_evaluate_ner_refuses_another_task_s_model_or_no_model(tmp_path, capsys,
         assert message in capsys.readouterr().err
     assert main(["evaluate", "ner", "--data", str(tmp_path), "--model", str(exported)]) == 2
     assert "error: " in capsys.readouterr().err  # a folder, not a file
+
+
+def test_a_training_file_without_entities_is_refused(tiny_conll, tmp_path, capsys):
+    plain = tmp_path / "plain.conll"
+    plain.write_text("EU O\nrejects O\n\nGerman O\n", "utf-8")
+    args = ["train", "ner", "--run-dir", str(tmp_path / "run"), *overrides(tiny_conll)]
+    assert main([*args, "--set", f"data.train_file={plain}"]) == 2
+    assert (
+        f"error: {plain}: no entities (every tag is O): nothing to learn" in capsys.readouterr().err
+    )

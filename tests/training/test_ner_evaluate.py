@@ -185,3 +185,16 @@ def test_evaluate_warns_of_gold_types_the_model_does_not_know(tmp_path, capsys):
     assert re.search(r"^\s*EVENT\s+0.0000\s+0.0000\s+0.0000\s+1$", printed.out, re.M)
     warning = r"WARNING .*has tags \['B-EVENT', 'I-EVENT'\] that .* never predicts"
     assert re.search(warning, printed.err)
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_evaluate_refuses_a_file_without_entities(tmp_path, capsys, as_text: bool):
+    # seqeval's report failed on max() of nothing.
+    model = build_lookup_artifact(tmp_path / "ner")
+    data = tmp_path / "plain.txt"
+    data.write_text("EU O\nrejects O\n", "utf-8")
+    command = ["evaluate", "ner", "--data", str(data), "--model", str(model)]
+    assert main([*command, *(["--as-text"] if as_text else [])]) == 2
+    assert (
+        f"error: {data}: no entities (every tag is O): nothing to score" in capsys.readouterr().err
+    )

@@ -77,9 +77,10 @@ def load_data(config: NerConfig) -> NerData:
     train = data.read_conll(
         data.dataset_file(files.datasets_dir, files.train_file, "data.train_file")
     )
-    kinds = files.entity_types  # a list of distinct names (training.config.EntityTypes)
-    if kinds is None:
-        kinds = sorted({tag[2:] for sentence in train for _, tag in sentence if tag != "O"})
+    found = sorted({tag[2:] for sentence in train for _, tag in sentence if tag != "O"})
+    if not found:
+        raise data.DataError(f"{files.train_file}: no entities (every tag is O): nothing to learn")
+    kinds = files.entity_types or found  # a list of distinct names (training.config.EntityTypes)
     tags = data.iob2_tags(kinds)
     _require_tags(train, tags, files.train_file)
     dev = load_dev(config, tags)
@@ -523,6 +524,8 @@ def evaluate_file(
             model_dir,
             manifest.labels,
         )
+    if not any(tag != "O" for s in sentences for _, tag in s):
+        raise data.DataError(f"{data_file}: no entities (every tag is O): nothing to score")
     if as_text:
         return text_metrics(predictor, sentences)
     predicted = predictor.predict_tokens([[w for w, _ in s] for s in sentences])
