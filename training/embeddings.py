@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from service.text import Vocab
-from training.data import dataset_file
+from training.data import DataError, dataset_file
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,13 @@ def glove_words(path: Path, limit: int | None = None) -> list[str]:
     return words
 
 
-def embedding_matrix(vocab: Vocab, path: Path, dim: int, seed: int = 0) -> np.ndarray:
+def embedding_matrix(
+    vocab: Vocab, path: Path, dim: int, seed: int = 0, setting: str = "the embedding size"
+) -> np.ndarray:
     """Rows from GloVe for known words (lower-cased lookup); small random rows otherwise.
 
-    The padding row is zero.
+    The padding row is zero. Vectors of another size than ``dim`` are a :class:`DataError`
+    naming ``setting``, the setting that gave ``dim``.
     """
     rng = np.random.default_rng(seed)
     matrix = rng.normal(0.0, 0.1, size=(len(vocab), dim)).astype(np.float32)
@@ -62,7 +65,10 @@ def embedding_matrix(vocab: Vocab, path: Path, dim: int, seed: int = 0) -> np.nd
     for word, vector in iter_glove(path):
         if word in wanted:
             if vector.shape[0] != dim:
-                raise ValueError(f"{path}: vectors have {vector.shape[0]} dimensions, not {dim}")
+                raise DataError(
+                    f"{path}: vectors have {vector.shape[0]} dimensions, {setting}={dim}: "
+                    f"set {setting}={vector.shape[0]}, or another vocab.glove_path"
+                )
             for index in wanted.pop(word):
                 matrix[index] = vector
                 found += 1

@@ -164,6 +164,8 @@ def test_own_data_settings_that_select_nothing_or_clash_are_errors(tiny_datasets
     header_only = (*own_train_only, f"data.dev_file={tmp_path / 'header.tsv'}")
     assert _train(tmp_path / "f", tiny_datasets, *header_only) == 2  # no NaN dev metric
     assert "header.tsv: no labelled texts (the own dev set)" in capsys.readouterr().err
+    assert _train(tmp_path / "g", tiny_datasets, "model.embedding_dim=7") == 2
+    assert "dimensions, model.embedding_dim=7: set model.embedding_dim=" in capsys.readouterr().err
 
 
 def test_language_model_pre_training_reads_the_own_training_texts(tiny_datasets, tmp_path):

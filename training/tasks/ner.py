@@ -254,7 +254,7 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
     model = build_model(config, len(words), len(chars), trained_words, corpus.tags)
     glove = glove_file(config.data.datasets_dir, config.vocab.glove_path)
     if glove is not None:  # else the words' vectors start random
-        weights = embedding_matrix(words, glove, config.model.word_dim)
+        weights = embedding_matrix(words, glove, config.model.word_dim, setting="model.word_dim")
         model.emissions.words.load_vectors(torch.from_numpy(weights))
     lengths = [len(features) for features, _ in train_examples]
 

@@ -255,7 +255,9 @@ def init_embeddings(model: SentimentClassifier, vocab: Vocab, config: SentimentC
     """GloVe rows for the vocabulary's words (none without a GloVe file: random)."""
     glove = glove_file(config.data.datasets_dir, config.vocab.glove_path)
     if glove is not None:
-        weights = embedding_matrix(vocab, glove, config.model.embedding_dim)
+        weights = embedding_matrix(
+            vocab, glove, config.model.embedding_dim, setting="model.embedding_dim"
+        )
         model.embedding.weight.data.copy_(torch.from_numpy(weights))
 
 
