@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.config import TrainerConfig, from_dict
+from training.config import TrainerConfig, config_differences, from_dict, to_dict
 from training.errors import CheckpointError, ConfigError
 from training.plots import plot_learning_curve
 
@@ -50,6 +50,25 @@ def read_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"{path}: its configuration: {exc}") from None
     return state
+
+
+def start_from(
+    model: nn.Module, weights: dict[str, torch.Tensor], checkpoint: dict, config
+) -> None:
+    """Load ``weights`` of ``checkpoint`` (``config.init_from``) into ``model``; weights of
+    another shape are a :class:`ConfigError` naming the model settings that differ."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        differing = config_differences(checkpoint["config"]["model"], to_dict(config)["model"])
+        listed = "; ".join(
+            f"model.{k}={old!r} (this run: {new!r})" for k, (old, new) in differing.items()
+        )
+        raise ConfigError(
+            f"init_from={config.init_from}: its weights do not fit this model: the checkpoint "
+            f"has {listed or 'the same model settings'}; give the checkpoint's model settings"
+        ) from None
+    log.info("initialised from %s", config.init_from)
 
 
 @dataclass

@@ -188,6 +188,22 @@ def test_a_second_stage_starts_from_a_checkpoint(trained, tiny_datasets, tmp_pat
     assert ("imdb", "train minus held-out (seed 1234)") in splits  # the first stage's data
 
 
+def test_a_second_stage_of_another_size_is_refused_naming_the_settings(
+    trained, tiny_datasets, tmp_path, capsys
+):
+    args = [
+        "train", "sentiment", "--run-dir", str(tmp_path),
+        "--set", f"init_from={trained / 'best.pt'}",
+        "--set", f"data.datasets_dir={tiny_datasets}",
+        "--set", f"vocab.glove_path={tiny_datasets}/glove/glove.6B.50d.txt.gz",
+        "--set", "data.imdb_holdout=20", "--set", "model.hidden_size=12",
+    ]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "its weights do not fit this model" in error
+    assert "the checkpoint has model.hidden_size=16 (this run: 12)" in error
+
+
 def test_frozen_embeddings_keep_their_vectors_while_the_rest_learns():
     from training.models.sentiment import SentimentClassifier
 

@@ -42,7 +42,7 @@ from training.models.sentiment import (
     SentimentClassifier,
 )
 from training.quantize import DevEvaluation, cpu_session, graph_sessions
-from training.trainer import Trainer, TrainingTask, read_checkpoint
+from training.trainer import Trainer, TrainingTask, read_checkpoint, start_from
 from training.verify import assert_close
 
 log = logging.getLogger(__name__)
@@ -214,8 +214,7 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
 
     model = build_model(config, len(vocab))
     if start is not None:
-        model.load_state_dict(classifier_weights(start))
-        log.info("initialised from %s", config.init_from)
+        start_from(model, classifier_weights(start), start, config)
     else:
         init_embeddings(model, vocab, config)
     lengths = [len(ids) for ids, _ in train_examples]

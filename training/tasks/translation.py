@@ -62,7 +62,7 @@ from training.config import TranslationConfig, from_dict, to_dict
 from training.export import OPSET, export_onnx
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
 from training.quantize import DevEvaluation, GraphFiles, graph_sessions
-from training.trainer import Trainer, TrainingTask, read_checkpoint
+from training.trainer import Trainer, TrainingTask, read_checkpoint, start_from
 from training.verify import VerificationError, assert_close
 
 log = logging.getLogger(__name__)
@@ -289,8 +289,7 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
     dev_refs = [t for _, t in corpus.dev]
     model = build_model(config, len(source), len(target))
     if start is not None:
-        model.load_state_dict(start["model"])
-        log.info("initialised from %s", config.init_from)
+        start_from(model, start["model"], start, config)
     log.info("parameters: %d", sum(p.numel() for p in model.parameters()))
     lengths = [max(len(s), len(t) + 1) for s, t in train_pairs]
     bos, eos = target.bos_id, target.eos_id
