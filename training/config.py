@@ -55,6 +55,15 @@ EntityTypes = Annotated[
 ]
 
 
+def _absolute(folder: str) -> str:
+    return str(Path(folder).expanduser().absolute())
+
+
+# The data sets' folder, made absolute where it is given: a run's config (and the manifest's
+# training config) then still finds the dev data when export runs from another folder.
+DatasetsDir = Annotated[str, AfterValidator(_absolute)]
+
+
 class Section(BaseModel):
     """A group of settings: unknown keys are refused and every assignment is validated."""
 
@@ -81,7 +90,7 @@ class TrainerConfig(Section):
 
 
 class SentimentDataConfig(Section):
-    datasets_dir: str = str(DATASETS)
+    datasets_dir: DatasetsDir = str(DATASETS)
     use_sst: bool = True
     use_imdb: bool = True
     train_imdb: bool = True  # false: IMDB serves only as held-out dev data
@@ -169,7 +178,7 @@ class SentimentConfig(Section):
 
 
 class NerDataConfig(Section):
-    datasets_dir: str = str(DATASETS)
+    datasets_dir: DatasetsDir = str(DATASETS)
     train_file: str = "conll2003/train.txt"  # relative to datasets_dir, or absolute
     dev_file: str = "conll2003/valid.txt"  # model selection and early stopping only
     name: str = "conll2003"  # of the data set, in the manifest's training_data
@@ -220,7 +229,7 @@ class NerConfig(Section):
 
 
 class TranslationDataConfig(Section):
-    datasets_dir: str = str(DATASETS)
+    datasets_dir: DatasetsDir = str(DATASETS)
     train_src: str = "multi30k/train.en"  # relative to datasets_dir, or absolute
     train_tgt: str = "multi30k/train.de"
     dev_src: str = "multi30k/val.en"  # model selection (dev BLEU) only

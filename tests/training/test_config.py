@@ -99,3 +99,12 @@ def test_a_configuration_saved_before_a_later_setting_keeps_the_old_behaviour():
     assert from_dict("sentiment", saved).text.lowercase_first is False
     assert from_dict("sentiment", saved).text.fold_apostrophes is False
     assert load_config("sentiment").text.lowercase_first is True  # new runs
+
+
+@pytest.mark.parametrize("task", ["sentiment", "ner", "translation"])
+def test_a_relative_datasets_dir_is_saved_absolute(task, tmp_path, monkeypatch):
+    # A run trained with data.datasets_dir=. must still find its dev data when exported from
+    # another folder.
+    monkeypatch.chdir(tmp_path)
+    config = load_config(task, None, ["data.datasets_dir=data"])
+    assert to_dict(config)["data"]["datasets_dir"] == str(tmp_path / "data")
