@@ -100,6 +100,7 @@ class ModelRegistry:
             return registry
         for name in names:
             registry.load(name, settings.model_dir / name, config)
+        registry._warn_of_shared_tasks()
         unknown = sorted(set(settings.batch_overrides) - set(names))
         if unknown:  # a misspelt name would otherwise change nothing without a word
             logger.warning(
@@ -199,6 +200,21 @@ class ModelRegistry:
     def for_task(self, task: str) -> LoadedModel | None:
         """The model serving ``task`` (the first by name when there are several)."""
         return next((m for _, m in sorted(self.models.items()) if m.manifest.task == task), None)
+
+    def _warn_of_shared_tasks(self) -> None:
+        """Say which model a task's /v1 endpoint serves when several models have that task (a
+        folder added next to another changes it without a word otherwise)."""
+        for task in sorted({m.manifest.task for m in self.models.values()}):
+            names = sorted(n for n, m in self.models.items() if m.manifest.task == task)
+            if len(names) > 1:
+                logger.warning(
+                    "models %s are all %s models: /v1/%s serves %r, the first by name; every "
+                    "one of them is served at /v2/models/<name>/infer (MODELS selects folders)",
+                    ", ".join(names),
+                    task,
+                    "translate" if task == "translation" else task,
+                    names[0],
+                )
 
 
 def discover_models(model_dir: Path) -> tuple[str, ...]:

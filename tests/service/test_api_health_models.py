@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,19 @@ def test_one_broken_model_does_not_hide_the_others(app_factory, own_model_dir) -
 
     assert "broken: ArtifactError" in message
     assert client.post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
+
+
+def test_a_second_model_of_a_task_is_named_in_the_log(app_factory, own_model_dir, caplog) -> None:
+    shutil.copytree(own_model_dir / "sentiment", own_model_dir / "reviews")
+
+    with caplog.at_level(logging.WARNING, logger="service"):
+        client = app_factory(own_model_dir).test_client()
+
+    assert "models reviews, sentiment are all sentiment models: /v1/sentiment serves 'reviews'" in (
+        caplog.text
+    )
+    response = client.post("/v1/sentiment", json={"texts": ["good"]})
+    assert response.get_json()["model"]["name"] == "reviews"
 
 
 def test_models_selects_which_folders_load(app_factory, own_model_dir) -> None:
