@@ -41,6 +41,17 @@ DRY_RUN_VOCAB = {
 }
 
 
+def _positive(value: str) -> int:
+    """An option's whole number of at least 1 (argparse names the option otherwise)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
+
+
 def _setup_logging(log_file: Path | None = None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
@@ -330,9 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="record the variant even if it misses the criteria (marked qualified: false)",
     )
     quantize.add_argument(
-        "--speed-texts", type=int, default=512, help="dev texts timed per batch size"
+        "--speed-texts", type=_positive, default=512, help="dev texts timed per batch size"
     )
-    quantize.add_argument("--repeats", type=int, default=7, help="interleaved timing repeats")
+    quantize.add_argument("--repeats", type=_positive, default=7, help="interleaved timing repeats")
     quantize.set_defaults(func=cmd_quantize)
 
     evaluate = commands.add_parser(
@@ -347,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--src", help="translation: source sentences, one a line")
     evaluate.add_argument("--ref", help="translation: raw reference translations, one a line")
     evaluate.add_argument(
-        "--beam-size", type=int, help="translation: 1 = greedy (default: the manifest's)"
+        "--beam-size", type=_positive, help="translation: 1 = greedy (default: the manifest's)"
     )
     evaluate.add_argument(
         "--length-penalty",
@@ -362,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
         "exact character span and type",
     )
     evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
-    evaluate.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    evaluate.add_argument(
+        "--threads", type=_positive, default=1, help="ONNX Runtime intra-op threads"
+    )
     evaluate.set_defaults(func=cmd_evaluate)
 
     average = commands.add_parser(
@@ -378,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--text", required=True, help="source sentence")
     plot.add_argument("--out", required=True, help="image file, e.g. attention.png")
     plot.add_argument("--model", default="exported_models/translation", help="artifact folder")
-    plot.add_argument("--beam-size", type=int, help="1 = greedy (default: the manifest's)")
-    plot.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    plot.add_argument("--beam-size", type=_positive, help="1 = greedy (default: the manifest's)")
+    plot.add_argument("--threads", type=_positive, default=1, help="ONNX Runtime intra-op threads")
     plot.set_defaults(func=cmd_plot_attention)
 
     card = commands.add_parser(

@@ -191,3 +191,18 @@ def test_a_new_run_never_replaces_a_run_s_checkpoints(run_dir, runs, capsys):
     assert f"error: {run_dir} holds a run (last.pt, best.pt): continue it with --resume" in error
     assert runs == [] and (run_dir / "config.json").read_text("utf-8") == before
     assert (run_dir / "best.pt").read_bytes() == b"a trained model"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["quantize", "sentiment", "--repeats", "0"],
+        ["quantize", "sentiment", "--speed-texts", "-1"],
+        ["evaluate", "translation", "--beam-size", "x"],
+    ],
+)
+def test_counts_must_be_whole_numbers_of_at_least_1(command, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(command)
+    assert stopped.value.code == 2  # argparse's usage error, before anything runs
+    assert "is not a whole number of at least 1" in capsys.readouterr().err
