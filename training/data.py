@@ -130,15 +130,22 @@ def read_labeled_texts(path: Path) -> list[LabeledText]:
             header = text.strip().lower() in _OWN_HEADERS and label.strip().lower() == "label"
             if number == 1 and header:
                 continue
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise DataError(f"{where}: the text is not a string: {json.dumps(text)[:80]}")
+        if not text.strip():
             raise DataError(f"{where}: the text is empty")
         key = str(label).strip().lower()
         if key not in _OWN_LABELS:
             first = str(text).strip().lower()  # a label (or a "label" header) first: swapped
             swapped = not jsonl and (first in _OWN_LABELS or first == "label")
+            hint = ""
+            if swapped:
+                hint = "; the label comes last: text<TAB>label"
+            elif not jsonl and not key:
+                hint = "; the line ends with a TAB: the label is the last field"
             raise DataError(
                 f"{where}: unknown label {label!r}; use one of 0/1, negative/positive, neg/pos"
-                + ("; the label comes last: text<TAB>label" if swapped else "")
+                + hint
             )
         records.append(LabeledText(text.strip(), _OWN_LABELS[key]))
     return records

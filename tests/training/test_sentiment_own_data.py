@@ -57,7 +57,9 @@ def test_tsv_without_a_header_and_json_lines(tmp_path):
         ("own.tsv", "fine\t1\n  \tpositive\n", r"own.tsv:2: the text is empty"),
         ("own.jsonl", '{"text": "x", "label": 1}\n{"text": "x"\n', r"own.jsonl:2: not a JSON"),
         ("own.jsonl", '["x", 1]\n', r'own.jsonl:1: expected \{"text"'),
-        ("own.jsonl", '{"text": 3, "label": 1}\n', r"own.jsonl:1: the text is empty"),
+        ("own.jsonl", '{"text": 3, "label": 1}\n', r"own.jsonl:1: the text is not a string: 3"),
+        ("own.jsonl", '{"text": "", "label": 1}\n', r"own.jsonl:1: the text is empty"),
+        ("own.tsv", "fine\t1\t\n", r"own.tsv:1: unknown label ''.* the line ends with a TAB"),
     ],
 )
 def test_a_bad_line_is_refused_with_the_file_and_line(tmp_path, name, content, message):
