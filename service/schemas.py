@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (the OpenAPI document will be built from them).
+"""Request and response bodies of the HTTP API (the OpenAPI document is built from them).
 
 Size limits depend on the settings, so they are passed at validation time::
 

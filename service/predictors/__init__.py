@@ -1,10 +1,11 @@
 """Predictors: turn raw texts into model inputs, run the session(s), decode the outputs.
 
-Every predictor exposes ``predict_batch(texts)``, the one entry point that the HTTP handlers
-call. Inside, it encodes texts into *rows* (id sequences, sentence pieces), hands them to its
-``scheduler`` (a :class:`service.runtime.batcher.RowScheduler`: the cross-request dynamic
-batcher in the service), which calls the predictor's batch-invariant ``run_rows`` on padded
-batches, and decodes the outputs. :data:`PREDICTOR_FACTORIES` maps a manifest's
+Every predictor answers ``predict_batch(texts)``; its task's handlers call that or a variant
+with more options (NER's ``predict_tokens``, the translator's decoding options). Inside, it
+encodes texts into *rows* (id sequences, sentence pieces), hands them to its ``scheduler`` (a
+:class:`service.runtime.batcher.RowScheduler`: the cross-request dynamic batcher in the
+service), which calls the predictor's batch-invariant ``run_rows`` on padded batches, and
+decodes the outputs. :data:`PREDICTOR_FACTORIES` maps a manifest's
 ``task`` to the constructor that builds a predictor from a verified artifact folder.
 """
 
