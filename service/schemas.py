@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -31,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from service.runtime.manifest import Precision
 from service.text.charclass import char_class
+from service.text.subword import NOTHING_TO_TRANSLATE, is_blank_char
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,37 +85,9 @@ InputText = Annotated[
 ]
 
 
-NOTHING_TO_TRANSLATE = (
-    "text has nothing to translate after normalization (only whitespace, control or format "
-    "characters, or U+2581 / U+FFFD)"
-)
-
-
-# Dropped by sentencepiece's normalization: its word-start mark and the replacement character.
-_DROPPED_BY_SUBWORDS = frozenset("\u2581\ufffd")
-
-
-def _is_blank_char(char: str) -> bool:
-    """Whitespace, a control or format character (Unicode categories Cc and Cf: NUL, ESC,
-    zero-width space, byte order mark...) or one the subword models drop: nothing to
-    translate."""
-    return (
-        char.isspace() or unicodedata.category(char) in ("Cc", "Cf") or char in _DROPPED_BY_SUBWORDS
-    )
-
-
-def translatable_problem(text: str) -> str | None:
-    """Why ``text``, valid as a text (non-blank, valid Unicode: ``InputText``), cannot be
-    translated whatever the model (None when it can)."""
-    if all(map(_is_blank_char, text)):
-        return NOTHING_TO_TRANSLATE
-    return None
-
-
 def _check_translatable(value: str) -> str:
-    problem = translatable_problem(value)
-    if problem is not None:
-        raise PydanticCustomError("nothing_to_translate", problem)
+    if all(map(is_blank_char, value)):
+        raise PydanticCustomError("nothing_to_translate", NOTHING_TO_TRANSLATE)
     return value
 
 
@@ -124,7 +96,7 @@ def _translatable_pattern() -> str:
     # A scan of every code point (about 0.25 s): done once, when the schema is first generated
     # (create_app documents the routes), not at import, so the training code, the CLI and
     # tests that only validate requests never pay for it.
-    return f"[^{char_class(_is_blank_char)}]"
+    return f"[^{char_class(is_blank_char)}]"
 
 
 def _translatable_schema(schema: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@ batches), serialize."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import cast
 
 from flask import Blueprint, Response
@@ -14,16 +13,14 @@ from service.api.models import announced, model_for_task
 from service.api.responses import json_response
 from service.errors import ValidationFailed
 from service.openapi import PREDICT_ERRORS, documented
-from service.predictors.translator import Translator
+from service.predictors.translator import Translator, Untranslatable
 from service.runtime.registry import ModelRegistry
 from service.schemas import (
-    NOTHING_TO_TRANSLATE,
     ModelRef,
     TextLimits,
     TranslationRequest,
     TranslationResponse,
     TranslationResult,
-    translatable_problem,
 )
 
 
@@ -47,13 +44,15 @@ def translate_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecT
             model = model_for_task(registry, "translation")
             # The registry builds every "translation" model with Translator (PREDICTOR_FACTORIES).
             translator = cast(Translator, model.predictor)
-            reject_untranslatable(translator, body.texts)
-            predictions = translator.predict_batch(
-                body.texts,
-                beam_size=body.beam_size,
-                max_length=body.max_length,
-                return_attention=body.return_attention,
-            )
+            try:
+                predictions = translator.predict_batch(
+                    body.texts,
+                    beam_size=body.beam_size,
+                    max_length=body.max_length,
+                    return_attention=body.return_attention,
+                )
+            except Untranslatable as exc:
+                raise _as_validation_error(exc) from None
         response = TranslationResponse(
             model=ModelRef(name=model.name, version=model.manifest.version),
             results=[TranslationResult.model_validate(p) for p in predictions],
@@ -63,29 +62,13 @@ def translate_blueprint(registry: ModelRegistry, limits: TextLimits, spec: SpecT
     return blueprint
 
 
-def untranslatable(translator: Translator, texts: Sequence[str]) -> list[tuple[int, str]]:
-    """``(index, why)`` of every text that cannot be translated: the request schema's checks
-    (:func:`service.schemas.translatable_problem`), and texts that the model's subword
-    normalization leaves empty."""
-    problems = []
-    for index, text in enumerate(texts):
-        problem = translatable_problem(text)
-        if problem is None and not translator.source.encode(text):
-            problem = NOTHING_TO_TRANSLATE
-        if problem is not None:
-            problems.append((index, problem))
-    return problems
-
-
-def reject_untranslatable(translator: Translator, texts: Sequence[str]) -> None:
-    """A 422 naming every text that cannot be translated (``texts[i]``)."""
-    found = untranslatable(translator, texts)
-    if not found:
-        return
+def _as_validation_error(exc: Untranslatable) -> ValidationFailed:
+    """A 422 naming every text that has nothing to translate (``texts[i]``)."""
     problems = [
-        {"field": f"texts[{i}]", "message": why, "type": "nothing_to_translate"} for i, why in found
+        {"field": f"texts[{i}]", "message": why, "type": "nothing_to_translate"}
+        for i, why in exc.problems
     ]
     message = f"{problems[0]['field']}: {problems[0]['message']}"
     if len(problems) > 1:
         message += f" (and {len(problems) - 1} more problem(s), see details)"
-    raise ValidationFailed(message, details=problems)
+    return ValidationFailed(message, details=problems)

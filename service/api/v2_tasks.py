@@ -15,12 +15,11 @@ from typing import Any, Protocol, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from service.api.translate import untranslatable
 from service.api.v2_schemas import TensorMetadata
 from service.errors import BadRequest, ValidationFailed
 from service.predictors.ner import NerPredictor
 from service.predictors.sentiment import SentimentPredictor
-from service.predictors.translator import Translator
+from service.predictors.translator import Translator, Untranslatable
 from service.runtime.registry import LoadedModel
 from service.schemas import BeamSize, NerEntity, TargetLength
 
@@ -129,13 +128,13 @@ class TranslationAdapter:
     ) -> list[OutputTensor]:
         settings = _translation_parameters(parameters)
         translator = cast(Translator, model.predictor)
-        problems = untranslatable(translator, texts)
-        if problems:
-            index, why = problems[0]
-            raise BadRequest(f"text[{index}]: {why}")
-        predictions = translator.predict_batch(
-            texts, beam_size=settings.beam_size, max_length=settings.max_length
-        )
+        try:
+            predictions = translator.predict_batch(
+                texts, beam_size=settings.beam_size, max_length=settings.max_length
+            )
+        except Untranslatable as exc:
+            index, why = exc.problems[0]
+            raise BadRequest(f"text[{index}]: {why}") from None
         return [
             OutputTensor(
                 "translation", "BYTES", _bytes_array([p.translation for p in predictions])

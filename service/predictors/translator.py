@@ -32,7 +32,7 @@ from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
 from service.text.constants import EOS_PIECE
 from service.text.padding import pad_batch
-from service.text.subword import SubwordTokenizer
+from service.text.subword import NOTHING_TO_TRANSLATE, SubwordTokenizer, is_blank_char
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,15 @@ class TranslationRow:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+class Untranslatable(ValueError):
+    """Texts with nothing to translate; ``problems`` holds ``(index, why)`` of each."""
+
+    def __init__(self, problems: list[tuple[int, str]]):
+        index, why = problems[0]
+        super().__init__(f"text {index}: {why}")
+        self.problems = problems
 
 
 class Translator:
@@ -160,8 +169,11 @@ class Translator:
         """Translate ``texts`` (results in the same order).
 
         ``beam_size`` 1 is greedy decoding; ``max_length`` caps the target subwords (eos
-        included) on top of the model's ``a * src_len + b`` limit.
+        included) on top of the model's ``a * src_len + b`` limit. Texts with nothing to
+        translate (blank, or nothing left once normalized into subwords) raise
+        :class:`Untranslatable`, naming every one.
         """
+        _require_content([(i, all(map(is_blank_char, t))) for i, t in enumerate(texts)])
         counted = "source subwords and most target subwords, times beam_size"
         if return_attention:
             counted += ", plus the attention weights asked for"
@@ -173,6 +185,7 @@ class Translator:
             self.max_request_tokens,
             counted,
         )
+        _require_content([(i, len(row.ids) == 1) for i, row in enumerate(rows)])  # eos alone
         hypotheses = self.scheduler.submit(rows)
         return [
             self._prediction(row, hyp, return_attention)
@@ -280,3 +293,10 @@ def _require_names(folder: Path, graph: str, session: OnnxSession, inputs: Seque
         raise ArtifactError(
             f"{folder}: graph {graph!r} must take {list(inputs)}, takes {session.input_names}"
         )
+
+
+def _require_content(empty: Sequence[tuple[int, bool]]) -> None:
+    """Raise :class:`Untranslatable` for the texts whose flag says they have nothing."""
+    problems = [(index, NOTHING_TO_TRANSLATE) for index, nothing in empty if nothing]
+    if problems:
+        raise Untranslatable(problems)

@@ -7,6 +7,7 @@ natural, detokenized text. Ids 0-3 are reserved: pad, unk, bos (``<s>``), eos (`
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,23 @@ from service.text.constants import (
     SUBWORD_PAD_ID,
     SUBWORD_UNK_ID,
 )
+
+NOTHING_TO_TRANSLATE = (
+    "text has nothing to translate after normalization (only whitespace, control or format "
+    "characters, or U+2581 / U+FFFD)"
+)
+
+# Dropped by sentencepiece's normalization: its word-start mark and the replacement character.
+_DROPPED_BY_SUBWORDS = frozenset("\u2581\ufffd")
+
+
+def is_blank_char(char: str) -> bool:
+    """Whitespace, a control or format character (Unicode categories Cc and Cf: NUL, ESC,
+    zero-width space, byte order mark...) or one the subword models drop: a text of nothing
+    else has nothing to translate, whatever the model."""
+    return (
+        char.isspace() or unicodedata.category(char) in ("Cc", "Cf") or char in _DROPPED_BY_SUBWORDS
+    )
 
 
 def normalize_whitespace(text: str) -> str:

@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import REGISTRY_KEY
+from service.predictors.translator import Untranslatable
 from service.schemas import MAX_TRANSLATION_LENGTH
 from tests.service.tiny_artifact import build_tiny_artifact
 from tests.service.tiny_translation_artifact import TINY_TRANSLATION_MAX_SOURCE_TOKENS
@@ -373,3 +374,15 @@ def test_decoding_defaults_out_of_range_are_refused_at_load(
     assert response.status_code == 503
     message = response.get_json()["error"]["message"]
     assert "manifest.preprocessing is invalid" in message and next(iter(bad)) in message
+
+
+def test_the_translator_itself_names_every_text_with_nothing_to_translate(
+    translation_app: Flask,
+) -> None:
+    """Not only the HTTP schema: /v2, gRPC and the training CLI call the translator directly."""
+    translator = translation_app.extensions[REGISTRY_KEY].models["translation"].predictor
+
+    with pytest.raises(Untranslatable) as caught:
+        translator.predict_batch(["A dog runs.", "\u200b", " \u2581"])
+
+    assert [index for index, _ in caught.value.problems] == [1, 2]

@@ -222,6 +222,14 @@ def test_evaluate_prints_bleu_equal_to_the_manifest(exported, tiny_multi30k, cap
     assert greedy == pytest.approx(load_manifest(exported).metrics["dev_bleu_greedy"], abs=0.006)
 
 
+def test_evaluate_scores_a_blank_source_line_as_translated_to_nothing(exported, tmp_path, capsys):
+    (tmp_path / "src.en").write_text("A dog runs.\n\u200b\n", "utf-8")
+    (tmp_path / "ref.de").write_text("Ein Hund rennt.\nEin Hund.\n", "utf-8")
+    args = ["evaluate", "translation", "--src", str(tmp_path / "src.en")]
+    assert main([*args, "--ref", str(tmp_path / "ref.de"), "--model", str(exported)]) == 0
+    assert re.search(r"^BLEU = [\d.]+", capsys.readouterr().out, re.MULTILINE)
+
+
 def test_evaluate_takes_a_length_penalty_to_choose_it_on_dev_data(exported, tiny_multi30k, capsys):
     root = tiny_multi30k / "multi30k"
     args = ["evaluate", "translation", "--src", str(root / "val.en"), "--ref", str(root / "val.de")]

@@ -55,7 +55,7 @@ from service.text.constants import (
     TARGET_SPM_FILE,
 )
 from service.text.padding import pad_batch
-from service.text.subword import SubwordTokenizer
+from service.text.subword import SubwordTokenizer, is_blank_char
 from training import data
 from training.batching import token_budget_batches
 from training.config import TranslationConfig, from_dict, to_dict
@@ -593,8 +593,13 @@ def evaluate_files(
             update={"length_penalty": length_penalty}
         )
     pairs = read_parallel(src_file, ref_file, refuse_blank=False)  # scored as they are
-    outputs = translator.predict_batch([s for s, _ in pairs], beam_size=beam_size)
-    hypotheses, refs = [p.translation for p in outputs], [[t for _, t in pairs]]
+    sources = [s for s, _ in pairs]
+    hypotheses = [""] * len(sources)  # a source with nothing to translate translates to nothing
+    kept = [i for i, source in enumerate(sources) if not all(map(is_blank_char, source))]
+    outputs = translator.predict_batch([sources[i] for i in kept], beam_size=beam_size)
+    for index, output in zip(kept, outputs, strict=True):
+        hypotheses[index] = output.translation
+    refs = [[t for _, t in pairs]]
     bleu = sacrebleu.metrics.BLEU()
     chrf = sacrebleu.metrics.CHRF()
     bleu_score, chrf_score = (
