@@ -9,6 +9,7 @@ serves the Open Inference Protocol over gRPC on that port (service/grpc_api); wi
 set, the health probes on that port too, from threads of their own (service/health_server.py).
 """
 
+import logging
 import os
 import shutil
 import socket
@@ -150,7 +151,8 @@ _created_reload_dir = _folder("RELOAD_SIGNAL_DIR", "rnn-reload-")
 
 def on_starting(server):
     """Refuse a GRPC_PORT or HEALTH_PORT that is in use; empty the metrics folder (files left by
-    an earlier run would be counted again)."""
+    an earlier run would be counted again); fix the models served (:func:`_pin_models`)."""
+    _pin_models(server)
     ports = {v: os.environ.get(v, "").strip() for v in ("GRPC_PORT", "HEALTH_PORT")}
     if ports["GRPC_PORT"] and ports["GRPC_PORT"] == ports["HEALTH_PORT"]:
         sys.exit(f"invalid settings: HEALTH_PORT and GRPC_PORT are both {ports['GRPC_PORT']}")
@@ -163,12 +165,49 @@ def on_starting(server):
             os.remove(entry.path)
 
 
+def on_reload(server):
+    """SIGHUP: the new workers serve the pinned models and any model folder added since."""
+    _pin_models(server)
+
+
+def _pin_models(server):
+    """Without MODELS, set it to the model folders MODEL_DIR holds now, for every worker forked
+    from here on: each worker would otherwise serve what it finds when it starts, and a folder
+    missing at that moment (being replaced, say) would be left out without a word, the worker
+    ready without it. Pinned, a missing folder is a model that failed to load: not ready, and
+    reloadable. Folders added later join at the next SIGHUP."""
+    if os.environ.get("GUNICORN_CONF_PINNED_MODELS") != os.environ.get("MODELS"):
+        return  # set by the operator: theirs to keep
+    from pathlib import Path
+
+    from service.runtime.manifest import discover_models
+    from service.settings import default_model_dir
+
+    pinned = [name for name in os.environ.get("MODELS", "").split(",") if name]
+    found = discover_models(Path(os.environ.get("MODEL_DIR", "").strip() or default_model_dir()))
+    names = ",".join(sorted({*pinned, *found}))
+    if names and names != os.environ.get("MODELS"):
+        os.environ["MODELS"] = os.environ["GUNICORN_CONF_PINNED_MODELS"] = names
+        server.log.info("serving the models of MODEL_DIR: %s (MODELS)", names)
+
+
 def post_fork(server, worker):
     """In the new worker: check the service's settings, and say that it is starting (the gRPC
     handover waits for such workers). Invalid settings are one error line, and the worker exits
     as one that failed to boot, which stops gunicorn; raised while the app loads, they would come
     with gunicorn's traceback, in every worker. (The master checks nothing: it must not load
     the service's modules before it forks.)"""
+    import signal
+
+    # Until gunicorn installs the worker's own handlers (init_process, after this hook and the
+    # app's loading), the worker has the master's, which only queue a signal in the master's
+    # memory: a SIGTERM now, as the server stops, would be lost, and the worker would serve on
+    # until the master killed it at the graceful timeout.
+    def stop_soon(signum, frame):
+        worker.alive = False
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, stop_soon)
     from service.grpc_api.worker import mark_starting
     from service.settings import Settings, SettingsError
 
@@ -191,12 +230,21 @@ def post_worker_init(worker):
     health_server.start_in_worker(worker, grpc_host(worker.cfg.address))
 
 
+def worker_int(worker):
+    """SIGINT or SIGQUIT (a quick stop) in a worker: remembered for worker_exit."""
+    worker.quick_exit = True
+
+
 def worker_exit(server, worker):
     """Hand gRPC over to newer workers and let this worker's calls in flight finish
-    (service/grpc_api/worker.py)."""
+    (service/grpc_api/worker.py). On a quick stop, exit at once: the interpreter would
+    otherwise wait for gthread's request threads, running HTTP requests to their end."""
     from service.grpc_api.worker import stop_in_worker
 
     stop_in_worker(worker)
+    if getattr(worker, "quick_exit", False):
+        logging.shutdown()
+        os._exit(0)
 
 
 def _refuse_a_port_in_use(variable, http_addresses):

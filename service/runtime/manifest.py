@@ -147,6 +147,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def discover_models(model_dir: Path) -> tuple[str, ...]:
+    """Names of the sub-folders of ``model_dir`` that hold a manifest, hidden ones aside (an
+    export builds its new folder, and parks the one it replaces, under a hidden name)."""
+    if not model_dir.is_dir():
+        return ()
+    folders = (p.parent.name for p in model_dir.glob(f"*/{MANIFEST_FILE}"))
+    return tuple(sorted(name for name in folders if not name.startswith(".")))
+
+
 def load_manifest(folder: Path, *, verify: bool = True, task: str | None = None) -> Manifest:
     """Read and validate ``folder/manifest.json``; with ``verify``, check every file's sha256;
     with ``task``, require a model of that task."""

@@ -18,7 +18,13 @@ from typing import Protocol
 
 from service.predictors import PREDICTOR_FACTORIES, Predictor
 from service.runtime.batcher import BatchObserver, BatchPolicy, make_scheduler
-from service.runtime.manifest import ArtifactError, Manifest, Precision, load_manifest
+from service.runtime.manifest import (
+    ArtifactError,
+    Manifest,
+    Precision,
+    discover_models,
+    load_manifest,
+)
 from service.runtime.session import OnnxSession, ProviderError, SessionConfig, resolve_providers
 from service.settings import BatchOverride, Settings
 from service.text.constants import MANIFEST_FILE
@@ -215,15 +221,6 @@ class ModelRegistry:
                     "translate" if task == "translation" else task,
                     names[0],
                 )
-
-
-def discover_models(model_dir: Path) -> tuple[str, ...]:
-    """Names of the sub-folders of ``model_dir`` that hold a manifest, hidden ones aside (an
-    export builds its new folder, and parks the one it replaces, under a hidden name)."""
-    if not model_dir.is_dir():
-        return ()
-    folders = (p.parent.name for p in model_dir.glob(f"*/{MANIFEST_FILE}"))
-    return tuple(sorted(name for name in folders if not name.startswith(".")))
 
 
 def session_config(settings: Settings) -> SessionConfig:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import runpy
+import shutil
+import signal
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +32,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
         "GRPC_PORT",
         "HEALTH_PORT",
         "GUNICORN_FD",
+        "MODELS",
+        "MODEL_DIR",
+        "GUNICORN_CONF_PINNED_MODELS",
     ):
         # Set, then deleted: monkeypatch then restores the variable (or its absence) after the
         # test, though the config itself sets ORT_INTRA_OP_THREADS in os.environ.
@@ -59,8 +65,9 @@ def test_an_explicit_intra_op_thread_count_wins(env) -> None:
 
 
 def master_with_bind(*addresses: object) -> SimpleNamespace:
-    """What on_starting reads of gunicorn's arbiter: the bind addresses."""
-    return SimpleNamespace(cfg=SimpleNamespace(address=list(addresses)))
+    """What on_starting reads of gunicorn's arbiter: the bind addresses, and its log."""
+    log = SimpleNamespace(info=lambda *args: None)
+    return SimpleNamespace(cfg=SimpleNamespace(address=list(addresses)), log=log)
 
 
 def test_a_given_metrics_folder_is_emptied_at_start(env, tmp_path) -> None:
@@ -200,3 +207,67 @@ def test_a_port_in_use_is_refused_unless_a_new_master_inherits_it(env, variable)
             on_starting(master_with_bind(("127.0.0.1", 8000)))
         env.setenv("GUNICORN_FD", "5")  # a new master started by SIGUSR2: the old workers hold it
         on_starting(master_with_bind(("127.0.0.1", 8000)))
+
+
+def model_folders(root: Path, *names: str) -> Path:
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "manifest.json").write_text("{}", "utf-8")
+    return root
+
+
+def test_the_master_pins_the_models_its_workers_serve(env, tmp_path) -> None:
+    """A folder missing when a worker starts (being replaced, say) must be a model that failed
+    to load, not one left out without a word; folders added join at the next SIGHUP."""
+    models = model_folders(tmp_path / "models", "ner", "sentiment")
+    env.setenv("MODEL_DIR", str(models))
+    config = run_conf()
+
+    config["on_starting"](master_with_bind(("0.0.0.0", 8000)))
+    assert os.environ["MODELS"] == "ner,sentiment"
+
+    shutil.rmtree(models / "ner")  # gone for a moment; a new model arrives
+    model_folders(models, "translation")
+    config["on_reload"](master_with_bind(("0.0.0.0", 8000)))
+    assert os.environ["MODELS"] == "ner,sentiment,translation"
+
+
+def test_models_set_by_the_operator_are_kept(env, tmp_path) -> None:
+    env.setenv("MODEL_DIR", str(model_folders(tmp_path / "models", "ner", "sentiment")))
+    env.setenv("MODELS", "sentiment")
+
+    run_conf()["on_starting"](master_with_bind(("0.0.0.0", 8000)))
+
+    assert os.environ["MODELS"] == "sentiment"
+
+
+def test_a_stop_signal_before_the_worker_s_own_handlers_is_not_lost(env) -> None:
+    """Between fork and gunicorn's init_signals the worker had the master's handlers, which
+    queue a signal in the master's memory: a SIGTERM then was lost, and the worker served on
+    until the master killed it at the graceful timeout."""
+    worker = SimpleNamespace(alive=True)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
+    try:
+        run_conf()["post_fork"](master_with_bind(("0.0.0.0", 8000)), worker)
+        for signum in saved:
+            worker.alive = True
+            signal.getsignal(signum)(signum, None)
+            assert worker.alive is False
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_a_quick_stop_exits_without_waiting_for_http_requests(env, monkeypatch, quick) -> None:
+    config = run_conf()
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    monkeypatch.setattr(logging, "shutdown", lambda: None)  # the test session's handlers stay
+    worker = SimpleNamespace()
+    if quick:
+        config["worker_int"](worker)  # SIGINT or SIGQUIT
+
+    config["worker_exit"](None, worker)
+
+    assert exits == ([0] if quick else [])

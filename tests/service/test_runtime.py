@@ -13,8 +13,8 @@ from service import REGISTRY_KEY
 from service.predictors.sentiment import SentimentPredictor
 from service.runtime import session as session_module
 from service.runtime.batcher import InlineBatches
-from service.runtime.manifest import ArtifactError, load_manifest
-from service.runtime.registry import discover_models, open_sessions
+from service.runtime.manifest import ArtifactError, discover_models, load_manifest
+from service.runtime.registry import open_sessions
 from service.runtime.session import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
