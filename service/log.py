@@ -125,16 +125,28 @@ class JsonFormatter(logging.Formatter):
         return to_json(entry, fallback=str).decode()
 
 
+# Control characters and line separators, written as escapes: a request's path or a header is
+# the client's, and could otherwise start a forged line or drive the terminal.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
 class TextFormatter(logging.Formatter):
     """A plain line per record, its extras appended as ``key=value`` (a request line's method,
-    path, status, model and duration)."""
+    path, status, model and duration), their control characters escaped."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = [f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD_FIELDS]
+        extras = [
+            f"{k}={str(v).translate(_ESCAPES)}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD_FIELDS
+        ]
         if not extras:
             return line
         head, newline, rest = line.partition("\n")  # keep a traceback below the first line

@@ -101,6 +101,18 @@ def test_a_text_request_line_says_as_much_as_a_json_one(client, caplog) -> None:
     assert "model=sentiment duration_ms=" in line and "\n" not in line
 
 
+def test_a_text_line_escapes_what_the_client_sent(client, caplog) -> None:
+    """A path is the client's: with its CR LF and escape sequences written as they came, it
+    could forge a line of its own or drive the terminal that shows the log."""
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        client.get("/x%0d%0aFAKE-LINE%1b[2J%e2%80%a8", headers={"X-Request-ID": "r-3"})
+
+    (record,) = [r for r in caplog.records if r.name == "service.requests"]
+    line = TextFormatter().format(record)
+    assert "path=/x\\x0d\\x0aFAKE-LINE\\x1b[2J\\u2028 status=404" in line
+    assert not any(c in line for c in "\r\n\x1b\u2028")
+
+
 def test_json_lines_carry_exceptions_and_outside_requests_a_dash() -> None:
     try:
         raise ValueError("boom")
