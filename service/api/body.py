@@ -55,11 +55,20 @@ def read_body() -> bytes:
     return _decompress(raw, encoding, limit)
 
 
+MAX_MEMBERS = 64
+
+
 def _decompress(raw: bytes, encoding: str, limit: int | None) -> bytes:
-    """``raw`` decompressed (gzip members one after another, as ``gzip.decompress`` reads them),
-    never more than ``limit`` + 1 bytes of it."""
-    body, rest = b"", raw
+    """``raw`` decompressed (gzip members one after another, as ``gzip.decompress`` reads them,
+    at most ``MAX_MEMBERS``: each one copies what follows it, so a body of many tiny members
+    cost time that grows with the square of its size), never more than ``limit`` + 1 bytes."""
+    body, rest, members = b"", raw, 0
     while rest:
+        members += 1
+        if members > MAX_MEMBERS:
+            raise BadRequest(
+                f"request body holds more than {MAX_MEMBERS} {encoding} streams one after another"
+            )
         inflate = zlib.decompressobj(_GZIP_OR_ZLIB)
         room = limit + 1 - len(body) if limit is not None else 0
         try:

@@ -215,6 +215,8 @@ def test_a_body_over_max_body_bytes_once_decompressed_is_a_413(client: FlaskClie
         ("gzip", b"not gzip at all", 400, "request body is not valid gzip data"),
         ("gzip", gzip.compress(b'{"texts": ["good"]}')[:-12], 400, "it ends too early"),
         ("gzip", gzip.compress(b'{"texts": ["good"]}') + b"junk", 400, "not valid gzip data"),
+        # A thousand empty streams: each copied what followed it, a cost of size squared.
+        ("deflate", zlib.compress(b"") * 1000, 400, "more than 64 deflate streams"),
     ],
 )
 def test_an_unreadable_compressed_body_says_why(client, encoding, data, status, message) -> None:
