@@ -270,13 +270,12 @@ def _refuse_a_port_in_use(variable, http_addresses):
 
 
 def child_exit(server, worker):
-    """Tell prometheus_client that a worker is gone (its live gauges stop counting), and
-    remove its gRPC handover files."""
-    from prometheus_client import multiprocess
-
+    """Forget a worker that is gone: its metrics files (its live gauges go, its counters join
+    an archive: service/metrics_files.py) and its gRPC handover files."""
     from service.grpc_api.worker import forget_worker
+    from service.metrics_files import archive_dead_worker
 
-    multiprocess.mark_process_dead(worker.pid)
+    archive_dead_worker(worker.pid)
     forget_worker(worker.pid)
 
 
