@@ -83,7 +83,7 @@ def test_the_image_and_compose_serve_grpc_on_the_port_they_publish() -> None:
         "services"
     ].values()
     published = inference["environment"]["GRPC_PORT"]
-    assert f"{published}:{published}" in inference["ports"]
+    assert f"127.0.0.1:{published}:{published}" in inference["ports"]
 
 
 def test_the_dockerfile_installs_the_base_package_only() -> None:
