@@ -12,6 +12,7 @@ set, the health probes on that port too, from threads of their own (service/heal
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -197,7 +198,6 @@ def post_fork(server, worker):
     as one that failed to boot, which stops gunicorn; raised while the app loads, they would come
     with gunicorn's traceback, in every worker. (The master checks nothing: it must not load
     the service's modules before it forks.)"""
-    import signal
 
     # Until gunicorn installs the worker's own handlers (init_process, after this hook and the
     # app's loading), the worker has the master's, which only queue a signal in the master's
@@ -228,6 +228,32 @@ def post_worker_init(worker):
 
     start_in_worker(worker)
     health_server.start_in_worker(worker, grpc_host(worker.cfg.address))
+    _close_listeners_once_stopped(worker)
+
+
+def _close_listeners_once_stopped(worker):
+    """After SIGTERM, once the worker no longer accepts connections, close its copies of the
+    HTTP listening sockets. The master has closed its own, so the kernel then refuses new
+    connections at once; before, it completed their handshakes into a queue that no one would
+    accept, and clients waited until the last worker exited, then got a reset. (On SIGHUP the
+    master and the new workers keep theirs: nothing changes for clients.)"""
+    import threading
+    import time
+
+    from service.grpc_api.worker import before_signal
+
+    stopping = threading.Event()
+
+    def close_when_not_accepting():
+        stopping.wait()
+        # gthread's loop unregisters its listeners from its poller as it stops accepting.
+        while worker.alive or getattr(worker, "_accepting", True):
+            time.sleep(0.05)
+        for listener in worker.sockets:
+            listener.close()
+
+    threading.Thread(target=close_when_not_accepting, name="close-listeners", daemon=True).start()
+    before_signal(signal.SIGTERM, stopping.set)
 
 
 def worker_int(worker):

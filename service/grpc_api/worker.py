@@ -79,9 +79,9 @@ def start_in_worker(worker: Any) -> None:
         _touch(marker_of("serving", os.getpid(), folder))
     handover = Handover(server, worker.cfg.graceful_timeout, folder, master=worker.ppid)
     worker.grpc_handover = handover
-    _before_signal(signal.SIGTERM, handover.begin)
-    _before_signal(signal.SIGINT, handover.quit)
-    _before_signal(signal.SIGQUIT, handover.quit)
+    before_signal(signal.SIGTERM, handover.begin)
+    before_signal(signal.SIGINT, handover.quit)
+    before_signal(signal.SIGQUIT, handover.quit)
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn has it: signal() resets it
 
 
@@ -227,7 +227,7 @@ def _parent_and_start(pid: int) -> tuple[int, int]:
     return int(fields[1]), int(fields[19])
 
 
-def _before_signal(signum: int, action: Callable[[], Any]) -> None:
+def before_signal(signum: int, action: Callable[[], Any]) -> None:
     """Run ``action`` when ``signum`` arrives, then, whatever happens, the handler gunicorn
     installed."""
     previous = signal.getsignal(signum)
