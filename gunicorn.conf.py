@@ -9,6 +9,7 @@ serves the Open Inference Protocol over gRPC on that port (service/grpc_api); wi
 set, the health probes on that port too, from threads of their own (service/health_server.py).
 """
 
+import atexit
 import logging
 import os
 import shutil
@@ -131,34 +132,50 @@ if os.path.isdir("/dev/shm"):
 _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
-def _folder(variable: str, prefix: str) -> bool:
-    """Set ``variable`` to a fresh temporary folder when it is unset; whether the folder is one
-    that this master process created (on_exit removes those). gunicorn reads this file again on
+def _folder(variable: str, prefix: str) -> str | None:
+    """Set ``variable`` to a fresh temporary folder when it is unset; the folder if this master
+    process created it (it removes those as it exits). gunicorn reads this file again on
     SIGHUP, when the variable is already set: a marker variable remembers which process made
     the folder, so that a new master started by SIGUSR2 (which inherits both) leaves it alone."""
     marker = f"GUNICORN_CONF_CREATED_{variable}"
     if not os.environ.get(variable):
         os.environ[variable] = tempfile.mkdtemp(prefix=prefix, dir=_shm)
         os.environ[marker] = f"{os.getpid()}:{os.environ[variable]}"
-    return os.environ.get(marker) == f"{os.getpid()}:{os.environ[variable]}"
+    ours = os.environ.get(marker) == f"{os.getpid()}:{os.environ[variable]}"
+    return os.environ[variable] if ours else None
 
 
-_created_metrics_dir = _folder("PROMETHEUS_MULTIPROC_DIR", "rnn-metrics-")
+_MASTER = os.getpid()
+_created_folders = [
+    _folder("PROMETHEUS_MULTIPROC_DIR", "rnn-metrics-"),
+    # Reloads reach every worker through signal files in a folder they share (see
+    # service/runtime/reload_broadcast.py).
+    _folder("RELOAD_SIGNAL_DIR", "rnn-reload-"),
+]
 
-# Reloads reach every worker through signal files in a folder they share (see
-# service/runtime/reload_broadcast.py).
-_created_reload_dir = _folder("RELOAD_SIGNAL_DIR", "rnn-reload-")
+
+def _remove_created_folders():
+    """Remove the folders this master created, in the master only (its workers, forked from
+    it, run the same exit functions)."""
+    if os.getpid() == _MASTER:
+        for folder in filter(None, _created_folders):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# Also when the master stops without gunicorn's on_exit: a start refused below, or workers
+# that fail to boot (gunicorn then halts with a traceback of its own).
+atexit.register(_remove_created_folders)
 
 
 def on_starting(server):
     """Refuse a GRPC_PORT or HEALTH_PORT that is in use; empty the metrics folder (files left by
     an earlier run would be counted again); fix the models served (:func:`_pin_models`)."""
-    _pin_models(server)
     ports = {v: os.environ.get(v, "").strip() for v in ("GRPC_PORT", "HEALTH_PORT")}
     if ports["GRPC_PORT"] and ports["GRPC_PORT"] == ports["HEALTH_PORT"]:
         sys.exit(f"invalid settings: HEALTH_PORT and GRPC_PORT are both {ports['GRPC_PORT']}")
     for variable in ports:
         _refuse_a_port_in_use(variable, server.cfg.address)
+    _pin_models(server)
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
@@ -307,7 +324,4 @@ def child_exit(server, worker):
 
 def on_exit(server):
     """Remove the metrics and reload folders that this config created."""
-    if _created_metrics_dir:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-    if _created_reload_dir:
-        shutil.rmtree(os.environ["RELOAD_SIGNAL_DIR"], ignore_errors=True)
+    _remove_created_folders()

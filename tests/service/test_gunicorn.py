@@ -51,7 +51,6 @@ def test_gunicorn_serves_the_committed_models_over_http(
 def test_invalid_settings_stop_gunicorn_with_one_json_line_per_worker(clean_env) -> None:
     env = {**clean_env, "PORT": str(free_port()), "WEB_CONCURRENCY": "2", "BATCHING": "maybe"}
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
-
     result = subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -67,3 +66,19 @@ def test_invalid_settings_stop_gunicorn_with_one_json_line_per_worker(clean_env)
     # no worker loaded the app: no traceback of it, no plain-text copy of the message
     assert "Exception in worker process" not in result.stderr
     assert not [line for line in result.stderr.splitlines() if line.startswith("invalid settings")]
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="the folders go to /dev/shm")
+def test_a_refused_start_leaves_no_folder_behind(clean_env) -> None:
+    """gunicorn's on_exit hook does not run when its on_starting stops it: the metrics and
+    reload folders that the config made were left in /dev/shm, two per attempt."""
+    port = free_port()
+    env = {**clean_env, "PORT": str(port), "GRPC_PORT": str(port + 1), "HEALTH_PORT": str(port + 1)}
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
+    shared = Path("/dev/shm")
+    before = set(shared.glob("rnn-*"))
+
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+
+    assert "HEALTH_PORT and GRPC_PORT are both" in result.stderr
+    assert set(shared.glob("rnn-*")) <= before
