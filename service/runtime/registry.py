@@ -126,8 +126,8 @@ class ModelRegistry:
             logger.exception("model %r in %s failed to load", name, folder)
             self.errors[name] = f"{type(exc).__name__}: {exc}"
             return
-        if self.observer is not None:
-            self.observer.on_serving(self.models[name], True)
+        loaded = self.models[name]
+        self._tell(lambda observer: observer.on_serving(loaded, True))
 
     def reload(self, name: str) -> tuple[LoadedModel, str | None]:
         """Load ``name``'s folder again (verified and warmed up) and swap it in atomically.
@@ -172,13 +172,25 @@ class ModelRegistry:
 
     def _reloaded(self, name: str, old: LoadedModel | None, new: LoadedModel | None) -> None:
         """Tell the observer how a reload ended (``new`` None: it failed)."""
+
+        def tell(observer: ModelObserver) -> None:
+            if new is not None:
+                if old is not None:
+                    observer.on_serving(old, False)
+                observer.on_serving(new, True)
+            observer.on_reload(name, new is not None)
+
+        self._tell(tell)
+
+    def _tell(self, event: Callable[[ModelObserver], None]) -> None:
+        """Tell the observer of ``event``; its failure (say, a full metrics folder) is logged,
+        and fails no load or reload."""
         if self.observer is None:
             return
-        if new is not None:
-            if old is not None:
-                self.observer.on_serving(old, False)
-            self.observer.on_serving(new, True)
-        self.observer.on_reload(name, new is not None)
+        try:
+            event(self.observer)
+        except Exception:
+            logger.exception("recording a model change failed")
 
     def _load_scheduled(self, name: str, folder: Path, config: SessionConfig) -> LoadedModel:
         """:func:`load_model` at the configured precision, then give the predictor its

@@ -158,3 +158,18 @@ def test_memory_is_given_back_once_the_replaced_model_is_freed(
         del request_holds
     wait_until(lambda: freed_when_trimmed != [])
     assert freed_when_trimmed == [True]
+
+
+def test_a_failing_metrics_observer_fails_no_reload(admin_app_factory, own_model_dir) -> None:
+    class Failing:
+        def on_serving(self, *args: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        on_reload = on_serving
+
+    app = admin_app_factory(own_model_dir)
+    app.extensions[REGISTRY_KEY].observer = Failing()
+    set_version(own_model_dir / "sentiment", "2.0.0")
+
+    assert app.test_client().post(RELOAD).status_code == 200
+    assert served_version(app) == "2.0.0"
