@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -343,10 +344,19 @@ def _assign_text(config: Section, dotted: str, raw: str) -> None:
 
 def _merge(config: Section, values: dict[str, Any], prefix: str = "") -> None:
     for key, value in values.items():
+        dotted = f"{prefix}{key}"
         if isinstance(value, dict):
-            _merge(config, value, f"{prefix}{key}.")
-        else:
-            _assign(config, f"{prefix}{key}", value)
+            _merge(config, value, f"{dotted}.")
+            continue
+        if isinstance(value, bool) and not _takes_bool(config, dotted):  # pydantic: True is 1
+            raise ConfigError(f"{dotted}={value!r}: a true/false value for a setting that is not")
+        _assign(config, dotted, value)
+
+
+def _takes_bool(config: Section, dotted: str) -> bool:
+    section, leaf = _section(config, dotted)
+    annotation = type(section).model_fields[leaf].annotation
+    return annotation is bool or bool in typing.get_args(annotation)
 
 
 def load_config(task: str, path: Path | None = None, overrides: list[str] = ()) -> Any:

@@ -108,3 +108,13 @@ def test_a_relative_datasets_dir_is_saved_absolute(task, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config(task, None, ["data.datasets_dir=data"])
     assert to_dict(config)["data"]["datasets_dir"] == str(tmp_path / "data")
+
+
+def test_a_toml_boolean_is_not_read_as_a_number(tmp_path):
+    # pydantic reads True as 1 for an integer: epochs = true trained one epoch.
+    path = tmp_path / "bool.toml"
+    path.write_text("[trainer]\nepochs = true\n\n[model]\nbidirectional = false\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"trainer\.epochs=True: a true/false value for a"):
+        load_config("sentiment", path)
+    path.write_text("[model]\nbidirectional = false\n", "utf-8")
+    assert load_config("sentiment", path).model.bidirectional is False
