@@ -12,6 +12,7 @@ the archive. Only the master writes the archive, one exit at a time.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +23,10 @@ from prometheus_client.mmap_dict import MmapedDict
 ARCHIVE = "archive"
 # The kinds of file whose values outlive their worker, and how two of their values combine.
 _MERGED: dict[str, Callable[[float, float], float]] = {
-    "counter": lambda a, b: a + b,
-    "histogram": lambda a, b: a + b,
-    "summary": lambda a, b: a + b,
-    "gauge_sum": lambda a, b: a + b,
+    "counter": operator.add,
+    "histogram": operator.add,
+    "summary": operator.add,
+    "gauge_sum": operator.add,
     "gauge_max": max,
     "gauge_min": min,
 }

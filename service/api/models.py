@@ -59,7 +59,6 @@ def models_blueprint(
         require_admin(settings)
         if name in registry.models or name in registry.errors:
             tag_model(name)  # only configured names: a metric label per URL would grow unbounded
-        loaded = name in registry.models
         try:
             new, previous = registry.reload(name)
         except KeyError:
@@ -68,8 +67,7 @@ def models_blueprint(
                 f"{sorted({*registry.models, *registry.errors})}"
             ) from None
         except ReloadError as exc:
-            outcome = "the loaded model keeps serving" if loaded else "it stays unloaded"
-            raise ReloadFailed(f"reloading {name!r} failed, {outcome}: {exc}") from None
+            raise ReloadFailed(f"reloading {name!r} failed, {exc.outcome}: {exc}") from None
         warning = None
         if broadcast is not None:
             try:
@@ -133,8 +131,10 @@ def model_for_task(registry: ModelRegistry, task: str) -> LoadedModel:
 def _may_be_failed(registry: ModelRegistry, task: str) -> bool:
     """Whether a model that failed to load may be one of ``task``: its manifest says so, or
     cannot be read to say otherwise."""
-    if registry.settings is None or registry.problem is not None:
-        return bool(registry.errors) or registry.problem is not None
+    if registry.problem is not None:  # no model folder at all: whichever the task
+        return True
+    if registry.settings is None:
+        return bool(registry.errors)
     for name in registry.errors:
         try:
             manifest = load_manifest(registry.settings.model_dir / name, verify=False)

@@ -45,7 +45,11 @@ class ModelObserver(BatchObserver, Protocol):
 
 
 class ReloadError(Exception):
-    """A model folder that could not be loaded again (a model loaded before keeps serving)."""
+    """A model folder that could not be loaded again; ``outcome`` says what serves meanwhile."""
+
+    def __init__(self, message: str, still_serving: bool):
+        super().__init__(message)
+        self.outcome = "the loaded model keeps serving" if still_serving else "it stays unloaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +152,16 @@ class ModelRegistry:
                 config = session_config(self.settings)
                 new = self._load_scheduled(name, self.settings.model_dir / name, config)
             except Exception as exc:
-                outcome = "the loaded one keeps serving" if old else "it stays unloaded"
-                logger.exception("reloading model %r failed; %s", name, outcome)
+                error = ReloadError(f"{type(exc).__name__}: {exc}", still_serving=old is not None)
+                logger.exception("reloading model %r failed; %s", name, error.outcome)
                 self._reloaded(name, None, None)
-                raise ReloadError(f"{type(exc).__name__}: {exc}") from exc
+                raise error from exc
             if old is not None and new.manifest.task != old.manifest.task:
                 new.predictor.scheduler.close()
                 self._reloaded(name, None, None)
                 raise ReloadError(
-                    f"the folder now holds a {new.manifest.task} model, not {old.manifest.task}"
+                    f"the folder now holds a {new.manifest.task} model, not {old.manifest.task}",
+                    still_serving=True,
                 )
             self.models[name] = new  # one reference swap: a request sees old or new, whole
             self.errors.pop(name, None)
