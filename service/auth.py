@@ -4,6 +4,9 @@ Keys come from API_KEYS and ADMIN_API_KEYS (an admin key is accepted everywhere 
 reload models). Keys are compared with :func:`hmac.compare_digest`, each of them every time, so
 the answer's timing says nothing about how much of a key was right. With no keys configured,
 nothing is checked, and nobody may reload models (that needs an admin key).
+
+The public endpoints answer without a key, but say less to a client without one: see
+:func:`trusted`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from flask import Flask, g, request
 from service.errors import Forbidden, Unauthorized
 from service.settings import Settings
 
-# Probes, scraping and the API docs stay reachable without a key.
+# Probes, scraping and the API docs stay reachable without a key (/metrics unless
+# METRICS_PUBLIC=false).
 PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json")
 PUBLIC_PREFIXES = ("/docs",)
+METRICS_PATH = "/metrics"
 
 
 class KeyRing:
@@ -49,19 +54,28 @@ def install_api_keys(app: Flask, settings: Settings) -> None:
     ring = KeyRing(settings.api_keys, settings.admin_api_keys)
     if not ring.enabled:
         return
+    public = tuple(p for p in PUBLIC_PATHS if settings.metrics_public or p != METRICS_PATH)
 
     @app.before_request
     def require_key() -> None:
-        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
-            return
         key = bearer_key()
-        if key is None or not ring.is_valid(key):
+        g.trusted = key is not None and ring.is_valid(key)
+        if request.path in public or request.path.startswith(PUBLIC_PREFIXES):
+            return
+        if not g.trusted:
             reason = "missing" if key is None else "invalid"
             raise Unauthorized(
                 f"{reason} API key; send the header 'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": 'Bearer realm="rnn-inference-service"'},
             )
         g.admin = ring.is_admin(key)
+
+
+def trusted() -> bool:
+    """True unless API keys are configured and this request carries no valid one. Public
+    endpoints answer an untrusted client too, but keep what only the operator needs to know
+    (why a model failed to load: file paths, checksums) for trusted ones and the log."""
+    return g.get("trusted", True)
 
 
 def bearer_key() -> str | None:

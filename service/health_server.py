@@ -42,6 +42,9 @@ class ProbeServer(ThreadingHTTPServer):
 
     allow_reuse_port = True
     daemon_threads = True
+    # socketserver's default backlog of 5 dropped the SYNs of a burst of connections (each
+    # then retried a second later), so probes timed out while the worker had threads to spare.
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
         super().__init__(address, handler)
@@ -76,7 +79,9 @@ def answer(registry: ModelRegistry, path: str) -> tuple[int, dict[str, Any]]:
     if path == READY and registry.ready:
         return 200, ready_body(registry)
     if path == READY:
-        error = not_ready_error(registry)
+        # As the service's port answers a request without a key: this port checks none.
+        settings = registry.settings
+        error = not_ready_error(registry, reasons=settings is None or not settings.auth_enabled)
     else:
         error = NotFound(f"no route for GET {path}: this port answers {LIVE} and {READY} only")
     return error.status, error.to_dict()

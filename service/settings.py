@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         "(POST /v1/models/{name}/reload; without admin keys, nobody may); accepted wherever "
         "an API key is.",
     )
+    metrics_public: bool = Field(
+        default=True,
+        description="With API_KEYS or ADMIN_API_KEYS set, /metrics answers without a key "
+        "unless this is false; then a scrape needs `Authorization: Bearer <key>` as well "
+        "(Prometheus' `authorization` scrape setting sends one).",
+    )
     reload_signal_dir: Path | None = Field(
         default=None,
         description="Folder shared by the workers of one server: a model reloaded in one "

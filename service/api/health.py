@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint
 from spectree import SpecTree
 
+from service.auth import trusted
 from service.errors import NotReady
 from service.openapi import documented
 from service.runtime.registry import ModelRegistry
@@ -26,9 +27,10 @@ def health_blueprint(registry: ModelRegistry, spec: SpecTree) -> Blueprint:
     @blueprint.get("/ready")
     @documented(spec, ok=ReadyStatus, errors=(500, 503), tags=["health"], public=True)
     def ready() -> dict[str, Any]:
-        """Readiness: 200 when every configured model loaded, else 503 saying why."""
+        """Readiness: 200 when every configured model loaded, else 503 saying which models failed
+        and, unless API keys are set and the request has none, why."""
         if not registry.ready:
-            raise not_ready_error(registry)
+            raise not_ready_error(registry, reasons=trusted())
         return ready_body(registry)
 
     return blueprint
@@ -44,12 +46,22 @@ def ready_body(registry: ModelRegistry) -> dict[str, Any]:
     return ReadyStatus(models=sorted(registry.models)).model_dump()
 
 
-def not_ready_error(registry: ModelRegistry) -> NotReady:
-    """A 503 that says which models failed and why (or why there are none)."""
-    details = {"failed": dict(registry.errors), "loaded": sorted(registry.models)}
+# What an untrusted client reads instead of a load failure's reason, which may name the
+# server's files and their checksums.
+HIDDEN_REASON = "the reason is in the server's log, and in this answer to a request with an API key"
+
+
+def not_ready_error(registry: ModelRegistry, reasons: bool = True) -> NotReady:
+    """A 503 that says which models failed and, with ``reasons``, why (or why there are none)."""
+    errors = dict(sorted(registry.errors.items()))
+    if not reasons:
+        errors = dict.fromkeys(errors, HIDDEN_REASON)
+    details = {"failed": errors, "loaded": sorted(registry.models)}
     if registry.problem is not None:
-        return NotReady(f"not ready, no model to load: {registry.problem}", details=details)
-    reasons = "; ".join(f"{name}: {reason}" for name, reason in sorted(registry.errors.items()))
-    return NotReady(
-        f"not ready, {len(registry.errors)} model(s) failed to load: {reasons}", details=details
-    )
+        problem = registry.problem if reasons else HIDDEN_REASON
+        return NotReady(f"not ready, no model to load: {problem}", details=details)
+    if reasons:
+        why = "; ".join(f"{name}: {reason}" for name, reason in errors.items())
+    else:
+        why = f"{', '.join(errors)} ({HIDDEN_REASON})"
+    return NotReady(f"not ready, {len(errors)} model(s) failed to load: {why}", details=details)

@@ -78,6 +78,45 @@ def test_probes_metrics_and_docs_need_no_key(keyed_client: FlaskClient, path: st
     assert keyed_client.get(path).status_code == 200
 
 
+def test_a_failed_load_s_reason_is_only_for_clients_with_a_key(app_factory, own_model_dir) -> None:
+    # The reason names the server's files and checksums: the public probe keeps it back.
+    vocab = own_model_dir / "sentiment" / "vocab.json"
+    vocab.write_text(vocab.read_text("utf-8").replace("awful", "awfull"), "utf-8")
+    client = app_factory(own_model_dir, api_keys=(KEY,)).test_client()
+
+    public = client.get("/v2/health/ready")
+    keyed = client.get("/v2/health/ready", headers=bearer(KEY))
+
+    assert public.status_code == keyed.status_code == 503
+    assert str(vocab) not in public.get_data(as_text=True)
+    assert "sha256" not in public.get_data(as_text=True)
+    error = public.get_json()["error"]
+    assert error["message"].startswith("not ready, 1 model(s) failed to load: sentiment (")
+    assert "API key" in error["message"] and "log" in error["message"]
+    assert list(error["details"]["failed"]) == ["sentiment"]
+    shown = keyed.get_json()["error"]
+    assert f"{vocab}: sha256 mismatch" in shown["message"]
+    assert f"{vocab}: sha256 mismatch" in shown["details"]["failed"]["sentiment"]
+
+
+def test_an_empty_model_dir_s_path_is_only_for_clients_with_a_key(app_factory, tmp_path) -> None:
+    client = app_factory(tmp_path, api_keys=(KEY,)).test_client()
+
+    public = client.get("/v2/health/ready").get_json()["error"]["message"]
+    keyed = client.get("/v2/health/ready", headers=bearer(KEY)).get_json()["error"]["message"]
+
+    assert str(tmp_path) not in public and public.startswith("not ready, no model to load")
+    assert str(tmp_path) in keyed
+
+
+def test_metrics_can_need_a_key(app_factory, tiny_model_dir) -> None:
+    client = app_factory(tiny_model_dir, api_keys=(KEY,), metrics_public=False).test_client()
+
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=bearer(KEY)).status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200  # probes stay public
+
+
 def test_reloading_needs_an_admin_key(keyed_client: FlaskClient) -> None:
     refused = keyed_client.post("/v1/models/sentiment/reload", headers=bearer(KEY))
     allowed = keyed_client.post("/v1/models/sentiment/reload", headers=bearer(ADMIN_KEY))

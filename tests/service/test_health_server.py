@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from service import REGISTRY_KEY
+from service import REGISTRY_KEY, SETTINGS_KEY
 from service.health_server import (
     MAX_PROBE_CONNECTIONS,
     PROBE_READ_TIMEOUT_S,
@@ -26,6 +26,7 @@ from service.health_server import (
 )
 from tests.service.conftest import REAL_MODEL_DIR, require_real_artifact
 from tests.service.live_server import free_port, http_json, running_server
+from tests.service.polling import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
@@ -60,8 +61,17 @@ def unready_app(app_factory, tiny_model_dir) -> Flask:
     return app_factory(tiny_model_dir, models=("sentiment", "nosuch"))
 
 
-@pytest.mark.parametrize("probe_server", ["app", "unready_app"], indirect=True)
+@pytest.fixture
+def keyed_unready_app(app_factory, tiny_model_dir) -> Flask:
+    return app_factory(tiny_model_dir, models=("sentiment", "nosuch"), api_keys=(API_KEY,))
+
+
+API_KEY = "probe-test-key-0123456789"
+
+
+@pytest.mark.parametrize("probe_server", ["app", "unready_app", "keyed_unready_app"], indirect=True)
 def test_the_probes_answer_as_on_the_service_s_port(probe_server) -> None:
+    # With keys set, as to a request without a key: the reasons a model failed stay back.
     app, port = probe_server
     client = app.test_client()
     for path in PROBES:
@@ -72,6 +82,10 @@ def test_the_probes_answer_as_on_the_service_s_port(probe_server) -> None:
         head = get(port, path, "HEAD")
         assert (head[0], head[1]) == (status, b"")
     assert get(port, "/v2/health/live?verbose=1")[0] == 200
+    ready = get(port, "/v2/health/ready")[1].decode()
+    if "nosuch" in ready:
+        shown = "model folder does not exist" in ready
+        assert shown == (not app.extensions[SETTINGS_KEY].auth_enabled)
 
 
 @pytest.mark.parametrize("probe_server", ["app"], indirect=True)
@@ -143,13 +157,20 @@ def test_probe_threads_are_daemons(app) -> None:
         server.server_close()
 
 
+def _connection_threads() -> int:
+    """The probe server's threads that each hold a connection (socketserver's target name)."""
+    return sum("process_request_thread" in t.name for t in threading.enumerate())
+
+
 @pytest.mark.parametrize("probe_server", ["app"], indirect=True)
 def test_a_worker_holds_few_probe_connections_and_closes_the_rest(probe_server) -> None:
     # Without a bound, slow connections took a thread and a file each until the worker ran out.
     _, port = probe_server
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_PROBE_CONNECTIONS)]
     try:
-        time.sleep(0.2)  # every idle connection has its thread
+        # Every idle connection has its thread (a fixed sleep was too short on a loaded machine).
+        wait_until(lambda: _connection_threads() >= MAX_PROBE_CONNECTIONS, seconds=10)
+        assert _connection_threads() == MAX_PROBE_CONNECTIONS
         with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
             extra.sendall(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
             try:
