@@ -58,6 +58,7 @@ from service.predictors.viterbi import (
 )
 from service.runtime.batcher import InlineBatches, RowScheduler, length_sorted_batches
 from service.runtime.manifest import ArtifactError, Manifest
+from service.runtime.session import OnnxSession
 from service.text.constants import CHARS_FILE, CRF_FILE, VOCAB_FILE
 from service.text.features import (
     EMISSIONS,
@@ -76,12 +77,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH_SIZE = 64
 
 
-class GraphRunner(Protocol):
-    """The part of ``onnxruntime.InferenceSession`` the predictor uses."""
+class Graph(Protocol):
+    """The part of ``service.runtime.session.OnnxSession`` the predictor uses (tests stand in
+    for it): named inputs in, named outputs out."""
 
-    def run(
-        self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray]
-    ) -> Sequence[np.ndarray]: ...
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +185,7 @@ class NerPredictor:
         self,
         manifest: Manifest,
         folder: Path,
-        session: GraphRunner,
+        session: Graph,
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     ):
@@ -216,20 +216,19 @@ class NerPredictor:
 
     @classmethod
     def from_artifact(
-        cls, folder: Path, manifest: Manifest, sessions: Mapping[str, object]
+        cls, folder: Path, manifest: Manifest, sessions: Mapping[str, OnnxSession]
     ) -> NerPredictor:
-        """Build from a verified artifact folder and its (single) ``service.runtime`` session."""
+        """Build from a verified artifact folder and its (single) loaded graph."""
         if len(sessions) != 1:
             raise ArtifactError(f"{folder}: an NER model has one graph, found {list(sessions)}")
         session = next(iter(sessions.values()))
-        names = set(getattr(session, "input_names", NER_INPUT_NAMES))
-        if names != set(NER_INPUT_NAMES) or EMISSIONS not in getattr(
-            session, "output_names", [EMISSIONS]
-        ):
+        names_ok = set(session.input_names) == set(NER_INPUT_NAMES)
+        if not names_ok or EMISSIONS not in session.output_names:
             raise ArtifactError(
-                f"{folder}: an NER graph takes {list(NER_INPUT_NAMES)} and returns {EMISSIONS!r}"
+                f"{folder}: an NER graph takes {list(NER_INPUT_NAMES)} and returns {EMISSIONS!r}; "
+                f"this one takes {session.input_names} and returns {session.output_names}"
             )
-        return cls(manifest, folder, _NamedOutputs(session))
+        return cls(manifest, folder, session)
 
     def warm_up(self) -> None:
         """Tag one short text, so that a broken artifact fails at load, not on a request."""
@@ -334,7 +333,7 @@ class NerPredictor:
         return tagged, entities
 
     def _emissions(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        (emissions,) = self.session.run([EMISSIONS], feeds)
+        emissions = self.session.run(feeds)[EMISSIONS]
         expected = (*feeds["word_ids"].shape, len(self.tags))
         if emissions.shape != expected:
             raise ArtifactError(
@@ -367,17 +366,3 @@ def _span_probability(
         if lo < hi:
             probability *= part.span_probability(lo, hi, tags[lo - first : hi - first])
     return probability
-
-
-class _NamedOutputs:
-    """Adapts ``service.runtime.session.OnnxSession`` (``run(feeds) -> dict``) to
-    :class:`GraphRunner`."""
-
-    def __init__(self, session):
-        self.session = session
-
-    def run(
-        self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray]
-    ) -> list[np.ndarray]:
-        outputs = self.session.run(input_feed)
-        return [outputs[name] for name in (output_names or list(outputs))]

@@ -7,7 +7,7 @@ of the emissions (an ``I-`` tag may follow ``O``, which exercises the entity rul
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,7 @@ class StubSession:
         self.cased = cased
         self.calls: list[tuple[int, ...]] = []
 
-    def run(self, output_names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        assert list(output_names) == [EMISSIONS]
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert set(feeds) == set(NER_INPUT_NAMES)
         self.calls.append(feeds["char_ids"].shape)
         emissions = self.table[feeds["word_ids"]].copy()
@@ -60,7 +59,7 @@ class StubSession:
             upper = unknown & (feeds["case_ids"] == CASE_FEATURES.index("upper"))
             emissions[initial] = np.eye(len(TAGS))[TAGS.index("B-PER")]
             emissions[upper] = np.eye(len(TAGS))[TAGS.index("I-PER")]
-        return [emissions * 4.0]
+        return {EMISSIONS: emissions * 4.0}
 
 
 def write_stub_artifact(folder: Path, *, max_tokens: int = 150) -> Manifest:
@@ -217,23 +216,36 @@ def test_an_artifact_with_other_case_classes_or_tags_is_refused(tmp_path):
         NerPredictor(other_tags, tmp_path, session)
 
 
-def test_from_artifact_adapts_a_runtime_session(tmp_path):
+class RuntimeSession(StubSession):
+    """The stub with the names a ``service.runtime.session.OnnxSession`` has."""
+
+    def __init__(self, words: Vocab):
+        super().__init__(words)
+        self.input_names = list(NER_INPUT_NAMES)
+        self.output_names = [EMISSIONS]
+
+
+def test_from_artifact_takes_the_runtime_session(tmp_path):
     manifest = write_stub_artifact(tmp_path)
-    stub = StubSession(Vocab.from_json(tmp_path / VOCAB_FILE))
 
-    class RuntimeSession:  # the shape of service.runtime.session.OnnxSession
-        input_names = NER_INPUT_NAMES
-        output_names = (EMISSIONS,)
+    ner = NerPredictor.from_artifact(
+        tmp_path, manifest, {"model": RuntimeSession(Vocab.from_json(tmp_path / VOCAB_FILE))}
+    )
 
-        def run(self, feeds):
-            return {EMISSIONS: stub.run([EMISSIONS], feeds)[0]}
-
-    ner = NerPredictor.from_artifact(tmp_path, manifest, {"model": RuntimeSession()})
     ner.warm_up()
     assert [e.text for e in ner.predict_texts(["Peter visited Paris"])[0].entities] == [
         "Peter",
         "Paris",
     ]
+
+
+def test_from_artifact_refuses_a_graph_with_other_names(tmp_path):
+    manifest = write_stub_artifact(tmp_path)
+    session = RuntimeSession(Vocab.from_json(tmp_path / VOCAB_FILE))
+    session.output_names = ["logits"]
+
+    with pytest.raises(ArtifactError, match=r"returns 'emissions'; this one .* returns"):
+        NerPredictor.from_artifact(tmp_path, manifest, {"model": session})
 
 
 # The property: whatever the texts, sentence splitting and windowing give every token of the

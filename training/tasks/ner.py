@@ -33,7 +33,8 @@ from service.runtime.manifest import (
     file_hashes,
     load_manifest,
 )
-from service.runtime.session import OnnxSession, SessionConfig
+from service.runtime.registry import open_sessions
+from service.runtime.session import SessionConfig
 from service.text import Vocab
 from service.text.constants import CHARS_FILE, CRF_FILE, LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.features import (
@@ -464,7 +465,8 @@ def build_artifact(
         framework={"torch": torch.__version__, "onnxruntime": ort.__version__},
         files=file_hashes(folder),  # the predictor opens listed files only
     )
-    metrics = predictor_dev_metrics(NerPredictor(manifest, folder, session), dev)
+    served = open_sessions(folder, manifest, SessionConfig())
+    metrics = predictor_dev_metrics(NerPredictor.from_artifact(folder, manifest, served), dev)
     log.info("dev metrics (ONNX Runtime + numpy Viterbi): %s", metrics)
     return manifest.model_copy(update={"metrics": metrics})
 
@@ -506,12 +508,7 @@ def evaluate_file(
     sentence's tokens are joined by spaces and sent as text instead (see :func:`text_metrics`).
     """
     manifest = load_manifest(model_dir, verify=True, task="ner")
-    sessions = {
-        name: OnnxSession(
-            manifest.path_of(model_dir, name), spec, SessionConfig(intra_op_threads=threads)
-        )
-        for name, spec in manifest.graphs.items()
-    }
+    sessions = open_sessions(model_dir, manifest, SessionConfig(intra_op_threads=threads))
     predictor = NerPredictor.from_artifact(model_dir, manifest, sessions)
     sentences = data.read_conll(data_file)
     unknown = {tag for s in sentences for _, tag in s} - set(manifest.labels)

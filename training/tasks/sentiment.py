@@ -27,6 +27,8 @@ from service.runtime.manifest import (
     file_hashes,
     load_manifest,
 )
+from service.runtime.registry import open_sessions
+from service.runtime.session import SessionConfig
 from service.text import Vocab, WordEncoder, pad_batch
 from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
@@ -41,7 +43,7 @@ from training.models.sentiment import (
     ProbabilityHead,
     SentimentClassifier,
 )
-from training.quantize import DevEvaluation, cpu_session, graph_sessions
+from training.quantize import DevEvaluation, cpu_session
 from training.trainer import Trainer, TrainingTask, read_checkpoint, start_from
 from training.verify import assert_close
 
@@ -566,10 +568,8 @@ def evaluate_file(
     from sklearn.metrics import accuracy_score, classification_report
 
     manifest = load_manifest(model_dir, verify=True, task="sentiment")
-    files = {name: manifest.path_of(model_dir, name) for name in manifest.graphs}
-    predictor = SentimentPredictor.from_artifact(
-        model_dir, manifest, graph_sessions(manifest, files, threads)
-    )
+    sessions = open_sessions(model_dir, manifest, SessionConfig(intra_op_threads=threads))
+    predictor = SentimentPredictor.from_artifact(model_dir, manifest, sessions)
     records = data.read_labeled_texts(data_file)
     if not records:
         raise data.DataError(f"{data_file}: no labelled texts")

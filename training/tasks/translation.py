@@ -47,7 +47,8 @@ from service.runtime.manifest import (
     file_hashes,
     load_manifest,
 )
-from service.runtime.session import OnnxSession, SessionConfig
+from service.runtime.registry import open_sessions
+from service.runtime.session import SessionConfig
 from service.text.constants import (
     DECODER_STEP_GRAPH_FILE,
     ENCODER_GRAPH_FILE,
@@ -433,12 +434,7 @@ def load_translator(model_dir: Path, threads: int = 1) -> Translator:
 def open_translator(folder: Path, manifest: Manifest, threads: int = 1) -> Translator:
     """The service's predictor over the graphs and subword models in ``folder`` that
     ``manifest`` describes (its files are not checked against their sha256)."""
-    sessions = {
-        name: OnnxSession(
-            manifest.path_of(folder, name), spec, SessionConfig(intra_op_threads=threads)
-        )
-        for name, spec in manifest.graphs.items()
-    }
+    sessions = open_sessions(folder, manifest, SessionConfig(intra_op_threads=threads))
     return Translator.from_artifact(folder, manifest, sessions)
 
 
