@@ -98,7 +98,7 @@ quantize-sentiment: $(VENV)/.dev-installed
 	$(BIN)/python -m training quantize sentiment --model-dir exported_models/sentiment
 
 evaluate-sentiment: $(VENV)/.dev-installed
-	$(BIN)/python -m training evaluate sentiment --data ../shared/datasets/sst/sst2_glue/dev.tsv
+	$(BIN)/python -m training evaluate sentiment --dev
 
 train-ner: $(VENV)/.dev-installed
 	$(BIN)/python -m training train ner --config configs/ner.toml --run-dir $(NER_RUN)

@@ -196,6 +196,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.as_text and args.task != "ner":
         raise UsageError("--as-text is for ner")
     model_dir = Path(args.model or f"exported_models/{args.task}")
+    if args.dev:
+        return _evaluate_sentiment_dev(args, model_dir)
     if args.task == "translation":
         return _evaluate_translation(args, model_dir)
     if args.data is None:
@@ -212,6 +214,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"overall: precision {metrics['precision']:.2f} recall {metrics['recall']:.2f} "
             f"F1 {metrics['f1']:.2f}"
         )
+    return 0
+
+
+def _evaluate_sentiment_dev(args: argparse.Namespace, model_dir: Path) -> int:
+    from training.tasks.sentiment import evaluate_dev
+
+    if args.task != "sentiment":
+        raise UsageError(f"--dev is for sentiment; give {args.task}'s dev file with --data")
+    if args.data is not None:
+        raise UsageError("give --dev or --data, not both")
+    datasets_dir = Path(args.datasets_dir) if args.datasets_dir else None
+    for name, (report, metrics) in evaluate_dev(model_dir, args.threads, datasets_dir).items():
+        print(f"{name} dev set with {model_dir}:\n{report}")
+        print(f"{name}: accuracy {metrics['accuracy']:.2f}\n")
     return 0
 
 
@@ -371,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="ner: send each sentence as text (its tokens joined by spaces), as POST /v1/ner "
         "texts: the service tokenizes it and splits it into sentences; entities count by "
         "exact character span and type",
+    )
+    evaluate.add_argument(
+        "--dev",
+        action="store_true",
+        help="sentiment: score the dev sets of the model's own training config (SST-2 dev and "
+        "the IMDB reviews held out with its seed), instead of --data",
+    )
+    evaluate.add_argument(
+        "--datasets-dir", help="with --dev: where the data sets are (default: the manifest's)"
     )
     evaluate.add_argument("--model", help="artifact folder (default exported_models/<task>)")
     evaluate.add_argument(

@@ -218,3 +218,23 @@ def test_frozen_embeddings_keep_their_vectors_while_the_rest_learns():
     after = dict(model.named_parameters())
     assert torch.equal(after["embedding.weight"], before["embedding.weight"])
     assert not torch.equal(after["output.weight"], before["output.weight"])
+
+
+def test_evaluate_dev_measures_the_manifest_s_metrics_again(
+    trained, tiny_datasets, tmp_path, capsys
+):
+    # The IMDB held-out reviews exist in no file: --dev rebuilds them with the recorded seed.
+    assert export(trained, tmp_path / "model") == 0
+    metrics = load_manifest(tmp_path / "model").metrics
+    capsys.readouterr()
+
+    args = ["evaluate", "sentiment", "--dev", "--model", str(tmp_path / "model")]
+    assert main([*args, "--datasets-dir", str(tiny_datasets)]) == 0
+
+    out = capsys.readouterr().out
+    assert f"sst2: accuracy {metrics['dev_sst2_accuracy']:.2f}" in out
+    assert f"imdb: accuracy {metrics['dev_imdb_accuracy']:.2f}" in out
+    assert "imdb dev set with" in out and "support" in out  # scikit-learn's report
+    assert main([*args, "--data", "x.tsv"]) == 2
+    assert main(["evaluate", "ner", "--dev"]) == 2
+    assert "--dev is for sentiment" in capsys.readouterr().err

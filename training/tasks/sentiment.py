@@ -34,7 +34,7 @@ from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
 from training import data
 from training.batching import token_budget_batches
-from training.config import SentimentConfig, from_dict, to_dict
+from training.config import SentimentConfig, from_dict, to_dict, with_datasets_dir
 from training.embeddings import embedding_matrix, glove_file, glove_words
 from training.errors import CheckpointError
 from training.export import OPSET, export_onnx
@@ -563,16 +563,39 @@ def evaluate_file(
     Returns scikit-learn's report (precision, recall and F1 per label, accuracy) and the
     accuracy in percent.
     """
+    manifest = load_manifest(model_dir, verify=True, task="sentiment")
+    records = data.read_labeled_texts(data_file)
+    if not records:
+        raise data.DataError(f"{data_file}: no labelled texts")
+    return _score(_served_predictor(model_dir, manifest, threads), manifest, records)
+
+
+def evaluate_dev(
+    model_dir: Path, threads: int = 1, datasets_dir: Path | None = None
+) -> dict[str, tuple[str, dict[str, float]]]:
+    """Score the exported model in ``model_dir`` on the dev sets of the training configuration
+    its manifest records (SST-2 dev, the IMDB reviews held out with the recorded seed, your
+    own), read from ``datasets_dir`` if given, through the service's predictor: the manifest's
+    dev metrics, measured again. Returns :func:`evaluate_file`'s pair per dev set."""
+    manifest = load_manifest(model_dir, verify=True, task="sentiment")
+    config = with_datasets_dir(from_dict("sentiment", manifest.training_config), datasets_dir)
+    corpus = load_data(config, with_train=False)
+    predictor = _served_predictor(model_dir, manifest, threads)
+    return {name: _score(predictor, manifest, records) for name, records in corpus.dev.items()}
+
+
+def _served_predictor(model_dir: Path, manifest: Manifest, threads: int) -> SentimentPredictor:
+    sessions = open_sessions(model_dir, manifest, SessionConfig(intra_op_threads=threads))
+    return SentimentPredictor.from_artifact(model_dir, manifest, sessions)
+
+
+def _score(
+    predictor: SentimentPredictor, manifest: Manifest, records: Sequence[data.LabeledText]
+) -> tuple[str, dict[str, float]]:
     # Here, not at the top: scikit-learn takes seconds to import, which training and export
     # would pay for nothing.
     from sklearn.metrics import accuracy_score, classification_report
 
-    manifest = load_manifest(model_dir, verify=True, task="sentiment")
-    sessions = open_sessions(model_dir, manifest, SessionConfig(intra_op_threads=threads))
-    predictor = SentimentPredictor.from_artifact(model_dir, manifest, sessions)
-    records = data.read_labeled_texts(data_file)
-    if not records:
-        raise data.DataError(f"{data_file}: no labelled texts")
     gold = [data.SENTIMENT_LABELS[r.label] for r in records]
     predicted = [p.label for p in predictor.predict_batch([r.text for r in records])]
     report = classification_report(gold, predicted, labels=manifest.labels, digits=4)
