@@ -62,6 +62,15 @@ def test_text_longer_than_max_tokens_is_truncated_and_flagged(client: FlaskClien
     assert second["truncated"] is False
 
 
+@pytest.mark.parametrize(("words", "truncated"), [(7, False), (8, False), (9, True)])
+def test_truncated_means_words_were_cut(client: FlaskClient, words: int, truncated: bool) -> None:
+    # The tiny model reads 8 tokens: a text of exactly 8 loses nothing.
+    text = " ".join(["great"] + ["the"] * (words - 1))
+    response = client.post(URL, json={"texts": [text]})
+
+    assert response.get_json()["results"][0]["truncated"] is truncated
+
+
 def test_content_type_is_not_required(client: FlaskClient) -> None:
     response = client.post(URL, data=json.dumps({"texts": ["good"]}), content_type="text/plain")
 

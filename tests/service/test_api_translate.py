@@ -162,6 +162,22 @@ def test_a_source_longer_than_the_model_reads_is_truncated_and_flagged(
     assert len(long["attention"]["source_tokens"]) == TINY_TRANSLATION_MAX_SOURCE_TOKENS
 
 
+def test_truncated_means_source_pieces_were_cut(translation_client: FlaskClient) -> None:
+    # The encoder reads max_source_tokens ids, eos included: a source of one piece fewer is
+    # whole, one of exactly max_source_tokens pieces loses its last.
+    translator = translation_client.application.extensions[REGISTRY_KEY].models["translation"]
+    source = translator.predictor.source
+    candidates = [" ".join(["man"] * odd + ["a"] * n) for odd in (0, 1) for n in range(30)]
+    texts = {len(source.encode(text)): text for text in candidates}
+    fits, over = TINY_TRANSLATION_MAX_SOURCE_TOKENS - 1, TINY_TRANSLATION_MAX_SOURCE_TOKENS
+    assert fits in texts and over in texts  # the tiny model's pieces are nearly characters
+
+    whole, cut = results(translation_client, [texts[fits], texts[over]])
+
+    assert whole["truncated"] is False
+    assert cut["truncated"] is True
+
+
 def test_unicode_and_unknown_characters_translate(translation_client: FlaskClient) -> None:
     answers = results(translation_client, ["Zürich 東京 🙂", "x\u0000y A dog."])
     assert len(answers) == 2

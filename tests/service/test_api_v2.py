@@ -283,6 +283,10 @@ def test_nested_row_major_data_is_accepted(ner_client: FlaskClient) -> None:
         ({"inputs": [text_input([7])]}, "text[0]: input should be a valid string"),
         ({"inputs": [text_input(["good"] * 101)]}, "at most 100 texts"),
         ({"inputs": [{k: v for k, v in text_input(["good"]).items() if k != "data"}]}, "neither"),
+        (
+            {"inputs": [{**text_input(["good"]), "parameters": {"binary_data_size": 4}}]},
+            "input 'text' has both 'data' and binary_data_size",
+        ),
         ({"inputs": [text_input(["good"])], "outputs": [{"name": "logits"}]}, "unknown output"),
         (
             {"inputs": [text_input(["good"])], "outputs": [{"name": "score"}, {"name": "score"}]},

@@ -23,6 +23,7 @@ from service.runtime.session import (
     SessionConfig,
     resolve_providers,
 )
+from tests.service.conftest import REAL_MODEL_DIR
 
 CPU_ONLY = ["AzureExecutionProvider", CPU_PROVIDER]
 WITH_CUDA = [CUDA_PROVIDER, CPU_PROVIDER]
@@ -244,3 +245,15 @@ def test_an_override_for_a_model_not_served_is_a_warning(app_factory, tiny_model
 
     expected = "BATCH_OVERRIDES names sentimnt, which is not among the models served here"
     assert f"{expected}: sentiment" in caplog.text
+
+
+def test_a_variant_must_replace_every_graph() -> None:
+    # A half-quantized translator (int8 encoder, fp32 decoder) was never verified.
+    manifest = load_manifest(REAL_MODEL_DIR / "translation")
+    half = manifest.variants["int8"].model_copy(
+        update={"graphs": {"encoder": manifest.variants["int8"].graphs["encoder"]}}
+    )
+    data = manifest.model_dump() | {"variants": {"int8": half.model_dump()}}
+
+    with pytest.raises(ValueError, match=r"variant 'int8' has graphs \['encoder'\], the model"):
+        type(manifest).model_validate(data)

@@ -79,6 +79,7 @@ def test_values_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         ("LOG_LEVEL", "LOUD"),
         ("GRPC_PORT", "0"),
         ("GRPC_PORT", "grpc"),
+        ("REQUEST_TIMEOUT_S", "0"),  # every batched request would be a 504
     ],
 )
 def test_an_invalid_value_is_refused_naming_the_variable(
@@ -95,6 +96,7 @@ def test_every_invalid_value_is_named_and_api_keys_are_not_repeated(
 ) -> None:
     monkeypatch.setenv("BATCHING", "maybe")
     monkeypatch.setenv("API_KEYS", "short-secret")
+    monkeypatch.setenv("ADMIN_API_KEYS", "long-enough-admin-key,short-admin")
     monkeypatch.setenv("BATCH_OVERRIDES", '{"ner": {"min_fill": 2}}')
 
     with pytest.raises(SettingsError) as error:
@@ -104,7 +106,8 @@ def test_every_invalid_value_is_named_and_api_keys_are_not_repeated(
     assert "BATCHING='maybe': Input should be a valid boolean" in message
     assert "BATCH_OVERRIDES (ner.min_fill)=2: Input should be less than or equal to 1" in message
     assert "API_KEYS: Value error, every key needs at least 16 characters" in message
-    assert "short-secret" not in message
+    assert "ADMIN_API_KEYS: Value error, every key needs at least 16 characters" in message
+    assert "short-secret" not in message and "short-admin" not in message
 
 
 @pytest.mark.parametrize(

@@ -76,3 +76,16 @@ def test_sentence_windows_group_windows_by_sentence_and_their_cores_are_the_segm
     assert cores == [(0, 3), (3, 5), (5, 8), (8, 10)]
     assert sentence_windows(tokens, 4, split_sentences=False)[0][-1].end == len(tokens)
     assert sentence_windows([], 4) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("He went to Paris. Berlin was next.", 2),
+        ("He went to Paris.Berlin was next.", 1),  # no space after the period: no boundary
+        ("He went to Paris. berlin was next.", 1),  # no capital after it: none either
+        ("Mr. Smith went to Paris.", 1),  # an abbreviation's period
+    ],
+)
+def test_a_sentence_ends_at_a_period_followed_by_a_space_and_a_capital(text, sentences):
+    assert len(sentence_windows(tokenize(text), 150)) == sentences
