@@ -377,14 +377,17 @@ def test_rows_of_similar_length_are_batched_together(make_batcher, graph: FakeGr
         first = pool.submit(batcher.submit, ["x"])  # holds the graph while the others queue
         assert graph.entered.wait(5)
         rows = ["a" * 9, "b", "c" * 9, "d", "e" * 9, "f"]
-        futures = [pool.submit(batcher.submit, [row]) for row in rows]
-        wait_until(lambda: len(batcher._rows) == len(rows))
+        futures = []
+        for queued, row in enumerate(rows, start=1):  # in this order: "a..." is the oldest
+            futures.append(pool.submit(batcher.submit, [row]))
+            wait_until(lambda n=queued: len(batcher._rows) == n)
         graph.gate.set()
         assert first.result(5) == ["X"]
         assert [f.result(5)[0] for f in futures] == [row.upper() for row in rows]
 
     lengths = [sorted(len(row) for row in batch) for batch in graph.batches[1:]]
-    assert sorted(lengths) == [[1, 1, 1], [9, 9, 9]]  # no short row padded to 9
+    # No short row padded to 9, and the oldest row's batch first (no row starves).
+    assert lengths == [[9, 9, 9], [1, 1, 1]]
 
 
 def test_a_full_queue_is_refused_at_once_with_a_retry_delay(make_batcher, graph: FakeGraph) -> None:
@@ -529,3 +532,68 @@ def test_batching_off_runs_each_request_alone_in_sorted_chunks(graph: FakeGraph)
     assert isinstance(scheduler, InlineBatches)
     assert scheduler.submit(["ccc", "a", "bb"]) == ["CCC", "A", "BB"]
     assert graph.batches == [["a", "bb"], ["ccc"]]
+
+
+def test_the_queue_delay_counts_from_the_oldest_row(make_batcher, graph: FakeGraph) -> None:
+    # A stream of announced requests must not put the batch off: the delay runs from the oldest.
+    batcher = make_batcher(max_batch_size=8, max_queue_delay_s=1.0)
+    barrier, first_in = threading.Barrier(3), threading.Event()
+
+    def second() -> list[str]:
+        with batcher.incoming():
+            barrier.wait(5)
+            assert first_in.wait(5)
+            time.sleep(0.6)
+            return batcher.submit(["second"])
+
+    def late() -> None:
+        with batcher.incoming():  # never submits before the batch has run
+            barrier.wait(5)
+            time.sleep(3.0)
+
+    with ThreadPoolExecutor(2) as pool:
+        others = [pool.submit(second), pool.submit(late)]
+        with batcher.incoming():
+            barrier.wait(5)
+            started = time.monotonic()
+            first_in.set()
+            assert batcher.submit(["first"]) == ["FIRST"]
+            waited = time.monotonic() - started
+        assert others[0].result(5) == ["SECOND"]
+        others[1].result(5)
+
+    assert graph.batches == [["first", "second"]]
+    assert 0.9 < waited < 1.4  # 1.0 s after the first row, not after the second (1.6 s)
+
+
+def test_requests_whose_rows_are_running_no_longer_fill_the_queue(make_batcher) -> None:
+    # Only rows still waiting count towards max_queue_size: a burst that is being served must
+    # not refuse the next requests.
+    batcher = make_batcher(max_batch_size=2, max_queue_size=3)
+    gates = [threading.Event(), threading.Event()]
+    calls: list[list[str]] = []
+
+    def held_graph(rows: Sequence[str]) -> list[str]:
+        calls.append(list(rows))
+        if len(calls) <= len(gates):
+            gates[len(calls) - 1].wait(10)
+        return [row.upper() for row in rows]
+
+    batcher.run_rows = held_graph
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher.submit, ["x"])
+        wait_until(lambda: len(calls) == 1)
+        burst = []
+        for i in range(3):
+            burst.append(pool.submit(batcher.submit, [f"q{i}"]))
+            wait_until(lambda n=i + 1: len(batcher._rows) == n)
+        gates[0].set()
+        wait_until(lambda: len(calls) == 2)  # two of the burst run; one waits
+
+        later = pool.submit(batcher.submit, ["later"])  # 1 request waiting: room for it
+        wait_until(lambda: len(batcher._rows) == 2 or later.done())
+        gates[1].set()
+
+        assert later.result(5) == ["LATER"]
+        assert first.result(5) == ["X"]
+        assert [f.result(5) for f in burst] == [["Q0"], ["Q1"], ["Q2"]]
