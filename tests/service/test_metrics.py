@@ -3,11 +3,12 @@ arrive. (Agreement across gunicorn workers is in test_gunicorn_production.py.)""
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from service import REGISTRY_KEY
-from service.metrics import render_metrics
+from service.metrics import MetricsObserver, render_metrics
 from tests.service.metrics_text import sample_values, value
 from tests.service.test_reload import set_version
 
@@ -125,3 +126,16 @@ def test_served_versions_and_reloads_are_reported(admin_app_factory, own_model_d
         labels = {"model": "sentiment", "outcome": outcome}
         reloads = value(after, "model_reloads_total", **labels)
         assert reloads - value(before, "model_reloads_total", **labels) == 1
+
+
+def test_a_graph_call_shared_by_requests_counts_for_each_of_them(app: Flask) -> None:
+    # Triton's compute_infer is per request: a call that ran rows of two requests took that
+    # long for both, so the statistics' per-request compute time is not undercounted.
+    def compute() -> float:
+        metrics = sample_values(render_metrics().get_data(as_text=True))
+        return value(metrics, "inference_request_compute_seconds_total", model="shared")
+
+    before = compute()
+    MetricsObserver().on_batch("shared", rows=3, queue_waits_s=[0.0, 0.0], run_s=0.25, requests=2)
+
+    assert compute() - before == pytest.approx(0.5)

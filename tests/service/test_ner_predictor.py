@@ -317,3 +317,15 @@ def test_offsets_round_trip_through_sentence_splitting_and_windowing(
             inside = [t.score for t in prediction.tokens if entity.start <= t.start < entity.end]
             assert 0.0 < entity.score <= min(inside)
     assert all(shape[1] <= max_tokens and shape[0] <= 3 for shape in session.calls)
+
+
+def test_a_graph_answering_another_number_of_tags_fails_at_warm_up(tmp_path):
+    manifest = write_stub_artifact(tmp_path)
+
+    class FewerTags(StubSession):  # e.g. a graph exported without the MISC tags
+        def run(self, feeds):
+            return {EMISSIONS: super().run(feeds)[EMISSIONS][..., :-2]}
+
+    ner = NerPredictor(manifest, tmp_path, FewerTags(Vocab.from_json(tmp_path / VOCAB_FILE)))
+    with pytest.raises(ArtifactError, match=r"emissions of shape .*, expected"):
+        ner.warm_up()

@@ -23,6 +23,7 @@ from service.runtime.session import (
     SessionConfig,
     resolve_providers,
 )
+from service.text.encoding import PROBABILITIES
 from tests.service.conftest import REAL_MODEL_DIR
 
 CPU_ONLY = ["AzureExecutionProvider", CPU_PROVIDER]
@@ -257,3 +258,19 @@ def test_a_variant_must_replace_every_graph() -> None:
 
     with pytest.raises(ValueError, match=r"variant 'int8' has graphs \['encoder'\], the model"):
         type(manifest).model_validate(data)
+
+
+def test_a_graph_answering_another_number_of_labels_fails_at_warm_up(tiny_model_dir) -> None:
+    predictor = tiny_predictor(tiny_model_dir, max_batch_size=4)
+    session = predictor.session
+
+    class ThreeColumns:  # e.g. a graph exported for three labels, listed with two
+        path = session.path
+
+        def run(self, feeds):
+            probabilities = session.run(feeds)[PROBABILITIES]
+            return {PROBABILITIES: np.concatenate([probabilities, probabilities[:, :1]], axis=1)}
+
+    predictor.session = ThreeColumns()
+    with pytest.raises(ArtifactError, match=r"probabilities has shape \(1, 3\), expected \(1, 2\)"):
+        predictor.warm_up()
