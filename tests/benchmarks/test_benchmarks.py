@@ -30,9 +30,14 @@ from benchmarks.serving import (
     install_sizes,
 )
 
-pytestmark = pytest.mark.skipif(
-    len(available_models()) < 3, reason="needs the exported models and committed checkpoints"
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def _committed_models() -> None:
+    """Fail, not skip, without the committed models: a lost checkpoint must not go unseen."""
+    found = [m.name for m in available_models()]
+    assert len(found) == 3, (
+        f"the benchmarks need every exported model and its committed checkpoint; found {found}"
+    )
 
 
 @contextmanager
