@@ -4,7 +4,9 @@
 ``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``,
 ``GET /v2/models/{name}/config`` (the model configuration extension) and
 ``GET /v2/models/{name}/stats`` (the statistics extension; ``GET /v2/models/stats``: every
-model), each also under ``/v2/models/{name}/versions/{version}/``. (The health probes
+model), each also under ``/v2/models/{name}/versions/{version}/``, and ``POST
+/v2/repository/index`` (the index of Triton's model repository extension, whose load and unload
+are not served: ``POST /v1/models/{name}/reload`` reloads a model). (The health probes
 ``/v2/health/*`` are in :mod:`service.api.health`.) A request carries one input, ``text``
 (BYTES, shape ``[N]``); the outputs per task are in :mod:`service.api.v2_tasks`. Both the JSON
 form and the binary tensor data extension (:mod:`service.api.v2_binary`) are understood, so
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
 from service.api.body import json_object, read_body
@@ -42,6 +44,7 @@ from service.api.v2_protocol import (
     describe_model,
     find_model,
     no_version,
+    repository_index,
     server_version,
     utf8_strings,
     valid_texts,
@@ -51,6 +54,7 @@ from service.api.v2_schemas import (
     InferResponse,
     ModelReady,
     ModelStatisticsResponse,
+    RepositoryIndexRequest,
     RequestInput,
     ResponseOutput,
     ServerMetadata,
@@ -101,6 +105,16 @@ def v2_blueprint(registry: ModelRegistry, limits: TextLimits) -> Blueprint:
     def statistics(name: str | None = None, version: str | None = None) -> dict[str, Any]:
         models = served_models(registry) if name is None else [_find(registry, name, version)[0]]
         return ModelStatisticsResponse(model_stats=model_statistics(models)).model_dump()
+
+    @blueprint.post("/repository/index")
+    def repository() -> Response:
+        raw = read_body()
+        try:
+            body = RepositoryIndexRequest.model_validate(json_object(raw, "{}") if raw else {})
+        except ValidationError as exc:
+            raise BadRequest(f"invalid repository index request: {_first_problem(exc)}") from None
+        index = repository_index(registry, body.repository_name, body.ready)
+        return jsonify([entry.model_dump(exclude_none=True) for entry in index])
 
     @blueprint.post("/models/<name>/infer")
     @blueprint.post("/models/<name>/versions/<version>/infer")

@@ -17,6 +17,7 @@ from service.api.v2_schemas import (
     ConfigTensor,
     ModelConfig,
     ModelMetadata,
+    RepositoryModel,
     TensorMetadata,
 )
 from service.api.v2_tasks import TEXT_INPUT, V2_ADAPTERS, TaskAdapter
@@ -29,6 +30,7 @@ PLATFORM = "onnxruntime_onnx"
 BACKEND = "onnxruntime"
 MODEL_CONFIGURATION = "model_configuration"  # the extension's name in the server metadata
 CLASSIFICATION = "classification"  # an output parameter of an extension not served here
+READY, UNAVAILABLE = "READY", "UNAVAILABLE"  # model states in the repository index
 
 
 def find_model(
@@ -48,6 +50,29 @@ def find_model(
             f"model {name!r} ({model.manifest.task}) is not served by the Open Inference Protocol"
         )
     return model, adapter
+
+
+def repository_index(
+    registry: ModelRegistry, repository_name: str, ready_only: bool
+) -> list[RepositoryModel]:
+    """Every configured model, as Triton's model repository index lists them: ``READY`` with
+    the version served (also while a failed reload keeps it serving), else ``UNAVAILABLE`` with
+    the reason it failed to load; with ``ready_only``, the ready ones only. This server has one
+    repository, MODEL_DIR, whose name is empty, as Triton's client sends it."""
+    if repository_name:
+        raise BadRequest(
+            f"no repository {repository_name!r}: this server has one, MODEL_DIR, and its "
+            "repository_name is empty"
+        )
+    index = []
+    for name in sorted({*registry.models, *registry.errors}):
+        model = registry.models.get(name)
+        if model is not None:
+            index.append(RepositoryModel(name=name, version=model.manifest.version, state=READY))
+        elif not ready_only:
+            reason = registry.errors[name]
+            index.append(RepositoryModel(name=name, state=UNAVAILABLE, reason=reason))
+    return index
 
 
 def no_version(model: LoadedModel, version: str) -> NotFound:

@@ -71,6 +71,25 @@ class ModelConfig(BaseModel):
     parameters: dict[str, ConfigParameter]
 
 
+class RepositoryIndexRequest(BaseModel):
+    """Body of ``POST /v2/repository/index`` (Triton's model repository extension); Triton's
+    client sends none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repository_name: str = ""
+    ready: bool = False  # only the models ready for inference
+
+
+class RepositoryModel(BaseModel):
+    """One model of the repository index: ``READY``, or ``UNAVAILABLE`` with the reason."""
+
+    name: str
+    version: str | None = None  # of the model served; none when it failed to load
+    state: str
+    reason: str | None = None
+
+
 class ModelReady(BaseModel):
     """Body of ``GET /v2/models/{name}/ready``."""
 

@@ -47,6 +47,7 @@ ModelInferRequest = message_class("ModelInferRequest")
 ModelInferResponse = message_class("ModelInferResponse")
 ModelStatisticsResponse = message_class("ModelStatisticsResponse")
 ModelConfigResponse = message_class("ModelConfigResponse")
+RepositoryIndexResponse = message_class("RepositoryIndexResponse")
 
 HealthCheckRequest = message_factory.GetMessageClass(
     POOL.FindMessageTypeByName("grpc.health.v1.HealthCheckRequest")

@@ -37,6 +37,7 @@ from service.api.v2_protocol import (
     configure_model,
     describe_model,
     find_model,
+    repository_index,
     server_version,
     utf8_strings,
     valid_texts,
@@ -108,6 +109,7 @@ class InferenceServicer:
             "ModelInfer": self.model_infer,
             "ModelStatistics": self.model_statistics,
             "ModelConfig": self.model_config,
+            "RepositoryIndex": self.repository_index,
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -231,6 +233,13 @@ class InferenceServicer:
         model, adapter = self._find(request.name, request.version, call)
         config = configure_model(model, adapter).model_dump()
         return json_format.ParseDict({"config": config}, messages.ModelConfigResponse())
+
+    def repository_index(self, request: Any, call: _Call) -> Message:
+        index = repository_index(self.registry, request.repository_name, request.ready)
+        return json_format.ParseDict(
+            {"models": [entry.model_dump(exclude_none=True) for entry in index]},
+            messages.RepositoryIndexResponse(),
+        )
 
     def model_infer(self, request: Any, call: _Call) -> Message:
         model, adapter = self._find(request.model_name, request.model_version, call)

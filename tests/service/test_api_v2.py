@@ -676,3 +676,42 @@ def test_the_translation_configuration_has_no_labels(translation_client) -> None
         {"name": "score", "data_type": "TYPE_FP32", "dims": [-1]},
     ]
     assert set(config["parameters"]) == {"version", "task", "precision"}
+
+
+def test_the_repository_index_lists_every_configured_model_and_its_state(
+    app_factory, tiny_model_dir
+) -> None:
+    client = app_factory(tiny_model_dir, models=("sentiment", "nosuch")).test_client()
+
+    everything = client.post("/v2/repository/index")
+    ready = client.post("/v2/repository/index", json={"ready": True})
+
+    assert everything.status_code == ready.status_code == 200
+    nosuch, sentiment = everything.get_json()
+    assert sentiment == {"name": "sentiment", "version": VERSION, "state": "READY"}
+    assert nosuch["name"] == "nosuch" and nosuch["state"] == "UNAVAILABLE"
+    assert "model folder does not exist" in nosuch["reason"] and "version" not in nosuch
+    assert ready.get_json() == [sentiment]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"ready": "yes please"}, "ready: Input should be a valid boolean"),
+        ({"repository_name": "other"}, "no repository 'other'"),
+        ({"readonly": True}, "readonly: Extra inputs"),
+        ([], "JSON object"),
+    ],
+)
+def test_a_bad_repository_index_request_is_a_400(ner_client, body, message) -> None:
+    response = ner_client.post("/v2/repository/index", json=body)
+
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_tritonclient_reads_the_repository_index(triton_client) -> None:
+    index = triton_client.get_model_repository_index()
+
+    assert [(m["name"], m["state"]) for m in index] == [("ner", "READY"), ("sentiment", "READY")]
+    assert index[0]["version"] == TINY_NER_VERSION

@@ -35,6 +35,7 @@ V2_INFER = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data
         ("get", "/v2/models/sentiment", None),
         ("post", "/v2/models/sentiment/infer", V2_INFER),
         ("get", "/v2", None),
+        ("post", "/v2/repository/index", None),
     ],
 )
 @pytest.mark.parametrize(

@@ -734,3 +734,24 @@ def test_the_grpc_health_protocol_needs_no_key(app_factory, tiny_model_dir) -> N
     app = app_factory(tiny_model_dir, api_keys=(KEY,))
     with grpc_serving(app) as address:
         assert health_check(address, b"") == SERVING
+
+
+def test_the_repository_index_over_grpc_is_the_http_one(app_factory, tiny_model_dir) -> None:
+    app = app_factory(tiny_model_dir, models=("sentiment", "nosuch"))
+    http = app.test_client().post("/v2/repository/index").get_json()
+    request_class, _ = messages.METHODS["RepositoryIndex"]
+    with grpc_serving(app) as address:
+        client = triton.InferenceServerClient(address)
+        try:
+            index = client.get_model_repository_index(as_json=True)["models"]
+        finally:
+            client.close()
+        ready, _ = call(address, "RepositoryIndex", request_class(ready=True))
+        with pytest.raises(grpc.RpcError) as error:
+            call(address, "RepositoryIndex", request_class(repository_name="other"))
+
+    assert index == http  # the same entries, fields and order
+    assert [m["state"] for m in index] == ["UNAVAILABLE", "READY"]
+    assert [m.name for m in ready.models] == ["sentiment"]
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no repository 'other'" in error.value.details()
