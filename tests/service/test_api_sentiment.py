@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import logging
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -151,6 +153,13 @@ def test_text_at_the_character_limit_is_accepted(client: FlaskClient) -> None:
     assert response.get_json()["results"][0]["truncated"] is False
 
 
+def test_as_many_texts_as_the_limit_are_accepted(client: FlaskClient) -> None:
+    response = client.post(URL, json={"texts": ["good"] * 100})  # MAX_TEXTS_PER_REQUEST
+
+    assert response.status_code == 200
+    assert len(response.get_json()["results"]) == 100
+
+
 # --- 413 -----------------------------------------------------------------------------------
 
 
@@ -205,6 +214,42 @@ def test_a_gzip_body_of_several_members_is_read_whole(client: FlaskClient) -> No
 
     assert response.status_code == 200
     assert len(response.get_json()["results"]) == 2
+
+
+def test_identity_is_no_encoding(client: FlaskClient) -> None:
+    response = client.post(URL, json={"texts": ["good"]}, headers={"Content-Encoding": "identity"})
+
+    assert response.status_code == 200
+
+
+def test_a_body_of_64_gzip_members_is_read_and_one_of_65_refused(client: FlaskClient) -> None:
+    body = json.dumps({"texts": ["a good film"] * 8}).encode()
+    cuts = [round(i * len(body) / 64) for i in range(65)]
+    members = [gzip.compress(body[a:b]) for a, b in itertools.pairwise(cuts)]
+    headers = {"Content-Encoding": "gzip"}
+
+    read = client.post(URL, data=b"".join(members), headers=headers)
+    refused = client.post(URL, data=b"".join(members) + gzip.compress(b" "), headers=headers)
+
+    assert read.status_code == 200
+    assert refused.status_code == 400
+    assert "more than 64 gzip streams" in error_of(refused)["message"]
+
+
+def test_a_compression_bomb_is_refused_without_inflating_it(client: FlaskClient) -> None:
+    # 10 MB of zeros in 10 KB: inflated no further than MAX_BODY_BYTES + 1 before the 413.
+    packed = gzip.compress(b"0" * 10_000_000)
+    assert len(packed) < 16 * 1024
+
+    tracemalloc.start()
+    try:
+        response = client.post(URL, data=packed, headers={"Content-Encoding": "gzip"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert response.status_code == 413
+    assert peak < 2_000_000
 
 
 def test_a_body_over_max_body_bytes_once_decompressed_is_a_413(client: FlaskClient) -> None:

@@ -145,6 +145,18 @@ def test_max_length_caps_the_target_tokens(translation_client: FlaskClient, max_
     assert one["translation"] == "" and one["attention"]["target_tokens"] == ["</s>"]
 
 
+def test_a_request_s_max_length_never_passes_the_model_s_own(
+    translation_app: Flask, monkeypatch
+) -> None:
+    translator = translation_app.extensions[REGISTRY_KEY].models["translation"].predictor
+    preprocessing = translator.preprocessing.model_copy(update={"max_length": 4})
+    monkeypatch.setattr(translator, "preprocessing", preprocessing)
+
+    row = translator.make_row("A man in a blue shirt runs.", max_length=MAX_TRANSLATION_LENGTH)
+
+    assert row.max_length == 4
+
+
 def test_max_length_null_is_the_models_limit(translation_client: FlaskClient) -> None:
     assert results(translation_client, TEXTS, max_length=None) == results(translation_client, TEXTS)
     big = results(translation_client, TEXTS, max_length=MAX_TRANSLATION_LENGTH)

@@ -460,6 +460,12 @@ def test_api_keys_are_checked_but_not_on_the_health_calls(app_factory, tiny_mode
             assert caught.value.status() == "StatusCode.UNAUTHENTICATED"
             with pytest.raises(InferenceServerException, match=f"{reason} API key"):
                 client.get_model_metadata("sentiment", headers=headers)
+            # Which models are served is not for everyone either (the HTTP probes say ready
+            # or not, for the whole server).
+            with pytest.raises(InferenceServerException, match=f"{reason} API key"):
+                client.is_model_ready("sentiment", headers=headers)
+            with pytest.raises(InferenceServerException, match=f"{reason} API key"):
+                client.get_model_repository_index(headers=headers)
         for key in (KEY, ADMIN_KEY):
             result = client.infer(
                 "sentiment", [text_input(["good"])], headers={"authorization": f"Bearer {key}"}
@@ -645,8 +651,10 @@ def test_a_stopping_worker_waits_for_newer_starting_siblings_only(
     younger, other = subprocess.Popen(sleep), subprocess.Popen(sleep)  # other: not a worker
     try:
         marker_of("starting", younger.pid, tmp_path).touch()  # post_fork
+        marker_of("starting", older.pid, tmp_path).touch()  # e.g. restarted, still loading
         assert starting_siblings(tmp_path, me=older.pid) == [younger.pid]
         assert starting_siblings(tmp_path, me=younger.pid) == []  # the older one is not newer
+        marker_of("starting", older.pid, tmp_path).unlink()
         marker_of("serving", younger.pid, tmp_path).touch()  # gRPC listens
         assert starting_siblings(tmp_path, me=older.pid) == []
         # A child just forked may be a worker that has not written its file yet.

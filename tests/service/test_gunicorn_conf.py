@@ -99,9 +99,29 @@ def test_a_shared_folder_is_made_when_unset_and_removed_at_exit(env, name: str) 
     run_conf()["on_exit"](None)  # a new master (SIGUSR2) inherits the folder: not its own
     assert created.exists()
     env.setenv(f"GUNICORN_CONF_CREATED_{name}", marker)
+    master = os.getpid()
+    env.setattr(os, "getpid", lambda: master + 1)
+    config["_remove_created_folders"]()  # a worker's exit (SIGHUP, max_requests): kept
+    assert created.exists()
+    env.setattr(os, "getpid", lambda: master)
     config["on_exit"](None)
 
     assert not created.exists()
+
+
+def test_a_dead_worker_s_metrics_join_the_archive(env, tmp_path) -> None:
+    # Else the metrics folder grows with every worker that ever ran.
+    from prometheus_client.mmap_dict import MmapedDict
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    dead = MmapedDict(str(folder / "counter_4242.db"))
+    dead.write_value('["requests_total", "requests_total", {}, "help"]', 3.0, 0.0)
+    dead.close()
+
+    run_conf()["child_exit"](None, SimpleNamespace(pid=4242))
+
+    assert sorted(p.name for p in folder.iterdir()) == ["counter_archive.db"]
 
 
 @pytest.mark.parametrize(

@@ -133,3 +133,27 @@ def test_announcements_never_share_a_temporary_file(tmp_path: Path) -> None:
         broadcast.announce("sentiment")
         broadcast.announce("sentiment")
     assert len(set(written)) == 2
+
+
+def test_a_signal_for_a_model_not_served_here_is_skipped_and_the_others_followed(
+    tmp_path: Path,
+) -> None:
+    # Workers may serve different MODELS: one's reload of "ner" means nothing to another.
+    reloaded = []
+
+    class Registry:
+        def reload(self, name):
+            if name == "ner":
+                raise KeyError(name)
+            reloaded.append(name)
+
+    signals = tmp_path / "signals"
+    broadcast = ReloadBroadcast(signals)
+    broadcast.registry = Registry()  # type: ignore[assignment]  # checked by hand, no thread
+    signals.mkdir()
+    for name in ("ner", "sentiment"):
+        (signals / name).write_text(f"other-sender {name}", "utf-8")
+
+    broadcast.check()
+
+    assert reloaded == ["sentiment"]

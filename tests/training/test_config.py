@@ -19,14 +19,15 @@ def test_overrides_are_read_as_the_setting_s_type():
             "trainer.lr=1e-4",
             "trainer.epochs=2",
             "model.bidirectional=false",
+            "model.pooling = max",  # spaces around "=", as a shell quote keeps them
             "data.name=2024",  # a name, though it reads as a number
-            "vocab.glove_path=none",
+            "vocab.glove_path=None",  # any case
             "language_model.cutoffs=[100, 1000]",
             "trainer.max_batches=null",
         ],
     )
     assert config.trainer.lr == 1e-4 and config.trainer.epochs == 2
-    assert config.model.bidirectional is False
+    assert config.model.bidirectional is False and config.model.pooling == "max"
     assert config.data.name == "2024"
     assert config.vocab.glove_path is None and config.trainer.max_batches is None
     assert config.language_model.cutoffs == [100, 1000]

@@ -2,7 +2,14 @@
 
 import pytest
 
-from training.data import DataError, LabeledText, read_conll, read_labeled_texts, read_lines
+from training.data import (
+    DataError,
+    LabeledText,
+    read_conll,
+    read_labeled_texts,
+    read_lines,
+    split_holdout,
+)
 from training.tasks.translation import read_parallel
 
 
@@ -92,3 +99,14 @@ def test_a_conll_file_without_sentences_is_refused(tmp_path, content):
     path.write_text(content, "utf-8")
     with pytest.raises(DataError, match=r"empty.conll: no sentences"):
         read_conll(path)
+
+
+def test_a_text_held_out_is_never_trained_on_even_when_it_is_repeated():
+    # IMDB's training file holds some reviews twice: a copy left in training would leak.
+    records = [LabeledText(f"review {i % 30}", i % 2) for i in range(60)]  # each text twice
+
+    train, held_out = split_holdout(records, size=10, seed=3)
+
+    assert len(held_out) == 10
+    assert not {r.text for r in train} & {r.text for r in held_out}
+    assert split_holdout(records, size=10, seed=3) == (train, held_out)  # the seed decides

@@ -167,6 +167,15 @@ def test_losing_more_than_half_a_point_on_any_metric_fails() -> None:
     ]
 
 
+def test_every_batch_size_must_be_fast_enough() -> None:
+    # 2x at batch 1 but no faster at batch 32 (where a batching server runs) does not qualify.
+    fp32 = {"dev_accuracy": 90.0}
+    times = {"batch_1": {"fp32": 2.0, "int8": 1.0}, "batch_32": {"fp32": 1.0, "int8": 1.0}}
+    uneven = QuantizationReport("m", {}, fp32, fp32, times)
+
+    assert judge(uneven, quantize.Criteria()) == ["batch_32 only 1.00x faster (needs 1.3x)"]
+
+
 def test_speed_is_measured_on_the_graph_calls_of_real_dev_batches(
     artifact: Path, tiny_datasets: Path
 ) -> None:

@@ -60,6 +60,10 @@ def test_tsv_without_a_header_and_json_lines(tmp_path):
         ("own.jsonl", '{"text": 3, "label": 1}\n', r"own.jsonl:1: the text is not a string: 3"),
         ("own.jsonl", '{"text": "", "label": 1}\n', r"own.jsonl:1: the text is empty"),
         ("own.tsv", "fine\t1\t\n", r"own.tsv:1: unknown label ''.* the line ends with a TAB"),
+        # A header is read on the first line only: two files joined are refused where they meet.
+        ("own.tsv", "fine\t1\ntext\tlabel\n", r"own.tsv:2: unknown label 'label'"),
+        ("own.jsonl", '{"text": "no label"}\n', r'own.jsonl:1: expected \{"text"'),
+        ("own.jsonl", '{"label": 1}\n', r'own.jsonl:1: expected \{"text"'),
     ],
 )
 def test_a_bad_line_is_refused_with_the_file_and_line(tmp_path, name, content, message):

@@ -22,6 +22,22 @@ def test_reserved_ids_are_pad_unk_bos_eos(tokenizer):
     assert min(tokenizer.encode(" ".join(LINES[:4]))) > tokenizer.eos_id
 
 
+def test_a_model_with_other_reserved_ids_is_refused():
+    # sentencepiece's own defaults (unk 0, bos 1, eos 2, no pad): every id would be misread.
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(LINES), model_writer=model, vocab_size=60, hard_vocab_limit=False,
+        num_threads=1, minloglevel=2,
+    )  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"reserves ids \(-1, 0, 1, 2\), expected \(0, 1, 2, 3\)"):
+        SubwordTokenizer(model.getvalue())
+
+
 @pytest.mark.parametrize("text", LINES[:4])
 def test_decode_restores_cased_punctuated_text(tokenizer, text):
     assert tokenizer.decode(tokenizer.encode(text)) == text
@@ -29,7 +45,9 @@ def test_decode_restores_cased_punctuated_text(tokenizer, text):
 
 def test_special_ids_are_dropped_when_decoding(tokenizer):
     ids = tokenizer.encode("Ein Mann.")
-    assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, 0]) == "Ein Mann."
+    special = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id]
+    assert tokenizer.decode([*special, *ids, tokenizer.eos_id, 0]) == "Ein Mann."
+    assert tokenizer.decode([*ids[:2], tokenizer.unk_id, *ids[2:]]) == "Ein Mann."  # no " ⁇ "
 
 
 def test_tabs_and_runs_of_spaces_read_as_one_space(tokenizer):
