@@ -82,9 +82,10 @@ def test_a_variant_that_cannot_be_recorded_leaves_the_fp32_model_whole(
     real_seal = quantize.seal
 
     def seal_fails_with_int8(folder, manifest):
-        if manifest.variants:
+        result = real_seal(folder, manifest)
+        if manifest.variants:  # written, then the disk fills (the card, say): undone
             raise OSError("disk full")
-        return real_seal(folder, manifest)
+        return result
 
     monkeypatch.setattr(quantize, "seal", seal_fails_with_int8)
 
@@ -93,6 +94,23 @@ def test_a_variant_that_cannot_be_recorded_leaves_the_fp32_model_whole(
     manifest = load_manifest(artifact)  # every sha256 checked, the card's included
     assert manifest.variants == {} and not (artifact / "model.int8.onnx").exists()
     assert set(manifest.files) == {p.name for p in artifact.iterdir()} - {"manifest.json"}
+
+
+def test_a_failure_while_verifying_leaves_no_int8_file(
+    artifact: Path, tiny_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else an unlisted model.int8.onnx stays, and model-card --write refuses the folder.
+    def speed_fails(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(quantize, "measure_speed", speed_fails)
+    before = (artifact / "manifest.json").read_bytes()
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        quantize.quantize_model(artifact, datasets_dir=tiny_datasets)
+
+    assert not (artifact / "model.int8.onnx").exists()
+    assert (artifact / "manifest.json").read_bytes() == before
 
 
 def test_a_slow_variant_is_removed_and_the_numbers_are_given(
