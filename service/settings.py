@@ -207,15 +207,17 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         le=256,
-        description="gRPC calls one worker runs at once (as GUNICORN_THREADS for HTTP); calls "
-        "to the same model are batched together, and with HTTP requests.",
+        description="gRPC inference calls one worker runs at once (as GUNICORN_THREADS for "
+        "HTTP); the other calls never wait for one of these turns. Calls to the same model are "
+        "batched together, and with HTTP requests.",
     )
     grpc_max_concurrent_calls: int = Field(
         default=64,
         ge=1,
         le=100_000,
-        description="Most gRPC calls one worker holds, running or waiting for a thread; more "
-        "are refused at once with RESOURCE_EXHAUSTED.",
+        description="Most gRPC calls one worker holds, each in a thread of its own: running, "
+        "waiting for their turn or for their messages; more are refused at once with "
+        "RESOURCE_EXHAUSTED.",
     )
     health_port: int | None = Field(
         default=None,

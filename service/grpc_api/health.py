@@ -2,8 +2,9 @@
 Kubernetes' gRPC probes and grpc_health_probe call: SERVING when every model of the worker is
 loaded (as ``GET /v2/health/ready``), else NOT_SERVING, for the whole server (service ``""``) and
 for ``inference.GRPCInferenceService``; any other service is NOT_FOUND. No key is needed, as for
-the HTTP probes. Answered from the gRPC threads, which inference calls share: under heavy gRPC
-traffic, HEALTH_PORT answers probes from threads of their own."""
+the HTTP probes. A check never waits for the turns of inference calls (GRPC_THREADS), but counts
+among GRPC_MAX_CONCURRENT_CALLS, which a flood of calls can fill: HEALTH_PORT answers probes from
+threads of their own, whatever gRPC holds."""
 
 from __future__ import annotations
 

@@ -6,6 +6,13 @@ client sends all its calls over one connection, so one client's calls all go to 
 server closes each connection after :data:`MAX_CONNECTION_AGE_S` (letting its calls finish), and
 clients, which reconnect by themselves, are spread over the workers again. Each worker answers
 from its own models, so gRPC and HTTP requests for the same model are batched together.
+
+grpc's threaded server gives each call a thread from its start, before its message has arrived,
+so the pool has a thread for every call the server holds (GRPC_MAX_CONCURRENT_CALLS; grpc
+refuses more), and the servicer lets GRPC_THREADS inference calls run at once: calls whose
+messages are slow, or never come, wait in threads of their own instead of taking the turns of
+calls that could run, and probes and metadata calls never wait for a turn. Threads are started
+as calls need them.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ def start(
     if port is None:
         raise ValueError("no gRPC port: set GRPC_PORT")
     server = grpc.server(
-        ThreadPoolExecutor(settings.grpc_threads, thread_name_prefix="grpc"),
+        ThreadPoolExecutor(settings.grpc_max_concurrent_calls, thread_name_prefix="grpc"),
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", settings.max_body_bytes),

@@ -19,6 +19,7 @@ and KServe's clients read.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -65,6 +66,8 @@ logger = logging.getLogger("service.requests")
 
 REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()  # gRPC metadata keys are lower case
 PUBLIC_METHODS = frozenset({"ServerLive", "ServerReady"})  # probes, as /v2/health/* over HTTP
+# Calls that wait for their model; at most GRPC_THREADS of them run at once in a worker.
+MODEL_CALLS = frozenset({"ModelInfer"})
 
 # The HTTP status of an error -> the gRPC status of the same error.
 _STATUS_CODES = {
@@ -100,6 +103,7 @@ class InferenceServicer:
         self.registry = registry
         self.limits = TextLimits(settings.max_texts_per_request, settings.max_text_chars)
         self.keys = KeyRing(settings.api_keys, settings.admin_api_keys)
+        self.model_calls = threading.BoundedSemaphore(settings.grpc_threads)
         self._calls: dict[str, Callable[[Any, _Call], Message]] = {
             "ServerLive": self.server_live,
             "ServerReady": self.server_ready,
@@ -150,7 +154,13 @@ class InferenceServicer:
                 request = request_class.FromString(raw)
             except DecodeError as exc:
                 raise BadRequest(f"not a valid {request_class.__name__} message: {exc}") from None
-            return self._calls[method](request, call)
+            if method not in MODEL_CALLS:
+                return self._calls[method](request, call)
+            with self.model_calls:
+                if not context.is_active():  # the client left while the call waited its turn
+                    code = grpc.StatusCode.CANCELLED
+                    return response_class()
+                return self._calls[method](request, call)
         except Exception as exc:
             error = as_api_error(exc, where=f"gRPC {method}")
             code = _STATUS_CODES.get(error.status, grpc.StatusCode.INTERNAL)

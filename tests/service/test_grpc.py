@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -25,10 +26,12 @@ import tritonclient.grpc as triton
 from flask import Flask
 from tritonclient.utils import InferenceServerException
 
+from service import REGISTRY_KEY, SETTINGS_KEY
 from service.grpc_api import messages
 from service.grpc_api import server as server_module
 from service.grpc_api import worker as worker_module
 from service.grpc_api.server import start
+from service.grpc_api.servicer import InferenceServicer
 from service.grpc_api.worker import (
     MARKER_FOLDER,
     Handover,
@@ -106,7 +109,9 @@ def http_outputs(app: Flask, model: str, texts: list[str], **parameters: Any) ->
     }
 
 
-def call(address: str, method: str, request: Any, metadata: tuple = ()) -> tuple[Any, Any]:
+def call(
+    address: str, method: str, request: Any, metadata: tuple = (), timeout: float = 30
+) -> tuple[Any, Any]:
     """Make one call with the service's own message classes: (response, call)."""
     request_class, response_class = messages.METHODS[method]
     with grpc.insecure_channel(address) as channel:
@@ -115,7 +120,7 @@ def call(address: str, method: str, request: Any, metadata: tuple = ()) -> tuple
             request_serializer=request_class.SerializeToString,
             response_deserializer=response_class.FromString,
         )
-        return stub.with_call(request, metadata=metadata, timeout=30)
+        return stub.with_call(request, metadata=metadata, timeout=timeout)
 
 
 def infer_request(texts: list[bytes] | None = None, **fields: Any) -> Any:
@@ -411,6 +416,129 @@ def test_calls_past_grpc_max_concurrent_calls_are_refused(
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def test_calls_whose_message_never_arrives_hold_no_thread(app_factory, own_model_dir) -> None:
+    """A client can open calls and not send their messages (a stream that waits, a slow or
+    hostile client): the only thread answers other calls meanwhile, and answers them once their
+    messages come."""
+    app = app_factory(own_model_dir, grpc_threads=1)
+    send = threading.Event()
+    request = infer_request([b"good"]).SerializeToString()
+
+    def late() -> Iterator[bytes]:
+        send.wait(30)
+        yield request
+
+    with grpc_serving(app) as address, grpc.insecure_channel(address) as channel:
+        stalled_stub = channel.stream_unary(f"/{messages.SERVICE}/ModelInfer")
+        stalled = [stalled_stub.future(late(), timeout=60) for _ in range(3)]
+        try:
+            answer, _ = call(address, "ModelInfer", infer_request([b"an awful movie"]))
+        finally:
+            send.set()
+        late_answers = [messages.ModelInferResponse.FromString(s.result()) for s in stalled]
+
+    assert len(answer.raw_output_contents) == 3
+    assert all(len(a.raw_output_contents) == 3 for a in late_answers)
+
+
+def test_health_checks_are_answered_while_every_thread_is_busy(
+    app_factory, own_model_dir, monkeypatch
+) -> None:
+    app = app_factory(own_model_dir, grpc_threads=1)
+    entered, release = _hold_predictions(app, monkeypatch)
+    with grpc_serving(app) as address:
+        held = threading.Thread(target=call, args=(address, "ModelInfer", infer_request([b"good"])))
+        held.start()
+        try:
+            assert entered.wait(30)
+            answer = health_check(address, b"")
+        finally:
+            release.set()
+            held.join(30)
+
+    assert answer == SERVING
+
+
+def _sentiment_rows() -> float:
+    samples = sample_values(render_metrics().get_data(as_text=True))
+    return value(samples, "inference_rows_total", model="sentiment")
+
+
+def test_grpc_threads_bounds_the_inference_calls_that_run_at_once(
+    app_factory, own_model_dir, monkeypatch
+) -> None:
+    app = app_factory(own_model_dir, grpc_threads=1)
+    predictor = app.extensions[REGISTRY_KEY].models["sentiment"].predictor
+    running, most, lock, release = [0], [0], threading.Lock(), threading.Event()
+    predict = predictor.predict_batch
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            assert release.wait(30)
+            return predict(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(predictor, "predict_batch", counted)
+    with grpc_serving(app) as address:
+        calls = [
+            threading.Thread(target=call, args=(address, "ModelInfer", infer_request([b"good"])))
+            for _ in range(3)
+        ]
+        for thread in calls:
+            thread.start()
+        time.sleep(0.5)  # time for all three to arrive
+        waiting = most[0]
+        release.set()
+        for thread in calls:
+            thread.join(30)
+
+    assert waiting == 1 and most[0] == 1
+
+
+class _GoneContext:
+    """The context of a call whose client has left: before its answer began (``early``), or
+    while it waited for its turn to run."""
+
+    def __init__(self, early: bool) -> None:
+        self.early = early
+        self.code: grpc.StatusCode | None = None
+
+    def invocation_metadata(self) -> tuple:
+        return ()
+
+    def send_initial_metadata(self, metadata: tuple) -> None:
+        if self.early:
+            raise grpc.RpcError()
+
+    def is_active(self) -> bool:
+        return False
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["before-its-answer", "while-it-waited"])
+def test_a_call_whose_client_left_is_logged_cancelled_and_not_run(
+    app: Flask, early: bool, caplog
+) -> None:
+    servicer = InferenceServicer(app.extensions[REGISTRY_KEY], app.extensions[SETTINGS_KEY])
+    context = _GoneContext(early)
+    handle = servicer.handler().service(SimpleNamespace(method=f"/{messages.SERVICE}/ModelInfer"))
+    rows_before = _sentiment_rows()
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        answer = handle.unary_unary(infer_request([b"good"]).SerializeToString(), context)
+
+    assert answer == messages.ModelInferResponse()
+    (line,) = [r for r in caplog.records if r.name == "service.requests"]
+    assert line.grpc_code == "CANCELLED" and context.code is None
+    assert _sentiment_rows() == rows_before
+
+
 def test_a_message_over_max_body_bytes_is_refused(ner_address: str) -> None:
     error = rpc_error(ner_address, infer_request([b"x" * 400] * 50))  # 20 KB > 16 KiB
 
@@ -606,6 +734,23 @@ def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(
     assert refused is not None and refused.code() in REFUSED
     assert still_stopping and not stopping.is_alive()
     assert len(answers) == 1 and len(answers[0].raw_output_contents) == 3
+
+
+def _server_threads_since(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads of a server started since ``before``: its loop's, its pool's (grpc's own poller,
+    started once per process, is not one)."""
+    return [t for t in set(threading.enumerate()) - before if t.name.startswith("grpc")]
+
+
+def test_a_port_that_cannot_be_bound_is_an_error_that_leaves_no_thread(app: Flask) -> None:
+    before = set(threading.enumerate())
+    with socket.socket() as taken:  # no SO_REUSEPORT: nothing else may bind the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RuntimeError, match=r"gRPC cannot listen on 127\.0\.0\.1:"):
+            start(app, taken.getsockname()[1], host="127.0.0.1")
+
+    assert _server_threads_since(before) == []
 
 
 def test_connections_are_closed_after_their_maximum_age(app: Flask, monkeypatch) -> None:
