@@ -7,6 +7,7 @@ from flask import Flask
 from service import REGISTRY_KEY, SETTINGS_KEY
 from service.api import register_blueprints
 from service.auth import install_api_keys
+from service.disconnects import install_disconnect_checks
 from service.errors import register_error_handlers
 from service.log import configure_logging, install_request_ids
 from service.metrics import MetricsObserver, install_request_metrics
@@ -36,6 +37,7 @@ def build_app(settings: Settings | None = None) -> Flask:
     install_request_ids(app)
     install_request_metrics(app)
     install_api_keys(app, settings)
+    install_disconnect_checks(app)
     register_error_handlers(app)
     register_blueprints(app, settings, registry, broadcast)
     return app

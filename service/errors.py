@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from service.predictors.budget import RequestTooLarge
-from service.runtime.batcher import BatchFailed, DeadlineExceeded, QueueFull
+from service.runtime.batcher import BatchFailed, ClientGone, DeadlineExceeded, QueueFull
 from service.schemas import ErrorBody, ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,18 @@ class Timeout(ApiError):
         return cls(str(exc), details={"model": exc.model, "timeout_s": exc.timeout_s})
 
 
+class ClientClosedRequest(ApiError):
+    """The client closed its connection while the request waited for the model: nginx's 499,
+    for the log and the metrics (no one reads the answer)."""
+
+    status = 499
+    code = "client_closed_request"
+
+    @classmethod
+    def from_client_gone(cls, exc: ClientGone) -> ClientClosedRequest:
+        return cls(str(exc), details={"model": exc.model})
+
+
 class HttpError(ApiError):
     """Any other HTTP error werkzeug raises, keeping its status code."""
 
@@ -256,6 +268,8 @@ def as_api_error(exc: Exception, where: str | None = None) -> ApiError:
         error = Overloaded.from_queue_full(exc)
     elif isinstance(exc, DeadlineExceeded):
         error = Timeout.from_deadline(exc)
+    elif isinstance(exc, ClientGone):
+        error = ClientClosedRequest.from_client_gone(exc)
     elif isinstance(exc, RequestTooLarge):
         error = TooManyTokens.from_request_too_large(exc)
     elif isinstance(exc, HTTPException):

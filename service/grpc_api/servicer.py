@@ -58,6 +58,7 @@ from service.log import (
     trace_from,
 )
 from service.metrics import record_grpc_call
+from service.runtime.batcher import CLIENT_ALIVE
 from service.runtime.registry import ModelRegistry
 from service.schemas import TextLimits
 from service.settings import Settings
@@ -76,6 +77,7 @@ _STATUS_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.INVALID_ARGUMENT,  # more tokens than one request may hold
     422: grpc.StatusCode.INVALID_ARGUMENT,
+    499: grpc.StatusCode.CANCELLED,  # the client left while the call waited for its model
     503: grpc.StatusCode.UNAVAILABLE,  # model not loaded, or its queue full: retry later
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
@@ -139,6 +141,7 @@ class InferenceServicer:
         request_id = request_id_from(metadata.get(REQUEST_ID_KEY))
         token = CALL_REQUEST_ID.set(request_id)
         trace_token = CALL_TRACE.set(trace_from(metadata.get(TRACEPARENT_HEADER)))
+        alive_token = CLIENT_ALIVE.set(context.is_active)
         call = _Call()
         code = grpc.StatusCode.OK
         request_class, response_class = messages.METHODS[method]
@@ -186,6 +189,7 @@ class InferenceServicer:
             )
             CALL_REQUEST_ID.reset(token)
             CALL_TRACE.reset(trace_token)
+            CLIENT_ALIVE.reset(alive_token)
 
     def _check_key(self, authorization: str | None) -> None:
         if not self.keys.enabled:

@@ -33,6 +33,12 @@ rows that have not started running ``timeout_s`` after it arrived raises
 interrupted: a request whose rows are all running is answered, late if need be, and a leader
 running a batch finds out about its own deadline when that batch is done.
 
+Clients that leave: a request's handler may say how to tell whether its client is still there
+(:data:`CLIENT_ALIVE`: the HTTP connection, the gRPC call). A request that has waited
+:data:`CLIENT_CHECK_S` asks, and asks again as often while it waits; once its client has gone,
+its rows that have not started are dropped and :meth:`submit` raises :class:`ClientGone`, so an
+overloaded server does not spend its time on answers no one will read.
+
 :class:`InlineBatches` is the ``BATCHING=false`` alternative: each request's rows run in the
 request's own thread, length-sorted, ``max_batch_size`` at a time.
 """
@@ -45,6 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -52,6 +59,14 @@ logger = logging.getLogger(__name__)
 
 RunRows = Callable[[Sequence[Any]], Sequence[Any]]
 """Runs one batch: one output per input row, in order (e.g. pad, run the graph, split)."""
+
+CLIENT_ALIVE: ContextVar[Callable[[], bool] | None] = ContextVar("client_alive", default=None)
+"""Whether the client of the request being handled is still there, when the handler can tell
+(set for each request by the HTTP and gRPC layers); None: it cannot."""
+
+CLIENT_CHECK_S = 1.0
+"""How long a request waits for its rows before it checks its client, and then between checks:
+a request that is answered sooner never checks."""
 
 
 class BatcherError(Exception):
@@ -76,6 +91,15 @@ class DeadlineExceeded(BatcherError):
         super().__init__(f"{model}: no result within REQUEST_TIMEOUT_S={timeout_s:g} s")
         self.model = model
         self.timeout_s = timeout_s
+
+
+class ClientGone(BatcherError):
+    """The client left while the request waited for the model; its rows that had not started
+    running were dropped."""
+
+    def __init__(self, model: str):
+        super().__init__(f"{model}: the client left while its request waited for the model")
+        self.model = model
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +290,8 @@ class _Request:
     done: bool = False
     error: BaseException | None = None
     started: float | None = None  # when its first row went into a batch
+    client_alive: Callable[[], bool] | None = None  # see CLIENT_ALIVE
+    next_check: float = math.inf  # when to ask client_alive next
 
 
 @dataclass(eq=False, slots=True)
@@ -337,7 +363,11 @@ class DynamicBatcher:
             if not closed:
                 if len(self._waiting) >= self.policy.max_queue_size:
                     raise QueueFull(self.model, len(self._waiting), self._retry_after_s())
-                request = _Request(time.monotonic(), [None] * len(rows), len(rows), _Signal())
+                now = time.monotonic()
+                request = _Request(now, [None] * len(rows), len(rows), _Signal())
+                request.client_alive = CLIENT_ALIVE.get()
+                if request.client_alive is not None:
+                    request.next_check = now + CLIENT_CHECK_S
                 self._waiting.add(request)
                 self._rows += [_Row(request, i, row, len(row)) for i, row in enumerate(rows)]
                 if self._gathering:
@@ -368,17 +398,24 @@ class DynamicBatcher:
     def _serve_until_done(self, request: _Request) -> None:
         """Wait for ``request``'s outputs; whenever no thread leads and rows wait, lead: gather
         a batch, run it in this thread, hand out its outputs. Past the deadline, drop the
-        request's rows that have not started and raise :class:`DeadlineExceeded`. Whatever
-        ends the wait early, the request's queued rows go and the next thread may lead."""
+        request's rows that have not started and raise :class:`DeadlineExceeded`; once its
+        client has gone (checked every :data:`CLIENT_CHECK_S`), drop them and raise
+        :class:`ClientGone`. Whatever ends the wait early, the request's queued rows go and the
+        next thread may lead."""
         deadline = request.arrived + self.policy.timeout_s
         try:
             while not request.done:
-                if time.monotonic() >= deadline and self._drop_unstarted(request):
+                now = time.monotonic()
+                if now >= deadline and self._drop_unstarted(request):
                     raise DeadlineExceeded(self.model, self.policy.timeout_s)
+                if now >= request.next_check:
+                    request.next_check = now + CLIENT_CHECK_S
+                    if not _still_there(request) and self._drop_unstarted(request):
+                        raise ClientGone(self.model)
                 if not self._leading and self._rows:
                     self._lead()
                     continue
-                left = deadline - time.monotonic()
+                left = min(deadline, request.next_check) - time.monotonic()
                 # Past the deadline with every row running in another thread's batch: wait.
                 request.wakeup.wait(self._lock, left if left > 0 else 1.0)
         except BaseException:
@@ -500,6 +537,16 @@ class DynamicBatcher:
                 request.done = True
                 request.wakeup.wake()
         return len(batch), waits, run_s, len(requests)
+
+
+def _still_there(request: _Request) -> bool:
+    """Whether ``request``'s client is there; a check that fails says it is (and is logged)."""
+    assert request.client_alive is not None
+    try:
+        return request.client_alive()
+    except Exception:
+        logger.exception("checking whether a client is still there failed")
+        return True
 
 
 def make_scheduler(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,8 @@ import pytest
 from flask import Flask
 
 from service import REGISTRY_KEY
+from service.disconnects import GUNICORN_SOCKET, peer_alive
+from service.runtime import batcher as batcher_module
 from service.runtime.batcher import DynamicBatcher, InlineBatches
 
 SENTIMENT_TEXTS = [
@@ -171,3 +174,48 @@ def test_a_request_waiting_past_request_timeout_is_a_504(app_factory, tiny_model
     assert "REQUEST_TIMEOUT_S=0.3" in response.get_json()["error"]["message"]
     assert 0.25 < waited < 3
     assert app.test_client().post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
+
+
+def test_a_request_whose_client_left_while_it_waited_is_a_499_and_never_runs(
+    app_factory, tiny_model_dir, monkeypatch, caplog
+) -> None:
+    """Under gunicorn the request's connection is in its environ; the client closes it."""
+    monkeypatch.setattr(batcher_module, "CLIENT_CHECK_S", 0.1)
+    app = app_factory(tiny_model_dir)
+    graph = record_graph(app, "sentiment", monkeypatch)
+    graph.gate.clear()
+    server_end, client_end = socket.socketpair()
+    with server_end, ThreadPoolExecutor(2) as pool:
+        running = pool.submit(app.test_client().post, "/v1/sentiment", json={"texts": ["bad"]})
+        assert graph.entered.wait(5)  # the graph is busy; the next request waits behind it
+        leaving = pool.submit(
+            app.test_client().post,
+            "/v1/sentiment",
+            json={"texts": ["good", "great"]},
+            environ_overrides={GUNICORN_SOCKET: server_end},
+        )
+        time.sleep(0.3)  # it has checked its client, which was there
+        assert not leaving.done()
+        client_end.close()
+        response = leaving.result(5)
+        graph.gate.set()
+        assert running.result(5).status_code == 200
+
+    assert response.status_code == 499
+    assert response.get_json()["error"]["code"] == "client_closed_request"
+    assert graph.rows == [1]  # the request that stayed; the one that left never ran
+    assert app.test_client().post("/v1/sentiment", json={"texts": ["good"]}).status_code == 200
+
+
+def test_peer_alive_reads_a_closed_or_reset_connection_as_gone() -> None:
+    left, right = socket.socketpair()
+    with left:
+        alive = peer_alive(left)
+        assert alive()
+        right.sendall(b"GET / HTTP/1.1\r\n")  # a pipelined request: still there
+        assert alive()
+        right.close()
+        assert alive()  # the pipelined bytes are still unread
+        left.recv(100)
+        assert not alive()
+    assert not alive()  # closed here

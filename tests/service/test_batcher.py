@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from service.runtime import batcher as batcher_module
 from service.runtime.batcher import (
+    CLIENT_ALIVE,
     BatchFailed,
     BatchPolicy,
+    ClientGone,
     DeadlineExceeded,
     DynamicBatcher,
     InlineBatches,
@@ -429,6 +432,79 @@ def test_a_request_past_its_deadline_fails_and_its_rows_never_run(
         assert blocked.result(5) == ["BLOCKED"]  # its batch had started: answered, late
     batcher.submit(["after"])
     assert ["late"] not in graph.batches
+
+
+def submit_as_client(batcher: DynamicBatcher, rows: list[str], alive) -> list[str]:
+    """``batcher.submit(rows)`` for a handler whose client ``alive()`` tells about."""
+    token = CLIENT_ALIVE.set(alive)
+    try:
+        return batcher.submit(rows)
+    finally:
+        CLIENT_ALIVE.reset(token)
+
+
+def test_a_request_whose_client_left_stops_waiting_and_its_rows_never_run(
+    make_batcher, graph: FakeGraph, monkeypatch
+) -> None:
+    monkeypatch.setattr(batcher_module, "CLIENT_CHECK_S", 0.1)
+    batcher = make_batcher()
+    graph.gate.clear()
+    there = threading.Event()
+    there.set()
+    checks: list[float] = []
+
+    def alive() -> bool:
+        checks.append(time.monotonic())
+        return there.is_set()
+
+    with ThreadPoolExecutor(3) as pool:
+        blocked = pool.submit(batcher.submit, ["blocked"])
+        assert graph.entered.wait(5)
+        started = time.monotonic()
+        staying = pool.submit(submit_as_client, batcher, ["staying"], lambda: True)
+        leaving = pool.submit(submit_as_client, batcher, ["leaving"], alive)
+        wait_until(lambda: len(checks) >= 2)  # it asks every CLIENT_CHECK_S while it waits
+        there.clear()
+        with pytest.raises(ClientGone, match="the client left"):
+            leaving.result(5)
+
+        graph.gate.set()
+        assert blocked.result(5) == ["BLOCKED"]
+        assert staying.result(5) == ["STAYING"]
+    assert checks[0] - started >= 0.1  # not before it has waited CLIENT_CHECK_S
+    assert ["leaving"] not in graph.batches and ["staying", "leaving"] not in graph.batches
+
+
+def test_a_request_answered_within_the_check_period_never_checks(
+    make_batcher, graph: FakeGraph
+) -> None:
+    batcher = make_batcher()
+    checks: list[str] = []
+
+    assert submit_as_client(batcher, ["quick"], lambda: checks.append("asked") or False) == [
+        "QUICK"
+    ]
+    assert checks == []
+
+
+def test_a_client_check_that_fails_keeps_the_request(
+    make_batcher, graph: FakeGraph, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(batcher_module, "CLIENT_CHECK_S", 0.05)
+    batcher = make_batcher()
+    graph.gate.clear()
+
+    def broken() -> bool:
+        raise OSError("bad file descriptor")
+
+    with ThreadPoolExecutor(2) as pool:
+        blocked = pool.submit(batcher.submit, ["blocked"])
+        assert graph.entered.wait(5)
+        waiting = pool.submit(submit_as_client, batcher, ["waiting"], broken)
+        wait_until(lambda: "checking whether a client is still there failed" in caplog.text)
+        graph.gate.set()
+        assert blocked.result(5) == ["BLOCKED"]
+        assert waiting.result(5) == ["WAITING"]
 
 
 @pytest.mark.parametrize("batching", [True, False])

@@ -44,6 +44,7 @@ from service.grpc_api.worker import (
 )
 from service.log import RequestIdFilter
 from service.metrics import render_metrics
+from service.runtime import batcher as batcher_module
 from service.runtime.batcher import DeadlineExceeded, QueueFull
 from tests.service.live_server import free_port
 from tests.service.metrics_text import sample_values, value
@@ -520,6 +521,42 @@ class _GoneContext:
 
     def set_code(self, code: grpc.StatusCode) -> None:
         self.code = code
+
+
+def test_a_call_whose_client_left_while_it_waited_for_its_model_is_cancelled(
+    app_factory, own_model_dir, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(batcher_module, "CLIENT_CHECK_S", 0.1)
+    app = app_factory(own_model_dir)
+    session = app.extensions[REGISTRY_KEY].models["sentiment"].predictor.session
+    entered, release, run = threading.Event(), threading.Event(), session.run
+    batches: list[int] = []
+
+    def held(feeds: Any) -> Any:
+        entered.set()
+        assert release.wait(30)
+        batches.append(len(feeds["lengths"]))
+        return run(feeds)
+
+    monkeypatch.setattr(session, "run", held)
+    with caplog.at_level(logging.INFO, logger="service.requests"), grpc_serving(app) as address:
+        first = threading.Thread(target=call, args=(address, "ModelInfer", infer_request([b"a"])))
+        first.start()
+        try:
+            assert entered.wait(30)
+            gone = rpc_error(address, infer_request([b"b", b"c"]), timeout=0.5)  # queued behind
+            deadline = time.monotonic() + 10  # until the server has seen that it left
+            while not any(r.name == "service.requests" for r in caplog.records):
+                assert time.monotonic() < deadline, "the call that was left is not logged"
+                time.sleep(0.01)
+        finally:
+            release.set()
+            first.join(30)
+
+    assert gone.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    codes = [r.grpc_code for r in caplog.records if r.name == "service.requests"]
+    assert codes == ["CANCELLED", "OK"]
+    assert batches == [1]  # the call that left never ran
 
 
 @pytest.mark.parametrize("early", [True, False], ids=["before-its-answer", "while-it-waited"])
