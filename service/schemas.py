@@ -439,7 +439,7 @@ class TranslationRequest(BaseModel):
     )
     max_length: TargetLength | None = Field(
         default=None,
-        description="Most target subwords to generate per text (end of sentence included), "
+        description="Most target subwords to generate per sentence (end of sentence included), "
         f"1 to {MAX_TRANSLATION_LENGTH}; the model's own limits (a * source subwords + b, and "
         "its manifest's max_length) still apply. null: only the model's limits.",
     )
@@ -455,16 +455,18 @@ class TranslationRequest(BaseModel):
 
 
 class TranslationAttention(BaseModel):
-    """Where the decoder looked: one row per target subword, one column per source subword."""
+    """Where the decoder looked: one row per target subword, one column per source subword.
+    A text of several sentences has the rows and columns of each in turn, and each sentence's
+    target subwords attend to its own source subwords only (the other weights are 0)."""
 
     model_config = ConfigDict(from_attributes=True)
 
     source_tokens: list[str] = Field(
-        description="Source subwords ('▁' marks a word start), ending with '</s>'."
+        description="Source subwords ('▁' marks a word start), each sentence's ending with '</s>'."
     )
     target_tokens: list[str] = Field(
-        description="Generated subwords, ending with '</s>' (unless max_length cut it off "
-        "before the model ended the sentence, where it still ends with '</s>', forced)."
+        description="Generated subwords, each sentence's ending with '</s>' (also where "
+        "max_length cut it off before the model ended it: the '</s>' is then forced)."
     )
     weights: list[list[float]] = Field(
         description="Attention weights, shape (len(target_tokens), len(source_tokens)); every "
@@ -477,13 +479,17 @@ class TranslationResult(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    translation: str = Field(description="The translated text.", examples=["Ein Mann läuft."])
+    translation: str = Field(
+        description="The translated text: its sentences, each translated on its own, joined "
+        "with the whitespace that separated them.",
+        examples=["Ein Mann läuft."],
+    )
     score: float = Field(
-        description="Average log-probability per generated subword (end of sentence "
+        description="Average log-probability per generated subword (each sentence's end "
         "included), at most 0; closer to 0 is more confident.",
     )
     truncated: bool = Field(
-        description="True when the text had more subwords than the model reads "
+        description="True when a sentence of the text had more subwords than the model reads "
         "(max_source_tokens) and only its beginning was translated.",
     )
     attention: TranslationAttention | None = Field(

@@ -1,8 +1,12 @@
-"""Translation: text -> source subwords -> ``encoder`` graph -> numpy greedy/beam search over the
-``decoder_step`` graph -> target subwords -> detokenized text (sentencepiece).
+"""Translation: text -> sentences -> source subwords -> ``encoder`` graph -> numpy greedy/beam
+search over the ``decoder_step`` graph -> target subwords -> detokenized text (sentencepiece).
 
-A request's sentences are encoded into rows and handed to the predictor's ``scheduler``, which
-calls :meth:`Translator.run_rows` on batches; there, rows with the same beam size are encoded
+The model was trained on single sentences (Multi30k captions): given several at once, it drops
+and mixes them up. So a text is split into sentences (the NER model's rule,
+:func:`service.text.segment.split_sentences`), each is translated on its own, and the
+translations are joined with the whitespace that separated the sentences. A request's sentences
+are encoded into rows and handed to the predictor's ``scheduler``, which calls
+:meth:`Translator.run_rows` on batches; there, rows with the same beam size are encoded
 together and decoded together (``batch * beam`` rows per decoder step). The encoder reads
 packed sequences and the attention is masked over padding, so a sentence translates the same
 alone or in a batch.
@@ -32,6 +36,7 @@ from service.runtime.manifest import ArtifactError, Manifest
 from service.runtime.session import OnnxSession
 from service.text.constants import EOS_PIECE
 from service.text.padding import pad_batch
+from service.text.segment import split_sentences
 from service.text.subword import NOTHING_TO_TRANSLATE, SubwordTokenizer, is_blank_char
 
 logger = logging.getLogger(__name__)
@@ -92,6 +97,14 @@ class TranslationRow:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationJob:
+    """One text to translate: a row per sentence, and the whitespace between them."""
+
+    rows: list[TranslationRow]
+    gaps: list[str]
 
 
 class Untranslatable(ValueError):
@@ -166,31 +179,39 @@ class Translator:
         max_length: int | None = None,
         return_attention: bool = False,
     ) -> list[TranslationPrediction]:
-        """Translate ``texts`` (results in the same order).
+        """Translate ``texts`` (results in the same order), sentence by sentence.
 
-        ``beam_size`` 1 is greedy decoding; ``max_length`` caps the target subwords (eos
-        included) on top of the model's ``a * src_len + b`` limit. Texts with nothing to
-        translate (blank, or nothing left once normalized into subwords) raise
+        ``beam_size`` 1 is greedy decoding; ``max_length`` caps the target subwords of each
+        sentence (eos included) on top of the model's ``a * src_len + b`` limit. Texts with
+        nothing to translate (blank, or nothing left once normalized into subwords) raise
         :class:`Untranslatable`, naming every one.
         """
         _require_content([(i, all(map(is_blank_char, t))) for i, t in enumerate(texts)])
         counted = "source subwords and most target subwords, times beam_size"
         if return_attention:
             counted += ", plus the attention weights asked for"
-        rows = encode_within_budget(
+        jobs = encode_within_budget(
             self.task,
             texts,
-            lambda text: self.make_row(text, beam_size, max_length),
-            lambda row: _tokens(row, return_attention),
+            lambda text: self.make_job(text, beam_size, max_length),
+            lambda job: sum(_tokens(row, return_attention) for row in job.rows),
             self.max_request_tokens,
             counted,
         )
-        _require_content([(i, len(row.ids) == 1) for i, row in enumerate(rows)])  # eos alone
-        hypotheses = self.scheduler.submit(rows)
+        eos_alone = [all(len(row.ids) == 1 for row in job.rows) for job in jobs]
+        _require_content(list(enumerate(eos_alone)))
+        hypotheses = iter(self.scheduler.submit([row for job in jobs for row in job.rows]))
         return [
-            self._prediction(row, hyp, return_attention)
-            for row, hyp in zip(rows, hypotheses, strict=True)
+            self._prediction(job, [next(hypotheses) for _ in job.rows], return_attention)
+            for job in jobs
         ]
+
+    def make_job(
+        self, text: str, beam_size: int | None = None, max_length: int | None = None
+    ) -> TranslationJob:
+        """The rows of ``text``'s sentences."""
+        sentences, gaps = split_sentences(text)
+        return TranslationJob([self.make_row(s, beam_size, max_length) for s in sentences], gaps)
 
     def make_row(
         self, text: str, beam_size: int | None = None, max_length: int | None = None
@@ -262,20 +283,38 @@ class Translator:
         return out[LOG_PROBS], next_state, out[ATTENTION]
 
     def _prediction(
-        self, row: TranslationRow, hyp: Hypothesis, return_attention: bool
+        self, job: TranslationJob, hyps: Sequence[Hypothesis], return_attention: bool
     ) -> TranslationPrediction:
+        """The translations of a text's sentences, joined with the whitespace between them; the
+        score is the average log-probability of all their subwords; the attention of several
+        sentences is block-diagonal (a sentence's subwords attend to its own source only)."""
+        parts = [self.target.decode(hyp.tokens) for hyp in hyps]
+        gaps = zip(job.gaps, parts[1:], strict=True)
+        translation = parts[0] + "".join(gap + part for gap, part in gaps)
+        steps = [len(hyp.attention) for hyp in hyps]  # target subwords, eos included
+        if len(hyps) == 1:
+            score = hyps[0].score
+        else:
+            score = sum(hyp.score * n for hyp, n in zip(hyps, steps, strict=True)) / sum(steps)
         attention = None
         if return_attention:
-            weights = hyp.attention[:, : len(row.ids)].astype(np.float64)
+            sources = [len(row.ids) for row in job.rows]
+            weights = np.zeros((sum(steps), sum(sources)))
+            top = left = 0
+            for hyp, rows, columns in zip(hyps, steps, sources, strict=True):
+                weights[top : top + rows, left : left + columns] = hyp.attention[:, :columns]
+                top, left = top + rows, left + columns
             attention = TranslationAttention(
-                source_tokens=self.source.pieces(row.ids),
-                target_tokens=[*self.target.pieces(hyp.tokens), EOS_PIECE],
+                source_tokens=[p for row in job.rows for p in self.source.pieces(row.ids)],
+                target_tokens=[
+                    p for hyp in hyps for p in [*self.target.pieces(hyp.tokens), EOS_PIECE]
+                ],
                 weights=weights.tolist(),
             )
         return TranslationPrediction(
-            translation=self.target.decode(hyp.tokens),
-            score=hyp.score,
-            truncated=row.truncated,
+            translation=translation,
+            score=score,
+            truncated=any(row.truncated for row in job.rows),
             attention=attention,
         )
 

@@ -8,6 +8,9 @@ for it, run through the model and then discarded. The cores cut the sentence int
 non-overlapping pieces, so every token takes its tags from exactly one window, one in which it
 has context on both sides. Pieces are index ranges into the token list, so the tokens keep their
 exact character offsets into the original text and nothing is dropped.
+
+The translator splits texts by the same rule (:func:`split_sentences`): its model was trained on
+single sentences.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import NamedTuple
 
-from service.text.tokenize import Token
+from service.text.tokenize import Token, tokenize
 
 SENTENCE_END = frozenset({".", "!", "?"})
 # A period after one of these (or after a single letter, an initial) does not end a sentence.
@@ -61,6 +64,19 @@ def sentence_spans(tokens: Sequence[Token]) -> list[tuple[int, int]]:
     if start < len(tokens):
         spans.append((start, len(tokens)))
     return spans
+
+
+def split_sentences(text: str) -> tuple[list[str], list[str]]:
+    """The sentences of ``text`` (see :func:`sentence_spans`) and the whitespace between them
+    (one fewer); a text of one sentence, or of none, comes back whole."""
+    tokens = tokenize(text)
+    spans = sentence_spans(tokens)
+    if len(spans) < 2:
+        return [text], []
+    bounds = [(tokens[start].start, tokens[end - 1].end) for start, end in spans]
+    sentences = [text[start:end] for start, end in bounds]
+    gaps = [text[end:start] for (_, end), (start, _) in pairwise(bounds)]
+    return sentences, gaps
 
 
 class Window(NamedTuple):

@@ -166,12 +166,54 @@ def test_max_length_null_is_the_models_limit(translation_client: FlaskClient) ->
 def test_a_source_longer_than_the_model_reads_is_truncated_and_flagged(
     translation_client: FlaskClient,
 ) -> None:
-    long_text = " ".join(["A man runs in the park."] * 10)
+    long_text = ", ".join(["a man runs in the park"] * 10) + "."  # one sentence
     short, long = results(translation_client, ["A man runs.", long_text], return_attention=True)
 
     assert short["truncated"] is False
     assert long["truncated"] is True
     assert len(long["attention"]["source_tokens"]) == TINY_TRANSLATION_MAX_SOURCE_TOKENS
+
+
+def test_a_text_of_several_sentences_is_translated_sentence_by_sentence(
+    translation_client: FlaskClient,
+) -> None:
+    """The model knows single sentences: each is translated alone, and the translations are
+    joined with the whitespace that separated the sentences."""
+    sentences = ["A man runs in the park.", "Two dogs play!", "A child sleeps."]
+    text = f"  {sentences[0]} {sentences[1]}\n\n{sentences[2]} "
+    (whole,) = results(translation_client, [text], return_attention=True)
+    alone = results(translation_client, sentences, return_attention=True)
+
+    parts = [r["translation"] for r in alone]
+    assert whole["translation"] == f"{parts[0]} {parts[1]}\n\n{parts[2]}"
+    attention = whole["attention"]
+    steps = [len(r["attention"]["target_tokens"]) for r in alone]
+    for side in ("source_tokens", "target_tokens"):
+        assert attention[side] == [token for r in alone for token in r["attention"][side]]
+    assert whole["score"] == pytest.approx(
+        sum(r["score"] * n for r, n in zip(alone, steps, strict=True)) / sum(steps)
+    )
+    weights = np.array(attention["weights"])  # block-diagonal: each sentence its own source
+    top = left = 0
+    for result in alone:
+        block = np.array(result["attention"]["weights"])
+        rows, columns = block.shape
+        np.testing.assert_allclose(weights[top : top + rows, left : left + columns], block)
+        assert not weights[top : top + rows, :left].any()
+        assert not weights[top : top + rows, left + columns :].any()
+        top, left = top + rows, left + columns
+    assert weights.shape == (top, left)
+    np.testing.assert_allclose(weights.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_each_sentence_of_a_text_gets_the_source_length_the_model_reads(
+    translation_client: FlaskClient,
+) -> None:
+    """Ten sentences are longer than max_source_tokens together, not one by one."""
+    (result,) = results(translation_client, [" ".join(["A man runs in the park."] * 10)])
+
+    assert result["truncated"] is False
+    assert result["translation"].count(" ") >= 9  # ten translations, joined
 
 
 def test_truncated_means_source_pieces_were_cut(translation_client: FlaskClient) -> None:

@@ -1,4 +1,4 @@
-"""Overlapping windows with cores (service.text.segment.context_windows), numpy only."""
+"""Sentences and overlapping windows with cores (service.text.segment), numpy only."""
 
 from itertools import pairwise
 
@@ -10,6 +10,7 @@ from service.text.segment import (
     Window,
     context_windows,
     sentence_windows,
+    split_sentences,
 )
 from service.text.tokenize import tokenize
 
@@ -89,3 +90,17 @@ def test_sentence_windows_group_windows_by_sentence_and_their_cores_are_the_segm
 )
 def test_a_sentence_ends_at_a_period_followed_by_a_space_and_a_capital(text, sentences):
     assert len(sentence_windows(tokenize(text), 150)) == sentences
+
+
+def test_split_sentences_keeps_the_whitespace_between_them() -> None:
+    text = "  Mr. Smith runs. J. Doe sleeps!\n\nTwo dogs play  "
+
+    sentences, gaps = split_sentences(text)
+
+    assert sentences == ["Mr. Smith runs.", "J. Doe sleeps!", "Two dogs play"]
+    assert gaps == [" ", "\n\n"]
+
+
+@pytest.mark.parametrize("text", ["", "   ", " A man runs. ", "a man runs. two dogs play."])
+def test_a_text_of_one_sentence_or_none_comes_back_whole(text: str) -> None:
+    assert split_sentences(text) == ([text], [])
