@@ -399,28 +399,36 @@ def test_a_malformed_message_is_invalid_argument_and_counted(ner_address: str) -
     assert after - before == 1
 
 
-def test_calls_past_grpc_max_concurrent_calls_are_refused(
-    app_factory, own_model_dir, monkeypatch
-) -> None:
-    app = app_factory(own_model_dir, grpc_threads=1, grpc_max_concurrent_calls=1)
+@contextmanager
+def one_call_held(app: Flask, monkeypatch) -> Iterator[str]:
+    """Serve ``app`` over gRPC while one ModelInfer call is held inside its model; yield the
+    address."""
     entered, release = _hold_predictions(app, monkeypatch)
     with grpc_serving(app) as address:
         held = threading.Thread(target=call, args=(address, "ModelInfer", infer_request([b"good"])))
         held.start()
         try:
             assert entered.wait(30)
-            error = rpc_error(address, messages.ServerLiveRequest(), method="ServerLive")
+            yield address
         finally:
             release.set()
             held.join(30)
 
+
+def test_calls_past_grpc_max_concurrent_calls_are_refused(
+    app_factory, own_model_dir, monkeypatch
+) -> None:
+    app = app_factory(own_model_dir, grpc_threads=1, grpc_max_concurrent_calls=1)
+    with one_call_held(app, monkeypatch) as address:
+        error = rpc_error(address, messages.ServerLiveRequest(), method="ServerLive")
+
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_calls_whose_message_never_arrives_hold_no_thread(app_factory, own_model_dir) -> None:
+def test_calls_whose_message_never_arrives_take_no_turn(app_factory, own_model_dir) -> None:
     """A client can open calls and not send their messages (a stream that waits, a slow or
-    hostile client): the only thread answers other calls meanwhile, and answers them once their
-    messages come."""
+    hostile client): they wait in threads of their own, the only turn (GRPC_THREADS=1) goes to
+    other calls meanwhile, and they are answered once their messages come."""
     app = app_factory(own_model_dir, grpc_threads=1)
     send = threading.Event()
     request = infer_request([b"good"]).SerializeToString()
@@ -442,22 +450,15 @@ def test_calls_whose_message_never_arrives_hold_no_thread(app_factory, own_model
     assert all(len(a.raw_output_contents) == 3 for a in late_answers)
 
 
-def test_health_checks_are_answered_while_every_thread_is_busy(
+def test_probes_are_answered_while_every_turn_is_taken(
     app_factory, own_model_dir, monkeypatch
 ) -> None:
     app = app_factory(own_model_dir, grpc_threads=1)
-    entered, release = _hold_predictions(app, monkeypatch)
-    with grpc_serving(app) as address:
-        held = threading.Thread(target=call, args=(address, "ModelInfer", infer_request([b"good"])))
-        held.start()
-        try:
-            assert entered.wait(30)
-            answer = health_check(address, b"")
-        finally:
-            release.set()
-            held.join(30)
+    with one_call_held(app, monkeypatch) as address:
+        health = health_check(address, b"")
+        ready, _ = call(address, "ServerReady", messages.METHODS["ServerReady"][0]())
 
-    assert answer == SERVING
+    assert health == SERVING and ready.ready
 
 
 def _sentiment_rows() -> float:
