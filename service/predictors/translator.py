@@ -194,7 +194,7 @@ class Translator:
             self.task,
             texts,
             lambda text: self.make_job(text, beam_size, max_length),
-            lambda job: sum(_tokens(row, return_attention) for row in job.rows),
+            lambda job: _tokens(job, return_attention),
             self.max_request_tokens,
             counted,
         )
@@ -319,12 +319,15 @@ class Translator:
         )
 
 
-def _tokens(row: TranslationRow, attention: bool) -> int:
-    """What a text costs against MAX_REQUEST_TOKENS: every beam reads the source and may
-    write up to ``max_length`` subwords; the attention returned has a weight per source and
-    target subword."""
-    tokens = row.beam_size * (len(row.ids) + row.max_length)
-    return tokens + len(row.ids) * row.max_length if attention else tokens
+def _tokens(job: TranslationJob, attention: bool) -> int:
+    """What a text costs against MAX_REQUEST_TOKENS: every beam of every sentence reads its
+    source and may write up to ``max_length`` subwords; the attention returned has a weight per
+    source and target subword of the whole text (block-diagonal, its zeros included: a text of
+    many short sentences makes a large one)."""
+    tokens = sum(row.beam_size * (len(row.ids) + row.max_length) for row in job.rows)
+    if attention:
+        tokens += sum(len(row.ids) for row in job.rows) * sum(r.max_length for r in job.rows)
+    return tokens
 
 
 def _require_names(folder: Path, graph: str, session: OnnxSession, inputs: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ from tests.service.test_grpc import infer_request, rpc_error
 
 ENDPOINTS = {"sentiment": "/v1/sentiment", "ner": "/v1/ner", "translation": "/v1/translate"}
 TEXTS = ["a man walks .", "two dogs run in the snow ."]
+SENTENCES = "A man walks. Two dogs run. A child sleeps."  # one text, three sentences
 
 
 def inference_count(app: Flask, model: str) -> int:
@@ -29,13 +30,16 @@ def post(app: Flask, model: str, body: dict[str, Any]) -> tuple[int, dict[str, A
 
 
 def translation_tokens(app: Flask, body: dict[str, Any]) -> int:
-    """Every beam reads the source and may write up to the text's most target subwords; the
-    attention has a weight per source and target subword."""
+    """Every beam of every sentence reads its source and may write up to its most target
+    subwords; the attention has a weight per source and target subword of each text."""
     translator = app.extensions["service.registry"].models["translation"].predictor
-    rows = [translator.make_row(text, body.get("beam_size")) for text in body["texts"]]
-    tokens = sum(row.beam_size * (len(row.ids) + row.max_length) for row in rows)
-    attention = sum(len(row.ids) * row.max_length for row in rows)
-    return tokens + attention if body.get("return_attention") else tokens
+    total = 0
+    for text in body["texts"]:
+        rows = translator.make_job(text, body.get("beam_size")).rows
+        total += sum(row.beam_size * (len(row.ids) + row.max_length) for row in rows)
+        if body.get("return_attention"):
+            total += sum(len(row.ids) for row in rows) * sum(row.max_length for row in rows)
+    return total
 
 
 @pytest.mark.parametrize(
@@ -47,6 +51,7 @@ def translation_tokens(app: Flask, body: dict[str, Any]) -> int:
         ("translation", {"texts": TEXTS, "beam_size": 1}, None),
         ("translation", {"texts": TEXTS, "beam_size": 4}, None),
         ("translation", {"texts": TEXTS, "beam_size": 3, "return_attention": True}, None),
+        ("translation", {"texts": [SENTENCES], "beam_size": 2, "return_attention": True}, None),
     ],
 )
 def test_a_request_over_the_budget_is_refused_before_any_graph_runs(
@@ -67,6 +72,22 @@ def test_a_request_over_the_budget_is_refused_before_any_graph_runs(
     assert "MAX_REQUEST_TOKENS" in answer["error"]["message"]
     assert inference_count(over, model) == before
     assert post(app_factory(folder, max_request_tokens=tokens), model, body)[0] == 200
+
+
+def test_the_attention_of_many_sentences_counts_as_the_whole_text_s(
+    app_factory, tiny_translation_model_dir: Path
+) -> None:
+    """A text's attention is one matrix over all its sentences' subwords, mostly zeros when
+    they are many: a request asking for it is counted by its size, not by the sentences'
+    blocks, so that many short sentences cannot make it as large as the memory."""
+    body = {"texts": [" ".join(["A man walks."] * 35)], "beam_size": 1}
+    tokens = translation_tokens(app_factory(tiny_translation_model_dir), body)
+    app = app_factory(tiny_translation_model_dir, max_request_tokens=tokens * 10)
+
+    assert post(app, "translation", body)[0] == 200
+    status, answer = post(app, "translation", body | {"return_attention": True})
+    assert status == 413
+    assert answer["error"]["details"]["tokens"] > 35 * tokens  # 35 x 35 blocks' worth
 
 
 def test_counting_stops_at_the_first_text_past_the_limit(
