@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,43 @@ def test_gunicorn_serves_the_committed_models_over_http(
     entities = ner["results"][0]["entities"]
     assert ("ORG", "EU") in [(e["type"], e["text"]) for e in entities]
     assert all(ner_text[e["start"] : e["end"]] == e["text"] for e in entities)
+
+
+@pytest.mark.slow
+def test_a_request_whose_client_left_while_it_waited_is_a_499_and_never_runs(
+    real_model_dir, clean_env, tmp_path
+) -> None:
+    """Under gunicorn a request queued behind others finds out, from its connection, that its
+    client gave up (here a 1 s client timeout), and its text does not run."""
+    port = free_port()
+    env = {
+        **clean_env,
+        "PORT": str(port),
+        "MODELS": "translation",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "10",
+    }
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
+    things = ["dog", "child", "woman", "man", "bike", "ball", "boat", "horse"]
+    places = ["beach", "park", "street", "river", "field", "city", "lake", "garden"]
+    texts = [
+        f"A {t} in a red shirt is near the {p} with two friends." for t in things for p in places
+    ]
+    busy = {"texts": texts, "beam_size": 5}  # 64 sentences: about a second of decoding each
+
+    with running_server(command, cwd=REPO_ROOT, env=env, port=port, log_dir=tmp_path) as server:
+        url = f"{server.url}/v1/translate"
+        with ThreadPoolExecutor(8) as pool:
+            queued = [pool.submit(http_json, "POST", url, busy, 120) for _ in range(8)]
+            time.sleep(0.5)  # they are in the model's queue
+            with pytest.raises(TimeoutError):
+                http_json("POST", url, {"texts": ["Hi."]}, timeout=1)
+            assert all(f.result()[0] == 200 for f in queued)
+        _, stats = http_json("GET", f"{server.url}/v2/models/translation/stats")
+        lines = [e for e in server.json_logs() if e.get("path") == "/v1/translate"]
+
+    assert sorted(e["status"] for e in lines) == [200] * 8 + [499]
+    assert stats["model_stats"][0]["inference_count"] == 8 * len(texts)  # not "Hi."
 
 
 @pytest.mark.slow
