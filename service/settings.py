@@ -214,7 +214,7 @@ class Settings(BaseSettings):
     grpc_max_concurrent_calls: int = Field(
         default=64,
         ge=1,
-        le=100_000,
+        le=4096,  # a thread each
         description="Most gRPC calls one worker holds, each in a thread of its own: running, "
         "waiting for their turn or for their messages; more are refused at once with "
         "RESOURCE_EXHAUSTED.",
