@@ -37,7 +37,8 @@ Clients that leave: a request's handler may say how to tell whether its client i
 (:data:`CLIENT_ALIVE`: the HTTP connection, the gRPC call). A request that has waited
 :data:`CLIENT_CHECK_S` asks, and asks again as often while it waits; once its client has gone,
 its rows that have not started are dropped and :meth:`submit` raises :class:`ClientGone`, so an
-overloaded server does not spend its time on answers no one will read.
+overloaded server does not spend its time on answers no one will read. A request that runs its
+own batches one after another (it leads, or ``BATCHING=false``) asks between them.
 
 :class:`InlineBatches` is the ``BATCHING=false`` alternative: each request's rows run in the
 request's own thread, length-sorted, ``max_batch_size`` at a time.
@@ -224,14 +225,22 @@ class InlineBatches:
 
     def submit(self, rows: Sequence[Any]) -> list[Any]:
         """Run ``rows``; with ``timeout_s``, a request whose next batch would start later than
-        that after the call raises :class:`DeadlineExceeded` instead."""
+        that after the call raises :class:`DeadlineExceeded` instead, and one whose client has
+        gone (asked before a batch, every :data:`CLIENT_CHECK_S`) :class:`ClientGone`."""
         arrived = time.monotonic()
+        alive = CLIENT_ALIVE.get()
+        next_check = arrived + CLIENT_CHECK_S if alive is not None else math.inf
         results: list[Any] = [None] * len(rows)
         lengths = [len(r) for r in rows]
         batches = length_sorted_batches(lengths, self.max_batch_size, self.min_fill)
         for number, batch in enumerate(batches):
-            if self.timeout_s is not None and time.monotonic() - arrived >= self.timeout_s:
+            now = time.monotonic()
+            if self.timeout_s is not None and now - arrived >= self.timeout_s:
                 raise DeadlineExceeded(self.model, self.timeout_s)
+            if alive is not None and now >= next_check:
+                next_check = now + CLIENT_CHECK_S
+                if not _still_there(alive):
+                    raise ClientGone(self.model)
             started = time.perf_counter()
             outputs = self.run_rows([rows[i] for i in batch])
             waits = [0.0] if number == 0 else []  # one wait per request: none, at its first
@@ -408,9 +417,10 @@ class DynamicBatcher:
                 now = time.monotonic()
                 if now >= deadline and self._drop_unstarted(request):
                     raise DeadlineExceeded(self.model, self.policy.timeout_s)
-                if now >= request.next_check:
+                alive = request.client_alive
+                if alive is not None and now >= request.next_check:
                     request.next_check = now + CLIENT_CHECK_S
-                    if not _still_there(request) and self._drop_unstarted(request):
+                    if not _still_there(alive) and self._drop_unstarted(request):
                         raise ClientGone(self.model)
                 if not self._leading and self._rows:
                     self._lead()
@@ -539,11 +549,11 @@ class DynamicBatcher:
         return len(batch), waits, run_s, len(requests)
 
 
-def _still_there(request: _Request) -> bool:
-    """Whether ``request``'s client is there; a check that fails says it is (and is logged)."""
-    assert request.client_alive is not None
+def _still_there(alive: Callable[[], bool]) -> bool:
+    """``alive()``, whether a request's client is there; a check that fails says it is (and is
+    logged)."""
     try:
-        return request.client_alive()
+        return alive()
     except Exception:
         logger.exception("checking whether a client is still there failed")
         return True

@@ -434,7 +434,7 @@ def test_a_request_past_its_deadline_fails_and_its_rows_never_run(
     assert ["late"] not in graph.batches
 
 
-def submit_as_client(batcher: DynamicBatcher, rows: list[str], alive) -> list[str]:
+def submit_as_client(batcher, rows: list[str], alive) -> list[str]:
     """``batcher.submit(rows)`` for a handler whose client ``alive()`` tells about."""
     token = CLIENT_ALIVE.set(alive)
     try:
@@ -505,6 +505,20 @@ def test_a_client_check_that_fails_keeps_the_request(
         graph.gate.set()
         assert blocked.result(5) == ["BLOCKED"]
         assert waiting.result(5) == ["WAITING"]
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_request_s_own_batches_stop_once_its_client_has_gone(
+    graph: FakeGraph, batching: bool, monkeypatch
+) -> None:
+    monkeypatch.setattr(batcher_module, "CLIENT_CHECK_S", 0.1)
+    graph.delay_s = 0.15  # the first check comes after the first batch, before the second
+    scheduler = make_scheduler("fake", graph, policy(max_batch_size=1, enabled=batching))
+
+    with pytest.raises(ClientGone):
+        submit_as_client(scheduler, ["a", "b", "c", "d"], lambda: False)
+    assert len(graph.batches) == 1
+    scheduler.close()
 
 
 @pytest.mark.parametrize("batching", [True, False])
