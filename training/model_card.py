@@ -325,18 +325,22 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
                 f"tagged in overlapping windows of at most {p['max_tokens']}."
             )
         return limits
-    limits = []
+    limits = [
+        "The service splits a text into sentences by its own rules and translates each on its "
+        "own (the limits below are per sentence), joining the translations with the "
+        "whitespace between the sentences."
+    ]
     if "max_source_tokens" in p:
         n = p["max_source_tokens"] - 1  # then the end-of-sentence marker
         limits.append(
-            f"Source texts longer than {n} subwords are cut to their first {n}; "
-            "`/v1/translate` flags them `truncated`, the Open Inference Protocol does not."
+            f"Source sentences longer than {n} subwords are cut to their first {n}; "
+            "`/v1/translate` flags their text `truncated`, the Open Inference Protocol does not."
         )
     if {"max_length_a", "max_length_b", "max_length"} <= p.keys():
         limits.append(
-            f"A translation has at most {p['max_length_a']:g} × n + {p['max_length_b']:g} "
-            f"subwords (n: the source's, with its end marker), and never more than "
-            f"{p['max_length']}; a longer one is cut without notice."
+            f"A sentence's translation has at most {p['max_length_a']:g} × n + "
+            f"{p['max_length_b']:g} subwords (n: the source sentence's, with its end marker), "
+            f"and never more than {p['max_length']}; a longer one is cut without notice."
         )
     limits.append(
         "The subword vocabularies were learned from the training text alone: a source "

@@ -92,7 +92,8 @@ def test_a_card_gives_the_measured_metrics_data_and_limits_of_its_model():
     assert "| `model.hidden_size` | 200 |" in text
     translation = folder_card(MODELS / "translation", load_manifest(MODELS / "translation"))
     assert "| metric | fp32 | int8 |" in translation and "`MODEL_PRECISION=int8`" in translation
-    assert "Source texts longer than 199 subwords are cut" in translation  # 200 with eos
+    assert "Source sentences longer than 199 subwords are cut" in translation  # 200 with eos
+    assert "translates each on its own (the limits below are per sentence)" in translation
     assert "Multi30k's English side is plain ASCII" in translation
 
 
