@@ -13,6 +13,7 @@ CRF_FILE = "crf.json"  # CRF transition, start and end scores (NER)
 # Translation (encoder-decoder with sentencepiece subwords).
 SOURCE_SPM_FILE = "source.model"  # sentencepiece model of the source language
 TARGET_SPM_FILE = "target.model"  # sentencepiece model of the target language
+TRUECASE_FILE = "truecase.json"  # usual case of the source words (service.text.truecase)
 ENCODER_GRAPH_FILE = "encoder.onnx"
 DECODER_STEP_GRAPH_FILE = "decoder_step.onnx"
 SUBWORD_PAD_ID = 0  # sentencepiece ids reserved at training (pad, unk, bos, eos)

@@ -1,0 +1,103 @@
+"""The truecaser: which sentences it rewrites, the table it learns, and what it writes."""
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.text.truecase import Casing, Truecaser, casing
+
+TRAINING = [
+    "A man walks through New York with his dog.",
+    "Two women sit in a cafe in Paris.",
+    "People watch a parade in New York.",
+    "Then I see a new car in the street.",
+    "A new car is parked near the USA pavilion.",
+    "Paris is seen from above.",  # first word: not counted
+]
+
+
+@pytest.fixture(scope="module")
+def truecaser() -> Truecaser:
+    return Truecaser.fit(TRAINING)
+
+
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        ("A MAN IS RIDING A BIKE.", Casing.UPPER),
+        ("TWO DOGS", Casing.UPPER),
+        ("a man is riding a bike.", Casing.LOWER),
+        ("2 men sit on a bench.", Casing.LOWER),
+        ("A Man Is Riding A Bike.", Casing.TITLE),
+        ("A Man Is Riding a Bike", Casing.TITLE),  # four of the five words after the first
+        ("A man is riding a bike.", Casing.ORDINARY),
+        ("Here is Rod Stewart in Concert singing Live with Pat Benatar.", Casing.ORDINARY),
+        ("A man in a USA shirt waves.", Casing.ORDINARY),
+        ("NASA.", Casing.ORDINARY),  # one word: an acronym or a shout, cannot tell
+        ("Hello", Casing.ORDINARY),
+        ("123 456 !", Casing.ORDINARY),
+        ("", Casing.ORDINARY),
+    ],
+)
+def test_casing_of_a_sentence(sentence, expected):
+    assert casing(sentence) is expected
+
+
+def test_the_table_keeps_the_usual_form_of_words_that_have_a_capital_inside_sentences(truecaser):
+    # "new": "New York" twice, "new car" twice: a tie, so it stays in small letters
+    assert truecaser.forms == {"i": "I", "paris": "Paris", "york": "York", "usa": "USA"}
+
+
+def test_a_tie_keeps_the_word_in_small_letters():
+    assert Truecaser.fit(["See the Rose.", "See the rose."]).forms == {}
+
+
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        ("A MAN WALKS THROUGH PARIS.", "A man walks through Paris."),
+        ("A Man Walks Through Paris With A Dog.", "A man walks through Paris with a dog."),
+        ("a man walks through paris.", "A man walks through Paris."),
+        ("i see the usa pavilion", "I see the USA pavilion"),
+        ('"TWO DOGS PLAY!" HE SAID.', '"Two dogs play!" he said.'),
+        ("2 MEN SIT IN PARIS.", "2 men sit in Paris."),  # no capital for a word after a number
+        ("  ¿QUÉ PASA AQUÍ?", "  ¿Qué pasa aquí?"),
+        ("THE MAN'S DOG RUNS.", "The man's dog runs."),
+    ],
+)
+def test_restore_writes_a_sentence_in_the_usual_case(truecaser, sentence, expected):
+    assert truecaser.restore(sentence) == expected
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    ["A man in a USA shirt waves.", "Then a MAN runs to paris.", "NASA.", "i", "2 + 2 = 4"],
+)
+def test_a_sentence_in_ordinary_case_is_left_as_written(truecaser, sentence):
+    assert truecaser.restore(sentence) is sentence
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60))
+def test_restore_changes_the_case_of_letters_only(sentence):
+    restored = Truecaser.fit(TRAINING).restore(sentence)
+    assert restored.casefold() == sentence.casefold()
+
+
+def test_the_table_is_saved_and_read_back_as_json(truecaser, tmp_path):
+    path = tmp_path / "truecase.json"
+    truecaser.to_json(path)
+    assert json.loads(path.read_text("utf-8")) == {"forms": truecaser.forms}
+    assert Truecaser.from_json(path).forms == truecaser.forms
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"forms": {"paris": "London"}}', '{"forms": ["Paris"]}', '["Paris"]', '{"forms": {"a": 1}}'],
+)
+def test_a_table_that_is_not_one_is_refused(tmp_path, content):
+    path = tmp_path / "truecase.json"
+    path.write_text(content, "utf-8")
+    with pytest.raises(ValueError, match=r"truecase\.json: expected"):
+        Truecaser.from_json(path)
