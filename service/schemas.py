@@ -428,8 +428,11 @@ class TranslationRequest(BaseModel):
         "translate after normalization (only whitespace, control or format characters, or "
         "nothing the model's subword normalization keeps) is rejected (422). "
         "Texts longer than the model's max_source_tokens subwords are truncated and flagged "
-        "(`truncated`), not rejected. All texts of a request are translated together in "
-        "batches; a text's translation does not depend on the other texts.",
+        "(`truncated`), not rejected. A text is translated sentence by sentence; a sentence in "
+        "capitals, title case or small letters only is read in sentence case (the model's "
+        "truecaser), and one in capitals is translated into capitals. All texts of a request "
+        "are translated together in batches; a text's translation does not depend on the other "
+        "texts.",
     )
     beam_size: BeamSize | None = Field(
         default=None,
@@ -462,7 +465,9 @@ class TranslationAttention(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     source_tokens: list[str] = Field(
-        description="Source subwords ('▁' marks a word start), each sentence's ending with '</s>'."
+        description="Source subwords ('▁' marks a word start), each sentence's ending with "
+        "'</s>': those the model read, so a sentence in capitals, title case or small letters "
+        "shows the sentence-case subwords it was read as."
     )
     target_tokens: list[str] = Field(
         description="Generated subwords, each sentence's ending with '</s>' (also where "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from service.runtime.manifest import ArtifactError
+from training.casing import SOURCE_CASES
 from training.config import (
     CONFIGS,
     config_differences,
@@ -243,10 +244,13 @@ def _evaluate_translation(args: argparse.Namespace, model_dir: Path) -> int:
         beam_size=args.beam_size,
         length_penalty=args.length_penalty,
         threads=args.threads,
+        source_case=args.source_case,
     )
     settings = f"beam size {args.beam_size or 'default'}"
     if args.length_penalty is not None:
         settings += f", length penalty {args.length_penalty:g}"
+    if args.source_case is not None:
+        settings += f", source case: {args.source_case}, scored case-insensitively"
     print(f"{args.src} -> {args.ref} with {model_dir} ({settings}):")
     print(report)
     return 0
@@ -380,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--length-penalty",
         type=float,
         help="translation: rank beams by sum log p / length ** this (default: the manifest's)",
+    )
+    evaluate.add_argument(
+        "--source-case",
+        choices=sorted(SOURCE_CASES),
+        help="translation: write every source in capitals (upper), small letters (lower) or "
+        "title case first, as users may type it, and score case-insensitively (as-written: "
+        "the sources unchanged, scored the same way)",
     )
     evaluate.add_argument(
         "--as-text",

@@ -330,6 +330,14 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
         "own (the limits below are per sentence), joining the translations with the "
         "whitespace between the sentences."
     ]
+    if p.get("truecaser"):
+        limits.append(
+            "The model learned from sentence case only: a sentence in capitals, title case or "
+            "small letters only is read in sentence case, each word in its most frequent case "
+            "inside the training sentences (the artifact's truecaser), and one in capitals is "
+            "translated into capitals. A frequency truecaser knows no context: a word that is a "
+            'name here but usually is not ("new" in "NEW YORK") loses its capital.'
+        )
     if "max_source_tokens" in p:
         n = p["max_source_tokens"] - 1  # then the end-of-sentence marker
         limits.append(

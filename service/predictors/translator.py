@@ -4,7 +4,10 @@ search over the ``decoder_step`` graph -> target subwords -> detokenized text (s
 The model was trained on single sentences (Multi30k captions): given several at once, it drops
 and mixes them up. So a text is split into sentences (the NER model's rule,
 :func:`service.text.segment.split_sentences`), each is translated on its own, and the
-translations are joined with the whitespace that separated the sentences. A request's sentences
+translations are joined with the whitespace that separated the sentences. It was also trained on
+sentence case only: a sentence in capitals, in title case or in small letters is read in the
+case of the training text (the artifact's truecaser, :mod:`service.text.truecase`), and the
+translation of a sentence in capitals is given in capitals. A request's sentences
 are encoded into rows and handed to the predictor's ``scheduler``, which calls
 :meth:`Translator.run_rows` on batches; there, rows with the same beam size are encoded
 together and decoded together (``batch * beam`` rows per decoder step). The encoder reads
@@ -38,6 +41,7 @@ from service.text.constants import EOS_PIECE
 from service.text.padding import pad_batch
 from service.text.segment import split_sentences
 from service.text.subword import NOTHING_TO_TRANSLATE, SubwordTokenizer, is_blank_char
+from service.text.truecase import Casing, Truecaser, casing
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class TranslationPreprocessing(BaseModel):
 
     source_model: str  # sentencepiece model file of the source language, in the artifact
     target_model: str
+    # Truecaser table (JSON) for sentences not in sentence case; None: read as written.
+    truecaser: str | None = None
     # Longer sources are cut (subwords, eos included) and flagged.
     max_source_tokens: int = Field(ge=2)
     beam_size: int = Field(5, ge=1)
@@ -94,6 +100,7 @@ class TranslationRow:
     beam_size: int
     max_length: int
     truncated: bool = False  # the source was cut to max_source_tokens
+    capitals: bool = False  # the sentence is in capitals, and so is its translation
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -131,6 +138,7 @@ class Translator:
         source: SubwordTokenizer,
         target: SubwordTokenizer,
         preprocessing: TranslationPreprocessing,
+        truecaser: Truecaser | None = None,
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     ):
@@ -139,6 +147,7 @@ class Translator:
         self.source = source
         self.target = target
         self.preprocessing = preprocessing
+        self.truecaser = truecaser
         self.scheduler: RowScheduler = InlineBatches(
             self.task, self.run_rows, max_batch_size, min_fill=self.min_batch_fill
         )
@@ -166,7 +175,16 @@ class Translator:
         target = SubwordTokenizer.from_file(
             manifest.listed_file(folder, preprocessing.target_model)
         )
-        return cls(sessions["encoder"], sessions["decoder_step"], source, target, preprocessing)
+        truecaser = None
+        if preprocessing.truecaser is not None:
+            path = manifest.listed_file(folder, preprocessing.truecaser)
+            try:
+                truecaser = Truecaser.from_json(path)
+            except ValueError as exc:  # JSONDecodeError included
+                raise ArtifactError(f"{path}: not a truecaser table: {exc}") from None
+        return cls(
+            sessions["encoder"], sessions["decoder_step"], source, target, preprocessing, truecaser
+        )
 
     def warm_up(self) -> None:
         """Translate one sentence, so a broken artifact fails at load, not on a request."""
@@ -216,15 +234,21 @@ class Translator:
     def make_row(
         self, text: str, beam_size: int | None = None, max_length: int | None = None
     ) -> TranslationRow:
-        """The decoding job of one text: source ids (cut to ``max_source_tokens``), beam size and
-        maximum target length (the model's defaults where not given)."""
+        """The decoding job of one sentence: source ids (of the sentence in its usual case, cut
+        to ``max_source_tokens``), beam size and maximum target length (the model's defaults
+        where not given)."""
         settings = self.preprocessing
         beam = settings.beam_size if beam_size is None else beam_size
         cap = settings.max_length if max_length is None else min(max_length, settings.max_length)
+        capitals = False
+        if self.truecaser is not None:
+            capitals = casing(text) is Casing.UPPER
+            text = self.truecaser.restore(text)
         pieces = self.source.encode(text)
         ids = self.source.source_ids(pieces, settings.max_source_tokens)
         limit = max_lengths(np.array([len(ids)]), settings.max_length_a, settings.max_length_b, cap)
-        return TranslationRow(ids, beam, int(limit[0]), truncated=len(pieces) + 1 > len(ids))
+        truncated = len(pieces) + 1 > len(ids)
+        return TranslationRow(ids, beam, int(limit[0]), truncated, capitals)
 
     def run_rows(self, rows: Sequence[TranslationRow]) -> list[Hypothesis]:
         """Decode a batch of rows; rows with the same beam size are decoded together."""
@@ -288,7 +312,12 @@ class Translator:
         """The translations of a text's sentences, joined with the whitespace between them; the
         score is the average log-probability of all their subwords; the attention of several
         sentences is block-diagonal (a sentence's subwords attend to its own source only)."""
-        parts = [self.target.decode(hyp.tokens) for hyp in hyps]
+        parts = [
+            self.target.decode(hyp.tokens).upper()
+            if row.capitals
+            else self.target.decode(hyp.tokens)
+            for row, hyp in zip(job.rows, hyps, strict=True)
+        ]
         gaps = zip(job.gaps, parts[1:], strict=True)
         translation = parts[0] + "".join(gap + part for gap, part in gaps)
         steps = [len(hyp.attention) for hyp in hyps]  # target subwords, eos included

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from service import REGISTRY_KEY
 from service.predictors.translator import Untranslatable
+from service.runtime.manifest import file_hashes
 from service.schemas import MAX_TRANSLATION_LENGTH
 from tests.service.tiny_artifact import build_tiny_artifact
 from tests.service.tiny_translation_artifact import TINY_TRANSLATION_MAX_SOURCE_TOKENS
@@ -206,6 +207,64 @@ def test_a_text_of_several_sentences_is_translated_sentence_by_sentence(
     np.testing.assert_allclose(weights.sum(axis=1), 1, rtol=1e-5)
 
 
+def test_a_sentence_in_capitals_title_case_or_small_letters_is_read_in_sentence_case(
+    translation_client: FlaskClient,
+) -> None:
+    """The model learned from sentence case only (the artifact's truecaser restores it); the
+    translation of a sentence in capitals is in capitals."""
+    texts = ["A dog sleeps in the snow.", "A DOG SLEEPS IN THE SNOW."]
+    texts += ["A Dog Sleeps In The Snow.", "a dog sleeps in the snow."]
+    usual, capitals, title, small = results(translation_client, texts, return_attention=True)
+
+    assert capitals["translation"] == usual["translation"].upper()
+    assert title["translation"] == small["translation"] == usual["translation"]
+    for result in (capitals, title, small):
+        assert result["attention"] == usual["attention"]  # the subwords the model read
+        assert result["score"] == usual["score"]
+
+
+def test_each_sentence_of_a_text_keeps_its_own_case(translation_client: FlaskClient) -> None:
+    shout, usual = "TWO DOGS PLAY!", "A child sleeps."
+    (whole,) = results(translation_client, [f"{shout} {usual}"])
+    alone = [r["translation"] for r in results(translation_client, [shout, usual])]
+
+    assert whole["translation"] == " ".join(alone)
+    assert alone[0] == alone[0].upper() and alone[1] != alone[1].upper()
+
+
+def test_an_artifact_without_a_truecaser_reads_texts_as_written(
+    app_factory, tiny_translation_model_dir: Path, tmp_path: Path
+) -> None:
+    """Models exported before the truecaser keep translating as they did."""
+    folder = tmp_path / "translation"
+    shutil.copytree(tiny_translation_model_dir / "translation", folder)
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    del manifest["preprocessing"]["truecaser"], manifest["files"]["truecase.json"]
+    (folder / "truecase.json").unlink()
+    (folder / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+    client = app_factory(tmp_path).test_client()
+
+    usual, capitals = results(client, ["A dog sleeps.", "A DOG SLEEPS."], return_attention=True)
+
+    assert capitals["attention"]["source_tokens"] != usual["attention"]["source_tokens"]
+
+
+def test_a_truecaser_table_that_is_not_one_is_refused_at_load(
+    app_factory, tiny_translation_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "translation"
+    shutil.copytree(tiny_translation_model_dir / "translation", folder)
+    (folder / "truecase.json").write_text('{"forms": {"paris": "London"}}', "utf-8")
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    manifest["files"]["truecase.json"] = file_hashes(folder)["truecase.json"]
+    (folder / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+
+    response = app_factory(tmp_path).test_client().get("/v2/health/ready")
+
+    assert response.status_code == 503
+    assert "truecase.json: not a truecaser table" in response.get_json()["error"]["message"]
+
+
 def test_each_sentence_of_a_text_gets_the_source_length_the_model_reads(
     translation_client: FlaskClient,
 ) -> None:
@@ -221,7 +280,8 @@ def test_truncated_means_source_pieces_were_cut(translation_client: FlaskClient)
     # whole, one of exactly max_source_tokens pieces loses its last.
     translator = translation_client.application.extensions[REGISTRY_KEY].models["translation"]
     source = translator.predictor.source
-    candidates = [" ".join(["man"] * odd + ["a"] * n) for odd in (0, 1) for n in range(30)]
+    # in sentence case, which the truecaser leaves as written
+    candidates = [" ".join(["A"] + ["man"] * odd + ["a"] * n) for odd in (0, 1) for n in range(30)]
     texts = {len(source.encode(text)): text for text in candidates}
     fits, over = TINY_TRANSLATION_MAX_SOURCE_TOKENS - 1, TINY_TRANSLATION_MAX_SOURCE_TOKENS
     assert fits in texts and over in texts  # the tiny model's pieces are nearly characters

@@ -15,6 +15,7 @@ import training.tasks.translation as translation
 from service.predictors.translator import Translator
 from service.runtime.manifest import load_manifest
 from service.runtime.session import OnnxSession, SessionConfig
+from service.text.truecase import Truecaser
 from training.cli import main
 from training.verify import VerificationError
 
@@ -158,8 +159,10 @@ def test_export_writes_two_graphs_and_the_subword_models(exported):
         "decoder_step.onnx",
         "source.model",
         "target.model",
+        "truecase.json",
         "MODEL_CARD.md",
     }
+    assert manifest.preprocessing["truecaser"] == "truecase.json"
     assert set(manifest.graphs) == {"encoder", "decoder_step"}
     assert [t.name for t in manifest.graphs["encoder"].inputs] == ["src_ids", "src_lengths"]
     assert [t.name for t in manifest.graphs["decoder_step"].outputs] == [
@@ -185,6 +188,46 @@ def test_export_needs_only_the_dev_files(trained, tiny_multi30k, tmp_path):
         shutil.copy(tiny_multi30k / "multi30k" / name, dev_only / "multi30k" / name)
     args = ["export", "translation", "--checkpoint", str(trained / "best.pt")]
     assert main([*args, "--out", str(tmp_path / "out"), "--datasets-dir", str(dev_only)]) == 0
+
+
+def test_the_truecaser_is_fitted_on_the_training_sources_and_exported(
+    trained, tiny_multi30k, exported
+):
+    import torch
+
+    sources = (tiny_multi30k / "multi30k" / "train.en").read_text("utf-8").splitlines()
+    forms = torch.load(trained / "best.pt", weights_only=True)["truecase"]
+    assert forms == Truecaser.fit(sources).forms
+    assert Truecaser.from_json(exported / "truecase.json").forms == forms
+
+
+def test_a_checkpoint_without_a_truecaser_exports_one_fitted_on_its_training_sources(
+    trained, tiny_multi30k, tmp_path, capsys
+):
+    """Checkpoints trained before truecasers: export fits one where the training data is, and
+    exports none (texts are read as written) where it is not."""
+    import torch
+
+    datasets = tmp_path / "datasets"
+    shutil.copytree(tiny_multi30k, datasets)
+    with (datasets / "multi30k" / "train.en").open("a", encoding="utf-8") as sources:
+        sources.write("Then they meet Anna in Berlin.\n")  # capitals inside a sentence
+    state = torch.load(trained / "best.pt", weights_only=True)
+    del state["truecase"]
+    state["config"]["data"]["datasets_dir"] = str(datasets)
+    torch.save(state, tmp_path / "old.pt")
+    args = ["export", "translation", "--checkpoint", str(tmp_path / "old.pt")]
+
+    assert main([*args, "--out", str(tmp_path / "fitted")]) == 0
+    fitted = Truecaser.from_json(tmp_path / "fitted" / "truecase.json")
+    assert fitted.forms == {"anna": "Anna", "berlin": "Berlin"}
+
+    (datasets / "multi30k" / "train.en").unlink()
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "none")]) == 0
+    assert not (tmp_path / "none" / "truecase.json").exists()
+    assert load_manifest(tmp_path / "none").preprocessing["truecaser"] is None
+    assert "the model will read texts as written" in capsys.readouterr().err
 
 
 def test_the_service_translates_with_attention_rows_summing_to_one(translator):
@@ -221,6 +264,22 @@ def test_evaluate_prints_bleu_equal_to_the_manifest(exported, tiny_multi30k, cap
     assert main([*args, "--model", str(exported), "--beam-size", "1"]) == 0
     greedy = float(re.search(r"^BLEU = ([\d.]+)", capsys.readouterr().out, re.M).group(1))
     assert greedy == pytest.approx(load_manifest(exported).metrics["dev_bleu_greedy"], abs=0.006)
+
+
+def test_evaluate_rewrites_the_sources_case_and_scores_case_insensitively(
+    exported, tiny_multi30k, capsys
+):
+    """The tiny corpus has capitals on first words only, so its truecaser restores every
+    rewritten source exactly: each case scores what the sources as written score."""
+    root = tiny_multi30k / "multi30k"
+    args = ["evaluate", "translation", "--src", str(root / "val.en"), "--ref", str(root / "val.de")]
+    scores = {}
+    for case in ("as-written", "upper", "title", "lower"):
+        assert main([*args, "--model", str(exported), "--source-case", case]) == 0
+        out = capsys.readouterr().out
+        assert f"source case: {case}, scored case-insensitively" in out and "case:lc" in out
+        scores[case] = float(re.search(r"^BLEU = ([\d.]+)", out, re.MULTILINE).group(1))
+    assert len(set(scores.values())) == 1, scores
 
 
 def test_evaluate_scores_a_blank_source_line_as_translated_to_nothing(exported, tmp_path, capsys):

@@ -54,11 +54,14 @@ from service.text.constants import (
     ENCODER_GRAPH_FILE,
     SOURCE_SPM_FILE,
     TARGET_SPM_FILE,
+    TRUECASE_FILE,
 )
 from service.text.padding import pad_batch
 from service.text.subword import SubwordTokenizer, is_blank_char
+from service.text.truecase import Truecaser
 from training import data
 from training.batching import token_budget_batches
+from training.casing import SOURCE_CASES
 from training.config import TranslationConfig, from_dict, to_dict
 from training.export import OPSET, export_onnx
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
@@ -156,12 +159,14 @@ def encode_pairs(
     return [(source.encode_source(s), target.encode(t)) for s, t in pairs]
 
 
-def preprocessing(config: TranslationConfig) -> TranslationPreprocessing:
-    """What the service needs to encode and decode (the manifest records it)."""
+def preprocessing(config: TranslationConfig, truecased: bool = True) -> TranslationPreprocessing:
+    """What the service needs to encode and decode (the manifest records it); ``truecased``:
+    the artifact has a truecaser."""
     decoding = config.decoding
     return TranslationPreprocessing(
         source_model=SOURCE_SPM_FILE,
         target_model=TARGET_SPM_FILE,
+        truecaser=TRUECASE_FILE if truecased else None,
         max_source_tokens=config.max_source_tokens,
         beam_size=decoding.beam_size,
         length_penalty=decoding.length_penalty,
@@ -267,6 +272,7 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
     else:
         source, target = train_tokenizers(config, corpus.train)
     log.info("subword vocabularies: source %d, target %d", len(source), len(target))
+    truecaser = Truecaser.fit(s for s, _ in corpus.train)  # of this run's data, like init_from's
     limit = config.data.max_train_tokens
     train_pairs = [
         p
@@ -323,6 +329,7 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
             "config": to_dict(config),
             "source_spm": source.model_proto,
             "target_spm": target.model_proto,
+            "truecase": truecaser.forms,
             "training_data": corpus.sources,
         },
     )
@@ -332,6 +339,24 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
 # --- export -------------------------------------------------------------------------------------
 
 ENCODER_INPUT_SHAPES = {SRC_IDS: ["batch", "src_len"], SRC_LENGTHS: ["batch"]}
+
+
+def truecaser_of(state: dict, config: TranslationConfig) -> Truecaser | None:
+    """The checkpoint's truecaser. A checkpoint from before truecasers has none: it is fitted on
+    the training sources of the checkpoint's config when they are there, else there is none and
+    the model reads texts as written (with a warning)."""
+    if "truecase" in state:
+        return Truecaser(state["truecase"])
+    path = Path(config.data.datasets_dir) / config.data.train_src
+    if not path.is_file():
+        log.warning(
+            "the checkpoint has no truecaser and %s is not there to fit one: the model "
+            "will read texts as written, whatever their case",
+            path,
+        )
+        return None
+    log.info("the checkpoint has no truecaser: fitting one on %s", path)
+    return Truecaser.fit(path.read_text("utf-8").splitlines())
 
 
 def load_checkpoint(path: Path) -> tuple[Seq2Seq, dict]:
@@ -527,12 +552,15 @@ def dev_bleu(
 def build_artifact(
     folder: Path, model: Seq2Seq, state: dict, config: TranslationConfig, version: str
 ) -> Manifest:
-    """Write the graphs and subword models into ``folder``, check on the dev set that the
-    service's predictor over them decodes as PyTorch does and return their manifest (with the
-    dev scores of that predictor)."""
+    """Write the graphs, the subword models and the truecaser into ``folder``, check on the dev
+    set that the service's predictor over them decodes as PyTorch does and return their
+    manifest (with the dev scores of that predictor)."""
     source, target = SubwordTokenizer(state["source_spm"]), SubwordTokenizer(state["target_spm"])
     source.save(folder / SOURCE_SPM_FILE)
     target.save(folder / TARGET_SPM_FILE)
+    truecaser = truecaser_of(state, config)
+    if truecaser is not None:
+        truecaser.to_json(folder / TRUECASE_FILE)
     export_graphs(model, source, folder)
 
     manifest = Manifest(
@@ -543,7 +571,7 @@ def build_artifact(
         opset=OPSET,
         graphs=graph_specs(model, len(target)),
         labels=[],
-        preprocessing=preprocessing(config).model_dump(),
+        preprocessing=preprocessing(config, truecaser is not None).model_dump(),
         training_data=state["training_data"],
         metrics={},
         training_config=state["config"],
@@ -578,11 +606,13 @@ def evaluate_files(
     beam_size: int | None = None,
     length_penalty: float | None = None,
     threads: int = 1,
+    source_case: str | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Translate ``src_file`` with the exported model through the service's code and score it
     against the raw ``ref_file``: sacreBLEU (cased, 13a) and chrF. Returns the sacreBLEU
     signature line and the scores. ``length_penalty`` replaces the manifest's (to choose it on
-    dev data)."""
+    dev data). ``source_case`` (a key of ``training.casing.SOURCE_CASES``) rewrites every
+    source first, as a user may type it; the scores are then case-insensitive."""
     translator = load_translator(model_dir, threads=threads)
     if length_penalty is not None:
         translator.preprocessing = translator.preprocessing.model_copy(
@@ -590,14 +620,20 @@ def evaluate_files(
         )
     pairs = read_parallel(src_file, ref_file, refuse_blank=False)  # scored as they are
     sources = [s for s, _ in pairs]
+    if source_case is not None:
+        sources = [SOURCE_CASES[source_case](s) for s in sources]
     hypotheses = [""] * len(sources)  # a source with nothing to translate translates to nothing
     kept = [i for i, source in enumerate(sources) if not all(map(is_blank_char, source))]
     outputs = translator.predict_batch([sources[i] for i in kept], beam_size=beam_size)
     for index, output in zip(kept, outputs, strict=True):
         hypotheses[index] = output.translation
     refs = [[t for _, t in pairs]]
-    bleu = sacrebleu.metrics.BLEU()
-    chrf = sacrebleu.metrics.CHRF()
+    folded = source_case is not None
+    if folded:  # case-folded, not only lower-cased: "STRASSE" is "Straße" in capitals
+        hypotheses = [h.casefold() for h in hypotheses]
+        refs = [[t.casefold() for t in refs[0]]]
+    bleu = sacrebleu.metrics.BLEU(lowercase=folded)  # a no-op after folding; signed case:lc
+    chrf = sacrebleu.metrics.CHRF(lowercase=folded)
     bleu_score, chrf_score = (
         bleu.corpus_score(hypotheses, refs),
         chrf.corpus_score(hypotheses, refs),
