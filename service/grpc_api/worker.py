@@ -102,7 +102,8 @@ def stop_in_worker(worker: Any) -> None:
 
 class Handover:
     """Stops a gRPC server once newer workers serve, in a thread of its own that runs from the
-    start: a signal handler only sets flags (starting a thread there could deadlock)."""
+    start: a signal handler only sets events (starting a thread there could deadlock; see
+    :func:`before_signal` for a signal that comes while an event is being set)."""
 
     def __init__(self, server: Any, graceful_s: float, folder: Path | None, master: int):
         self.server = server
@@ -228,13 +229,27 @@ def _parent_and_start(pid: int) -> tuple[int, int]:
 
 
 def before_signal(signum: int, action: Callable[[], Any]) -> None:
-    """Run ``action`` when ``signum`` arrives, then, whatever happens, the handler gunicorn
-    installed."""
+    """Run ``action`` when ``signum`` arrives, then, whatever happens, the handler installed
+    before (gunicorn's, or another ``before_signal``'s).
+
+    ``action`` must be idempotent: it is not run again for a signal that arrives while it runs.
+    Python runs handlers in the main thread between two bytecodes, so a second signal (one from
+    the master and one from a ``kill`` of the whole process group, as systemd sends) can
+    interrupt the first handler; an action that holds a lock (``threading.Event.set`` does)
+    would then wait for itself forever, and the worker, deaf to every later signal, would hang
+    until the master killed it at its graceful timeout."""
     previous = signal.getsignal(signum)
+    running = False
 
     def handler(sig: int, frame: Any) -> None:
+        nonlocal running
         try:
-            action()
+            if not running:
+                running = True
+                try:
+                    action()
+                finally:
+                    running = False
         finally:
             if callable(previous):
                 previous(sig, frame)

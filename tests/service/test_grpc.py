@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from service.grpc_api.servicer import InferenceServicer
 from service.grpc_api.worker import (
     MARKER_FOLDER,
     Handover,
+    before_signal,
     forget_worker,
     mark_starting,
     marker_of,
@@ -946,3 +948,37 @@ def test_the_repository_index_over_grpc_is_the_http_one(app_factory, tiny_model_
     assert [m.name for m in ready.models] == ["sentiment"]
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no repository 'other'" in error.value.details()
+
+
+def test_a_signal_that_comes_while_its_action_runs_does_not_run_the_action_again() -> None:
+    """A worker gets SIGTERM twice when the whole process group is signalled (systemd): the
+    second handler ran ``Event.set`` inside the first one's, waited for the lock the first held,
+    and the worker hung until its graceful timeout."""
+    lock = threading.Lock()  # held while the action runs, as Event.set holds its Condition's
+    actions: list[int] = []
+    handled: list[int] = []
+    installed = signal.signal(signal.SIGUSR1, lambda sig, frame: handled.append(sig))
+
+    def action() -> None:
+        assert lock.acquire(timeout=2), "run again inside itself: it would wait for itself"
+        try:
+            actions.append(len(handled))
+            os.kill(os.getpid(), signal.SIGUSR1)  # the second signal, while the first runs
+            for _ in range(10_000):  # Python runs the pending handler between bytecodes
+                pass
+        finally:
+            lock.release()
+
+    try:
+        before_signal(signal.SIGUSR1, action)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(10_000):
+            pass
+        os.kill(os.getpid(), signal.SIGUSR1)  # a later signal runs the action again
+        for _ in range(10_000):
+            pass
+    finally:
+        signal.signal(signal.SIGUSR1, installed)
+
+    assert actions == [0, 2]
+    assert handled == [signal.SIGUSR1] * 4  # the previous handler saw every signal
