@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 
 WORD = re.compile(r"[^\W\d_]+")  # a run of letters
-_LEAD = re.compile(r"[\W_]*")  # what may come before a sentence's first word
+_ALNUM = re.compile(r"[^\W_]")  # a letter or a digit
 # Title case: at least this share of the words after the first start with a capital ("A Man Is
 # Riding a Bike" has 4 of 5). Ordinary sentences full of names stay below it: of the 29,000
 # Multi30k training sources, none reaches it but a few headline-like lines.
@@ -55,12 +55,21 @@ def casing(sentence: str) -> Casing:
     return Casing.ORDINARY
 
 
-class Truecaser:
-    """Rewrites a sentence that is not in ordinary case in the case of the training text."""
+ALL_REWRITES = frozenset({Casing.UPPER, Casing.TITLE, Casing.LOWER})
 
-    def __init__(self, forms: Mapping[str, str]):
+
+class Truecaser:
+    """Rewrites a sentence whose casing is one of ``rewrites`` in the case of the training text.
+
+    Which casings to rewrite depends on what the model learned from: a translation model that
+    read sentence case only needs all three; an NER model trained on news with headlines in
+    capitals and title case reads those better as written, and needs only small letters
+    rewritten."""
+
+    def __init__(self, forms: Mapping[str, str], rewrites: Iterable[Casing] = ALL_REWRITES):
         # small-letter word -> its usual form, for the words whose usual form has a capital
         self.forms = dict(forms)
+        self.rewrites = frozenset(rewrites)
 
     @classmethod
     def fit(cls, sentences: Iterable[str]) -> Truecaser:
@@ -79,30 +88,45 @@ class Truecaser:
         return cls(dict(sorted(forms.items())))
 
     @classmethod
-    def from_json(cls, path: Path) -> Truecaser:
-        data = json.loads(Path(path).read_text("utf-8"))
+    def from_json(cls, path: Path, rewrites: Iterable[Casing] = ALL_REWRITES) -> Truecaser:
+        try:
+            data = json.loads(Path(path).read_text("utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a truecaser table: {exc}") from None
         forms = data.get("forms") if isinstance(data, dict) else None
         if not isinstance(forms, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k == v.lower() for k, v in forms.items()
         ):
-            raise ValueError(f"{path}: expected {{'forms': {{small-letter word: its form}}}}")
-        return cls(forms)
+            raise ValueError(
+                f"{path}: not a truecaser table: expected {{'forms': {{small-letter word: its "
+                "usual form}}"
+            )
+        return cls(forms, rewrites)
 
     def to_json(self, path: Path) -> None:
         Path(path).write_text(json.dumps({"forms": self.forms}, ensure_ascii=False), "utf-8")
 
     def restore(self, sentence: str) -> str:
-        """``sentence`` in its usual case, or unchanged when it is in ordinary case already."""
-        if casing(sentence) is Casing.ORDINARY:
-            return sentence
-        # A capital for the first word only when it begins the sentence (after any spaces and
-        # punctuation, such as an opening quote): "2 men sit." stays as it is.
-        lead = _LEAD.match(sentence).end()
-        first = lead if WORD.match(sentence, lead) else -1
+        """``sentence`` in its usual case, or unchanged unless its casing is to be rewritten."""
+        return self.restore_parts([sentence])[0]
 
-        def usual(match: re.Match[str]) -> str:
-            key = match[0].lower()
-            form = self.forms.get(key, key)
-            return form[:1].upper() + form[1:] if match.start() == first else form
-
-        return WORD.sub(usual, sentence)
+    def restore_parts(self, parts: Sequence[str]) -> list[str]:
+        """The parts of one sentence (its tokens, say), as :meth:`restore` would write the
+        sentence they make joined by spaces, but each on its own: a token keeps its place."""
+        if casing(" ".join(parts)) not in self.rewrites:
+            return list(parts)
+        restored, begun = [], False  # begun: a letter or a digit has come
+        for part in parts:
+            pieces, end = [], 0
+            for match in WORD.finditer(part):
+                key = match[0].lower()
+                form = self.forms.get(key, key)
+                # A capital for the first word only when it begins the sentence (after any
+                # spaces and punctuation, such as an opening quote): "2 men sit." stays.
+                if not begun and not _ALNUM.search(part, 0, match.start()):
+                    form = form[:1].upper() + form[1:]
+                pieces += [part[end : match.start()], form]
+                end = match.end()
+            restored.append("".join(pieces) + part[end:])
+            begun = begun or _ALNUM.search(part) is not None
+        return restored

@@ -94,10 +94,35 @@ def test_the_table_is_saved_and_read_back_as_json(truecaser, tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    ['{"forms": {"paris": "London"}}', '{"forms": ["Paris"]}', '["Paris"]', '{"forms": {"a": 1}}'],
+    [
+        *['{"forms": {"paris": "London"}}', '{"forms": ["Paris"]}', '["Paris"]'],
+        *['{"forms": {"a": 1}}', '{"forms": {"a": "A"}', ""],
+    ],
 )
 def test_a_table_that_is_not_one_is_refused(tmp_path, content):
     path = tmp_path / "truecase.json"
     path.write_text(content, "utf-8")
-    with pytest.raises(ValueError, match=r"truecase\.json: expected"):
+    with pytest.raises(ValueError, match=r"truecase\.json: not a truecaser table: "):
         Truecaser.from_json(path)
+
+
+def test_restore_parts_rewrites_each_token_in_its_place(truecaser):
+    assert truecaser.restore_parts(["a", "man", "walks", "through", "paris", "."]) == [
+        *["A", "man", "walks", "through", "Paris", "."]
+    ]
+    assert truecaser.restore_parts(['"', "TWO", "DOGS", "!", '"']) == ['"', "Two", "dogs", "!", '"']
+    assert truecaser.restore_parts(["2", "MEN", "SIT", "."]) == ["2", "men", "sit", "."]
+    assert truecaser.restore_parts(["A", "man", "in", "Paris"]) == ["A", "man", "in", "Paris"]
+
+
+@given(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=8))
+def test_restore_parts_writes_what_restore_writes_for_the_parts_joined(parts):
+    truecaser = Truecaser.fit(TRAINING)
+    assert " ".join(truecaser.restore_parts(parts)) == truecaser.restore(" ".join(parts))
+
+
+def test_only_the_casings_asked_for_are_rewritten(truecaser):
+    lower_only = Truecaser(truecaser.forms, rewrites={Casing.LOWER})
+    assert lower_only.restore("i see paris") == "I see Paris"
+    for sentence in ["A MAN WALKS THROUGH PARIS.", "A Man Walks Through Paris."]:
+        assert lower_only.restore(sentence) == sentence
