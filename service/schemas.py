@@ -264,7 +264,9 @@ class NerRequest(BaseModel):
         description="Raw texts: between 1 and MAX_TEXTS_PER_REQUEST (default 256), each "
         "non-blank and at most MAX_TEXT_CHARS (default 20000) characters. Each text is "
         "tokenized and split into sentences by the service; long sentences are tagged in "
-        "windows, never truncated. Send either `texts` or `tokens`, not both.",
+        "windows, never truncated. A sentence in small letters only is read with its words in "
+        "their usual case (the model's truecaser); offsets and token texts stay the input's. "
+        "Send either `texts` or `tokens`, not both.",
     )
     tokens: list[InputSentence] = Field(
         default_factory=list,

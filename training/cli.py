@@ -196,6 +196,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging()
     if args.as_text and args.task != "ner":
         raise UsageError("--as-text is for ner")
+    if args.source_case and args.task == "sentiment":
+        raise UsageError("--source-case is for ner and translation")
     model_dir = Path(args.model or f"exported_models/{args.task}")
     if args.dev:
         return _evaluate_sentiment_dev(args, model_dir)
@@ -204,10 +206,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data is None:
         raise UsageError(f"evaluate {args.task} needs --data")
     options = {"as_text": True} if args.as_text else {}
+    if args.source_case:
+        options["source_case"] = args.source_case
     report, metrics = _task_module(args.task).evaluate_file(
         model_dir, Path(args.data), threads=args.threads, **options
     )
-    print(f"{args.data} with {model_dir}:\n{report}")
+    case = f" (source case: {args.source_case})" if args.source_case else ""
+    print(f"{args.data} with {model_dir}{case}:\n{report}")
     if args.task == "sentiment":
         print(f"overall: accuracy {metrics['accuracy']:.2f}")
     else:
@@ -388,9 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--source-case",
         choices=sorted(SOURCE_CASES),
-        help="translation: write every source in capitals (upper), small letters (lower) or "
-        "title case first, as users may type it, and score case-insensitively (as-written: "
-        "the sources unchanged, scored the same way)",
+        help="ner and translation: write every source word in capitals (upper), small letters "
+        "(lower) or title case first, as users may type it (as-written: unchanged); "
+        "translations are then scored case-insensitively",
     )
     evaluate.add_argument(
         "--as-text",

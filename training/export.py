@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import onnx
@@ -15,6 +15,7 @@ from torch import nn
 
 from service.runtime.manifest import Manifest
 from service.text.constants import MANIFEST_FILE
+from service.text.truecase import Truecaser
 from training.model_card import seal
 
 log = logging.getLogger(__name__)
@@ -123,3 +124,24 @@ def _swap_in(new: Path, target: Path) -> None:
         shutil.rmtree(old)
     except OSError as exc:  # the new model is in place: say so, but do not fail the export
         log.warning("could not remove the previous artifact %s: %s", old, exc)
+
+
+def checkpoint_truecaser(
+    state: dict, training_file: Path, sentences: Callable[[Path], Iterable[str]]
+) -> Truecaser | None:
+    """The truecaser a checkpoint carries (``state["truecase"]``: fitted on its training
+    sentences when it was trained). A checkpoint from before truecasers has none: one is fitted
+    on ``training_file`` (read into sentences by ``sentences``) when that file is there, else
+    there is none and the model reads every text as written (with a warning): export itself
+    needs only the dev data."""
+    if "truecase" in state:
+        return Truecaser(state["truecase"])
+    if not training_file.is_file():
+        log.warning(
+            "the checkpoint has no truecaser and %s is not there to fit one: the model will read "
+            "texts as written, whatever their case",
+            training_file,
+        )
+        return None
+    log.info("the checkpoint has no truecaser: fitting one on %s", training_file)
+    return Truecaser.fit(sentences(training_file))

@@ -324,6 +324,13 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
                 f"rules; a sentence (or a `tokens` list) longer than {p['max_tokens']} tokens is "
                 f"tagged in overlapping windows of at most {p['max_tokens']}."
             )
+        if p.get("truecaser"):
+            limits.append(
+                "The training news is cased: a sentence in small letters only is read with each "
+                "word in its most frequent case inside the training sentences (the artifact's "
+                "truecaser); answers keep the text's own tokens and offsets. A name the training "
+                "data never had stays in small letters, and is often missed."
+            )
         return limits
     limits = [
         "The service splits a text into sentences by its own rules and translates each on its "

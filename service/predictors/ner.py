@@ -24,6 +24,9 @@ Conventions (the API documents the same):
   CoNLL/seqeval default reading rather than seqeval's strict mode, which would drop it). The
   exported CRF forbids such transitions within a window, so this matters at a cut between cores
   (where two windows disagree) and for CRFs trained without constraints.
+* A sentence written in small letters only, which the cased training news hardly has, is read
+  with each word in its usual case there (the artifact's truecaser, ``NER_REWRITES``); the
+  answer's tokens and offsets are the input's.
 * Scores come from forward-backward over one window, never over a whole long sentence (a
   sentence of at most ``max_tokens`` is its own window, so for it "window" reads "sentence").
   ``NerToken.score`` (a token's ``score`` in ``POST /v1/ner``) is the CRF marginal
@@ -70,11 +73,16 @@ from service.text.features import (
 )
 from service.text.segment import Window, sentence_windows
 from service.text.tokenize import Token, tokenize
+from service.text.truecase import Casing, Truecaser
 from service.text.vocab import Vocab
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 64
+# The sentences the truecaser rewrites: those in small letters only. CoNLL's news has headlines
+# and tables in capitals and in title case, and the model reads such sentences better as written
+# than truecased; a sentence in small letters it had hardly seen, and it tagged almost nothing.
+NER_REWRITES = frozenset({Casing.LOWER})
 
 
 class Graph(Protocol):
@@ -208,6 +216,10 @@ class NerPredictor:
             Vocab.from_json(manifest.listed_file(folder, CHARS_FILE)),
             self.preprocessing,
         )
+        self.truecaser = None
+        if self.preprocessing.truecaser is not None:
+            path = manifest.listed_file(folder, self.preprocessing.truecaser)
+            self.truecaser = Truecaser.from_json(path, NER_REWRITES)
         self.session = session
         self.max_batch_size = max_batch_size  # also how many pieces the CRF decodes at once
         self.scheduler: RowScheduler = InlineBatches(
@@ -261,8 +273,12 @@ class NerPredictor:
                 row_tokens, self.preprocessing.max_tokens, split_sentences=split_sentences
             )
         ]
-        pieces = [(row, window) for row, windows in sentences for window in windows]
-        words = [[t.text for t in tokens[row][w.start : w.end]] for row, w in pieces]
+        pieces, words = [], []
+        for row, windows in sentences:
+            first = windows[0].start  # the sentence's tokens, as the model reads them
+            read = self._readable([t.text for t in tokens[row][first : windows[-1].end]])
+            pieces += [(row, window) for window in windows]
+            words += [read[w.start - first : w.end - first] for w in windows]
         emissions = self.scheduler.submit([self.encoder.encode(w) for w in words])
         decoded: dict[int, _DecodedWindow] = {}
         for batch in length_sorted_batches([len(w) for w in words], self.max_batch_size):
@@ -278,6 +294,11 @@ class NerPredictor:
             predictions[row].tokens.extend(sentence_tokens)
             predictions[row].entities.extend(entities)
         return predictions
+
+    def _readable(self, words: list[str]) -> list[str]:
+        """A sentence's words, in their usual case if it is written in small letters only (the
+        artifact's truecaser); the offsets and token texts of the answer stay the input's."""
+        return words if self.truecaser is None else self.truecaser.restore_parts(words)
 
     def run_rows(self, features: Sequence[NerFeatures]) -> list[np.ndarray]:
         """Emission scores ``(tokens, tags)`` of each token sequence, run as one padded batch."""

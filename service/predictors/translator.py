@@ -177,11 +177,7 @@ class Translator:
         )
         truecaser = None
         if preprocessing.truecaser is not None:
-            path = manifest.listed_file(folder, preprocessing.truecaser)
-            try:
-                truecaser = Truecaser.from_json(path)
-            except ValueError as exc:  # JSONDecodeError included
-                raise ArtifactError(f"{path}: not a truecaser table: {exc}") from None
+            truecaser = Truecaser.from_json(manifest.listed_file(folder, preprocessing.truecaser))
         return cls(
             sessions["encoder"], sessions["decoder_step"], source, target, preprocessing, truecaser
         )

@@ -82,6 +82,11 @@ class NerPreprocessing(BaseModel):
     split_sentences: bool = Field(
         True, description="raw texts are split into sentences before windowing"
     )
+    truecaser: str | None = Field(
+        None,
+        description="truecaser table (JSON) for sentences in small letters only; None: every "
+        "sentence is read as written",
+    )
     case_features: list[str] = Field(
         default_factory=lambda: list(CASE_FEATURES),
         description="the casing classes in id order (checked against this code's)",

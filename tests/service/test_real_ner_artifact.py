@@ -70,6 +70,29 @@ def test_a_person_and_a_place_are_found(real_ner_client: FlaskClient) -> None:
     assert_offsets_exact(BRUSSELS_SENTENCE, result)
 
 
+def test_a_sentence_in_small_letters_is_tagged_as_in_its_usual_case(real_ner_client) -> None:
+    """CoNLL is cased news: before the truecaser, this sentence had no entity at all."""
+    usual = "Helmut Kohl flew to Bonn with officials from the European Union."
+    small, usual_result = tag(real_ner_client, {"texts": [usual.lower(), usual]})
+
+    assert entities(small) == [(k, t.lower()) for k, t in entities(usual_result)]
+    assert entities(small) == [
+        ("PER", "helmut kohl"),
+        ("LOC", "bonn"),
+        ("ORG", "european union"),
+    ]
+    spans = [(e["start"], e["end"]) for e in small["entities"]]
+    assert spans == [(e["start"], e["end"]) for e in usual_result["entities"]]
+    assert_offsets_exact(usual.lower(), small)
+
+
+def test_a_sentence_in_capitals_is_read_as_written(real_ner_client) -> None:
+    """The training news has headlines in capitals: the model reads them as they are."""
+    (result,) = tag(real_ner_client, {"tokens": [["JAPAN", "BEAT", "SYRIA", "IN", "ASIAN", "CUP"]]})
+    found = entities(result)
+    assert ("LOC", "JAPAN") in found and ("LOC", "SYRIA") in found
+
+
 def test_tokens_and_the_same_text_tag_alike(real_ner_client: FlaskClient) -> None:
     (from_tokens,) = tag(real_ner_client, {"tokens": [EU_TOKENS]})
     (from_text,) = tag(real_ner_client, {"texts": [" ".join(EU_TOKENS)]})

@@ -120,8 +120,10 @@ def test_export_writes_a_verified_artifact(exported):
         "chars.json",
         "labels.json",
         "crf.json",
+        "truecase.json",
         "MODEL_CARD.md",
     }
+    assert manifest.preprocessing["truecaser"] == "truecase.json"
     assert manifest.labels == json.loads((exported / "labels.json").read_text())
     assert manifest.labels[0] == "O" and len(manifest.labels) == 9
     assert {"dev_f1", "dev_precision", "dev_recall", "dev_f1_PER"} <= manifest.metrics.keys()
@@ -242,6 +244,21 @@ def test_entity_types_outside_the_pinned_ones_are_an_error(tiny_conll, tmp_path,
     err = capsys.readouterr().err
     assert "error: conll2003/train.txt has tags ['B-MISC', 'B-ORG', 'I-ORG']" in err
     assert "data.entity_types" in err
+
+
+def test_the_truecaser_is_fitted_on_the_training_sentences_and_exported(
+    trained, tiny_conll, exported
+):
+    import torch
+
+    from service.text.truecase import Truecaser
+    from training import data
+    from training.tasks.ner import sentences_of
+
+    sentences = sentences_of(data.read_conll(tiny_conll / "conll2003" / "train.txt"))
+    forms = torch.load(trained / "best.pt", weights_only=True)["truecase"]
+    assert forms and forms == Truecaser.fit(sentences).forms
+    assert Truecaser.from_json(exported / "truecase.json").forms == forms
 
 
 def test_export_needs_only_the_dev_file(trained, tiny_conll, tmp_path):

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,14 @@ from service.runtime.manifest import (
 from service.runtime.registry import open_sessions
 from service.runtime.session import SessionConfig
 from service.text import Vocab
-from service.text.constants import CHARS_FILE, CRF_FILE, LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
+from service.text.constants import (
+    CHARS_FILE,
+    CRF_FILE,
+    LABELS_FILE,
+    MODEL_GRAPH_FILE,
+    TRUECASE_FILE,
+    VOCAB_FILE,
+)
 from service.text.features import (
     CASE_FEATURES,
     EMISSIONS,
@@ -47,11 +54,13 @@ from service.text.features import (
     pad_ner_batch,
 )
 from service.text.tokenize import normalize_unicode
+from service.text.truecase import Truecaser
 from training import data
 from training.batching import token_budget_batches
+from training.casing import SOURCE_CASES
 from training.config import NerConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_file, glove_words
-from training.export import OPSET, export_onnx
+from training.export import OPSET, checkpoint_truecaser, export_onnx
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
 from training.quantize import DevEvaluation, graph_sessions
@@ -114,15 +123,23 @@ def _require_tags(sentences: Sequence[data.TaggedSentence], tags: Sequence[str],
         )
 
 
-def preprocessing(config: NerConfig) -> NerPreprocessing:
-    """The preprocessing the model is trained with and served with (the manifest records it)."""
+def preprocessing(config: NerConfig, truecased: bool = False) -> NerPreprocessing:
+    """The preprocessing the model is trained with and served with (the manifest records it);
+    ``truecased``: the artifact has a truecaser (the service's, for sentences in small
+    letters)."""
     return NerPreprocessing(
         lowercase_words=True,
         max_word_chars=config.max_word_chars,
         max_tokens=config.max_tokens,
         split_sentences=True,
         case_features=list(CASE_FEATURES),
+        truecaser=TRUECASE_FILE if truecased else None,
     )
+
+
+def sentences_of(tagged: Iterable[data.TaggedSentence]) -> Iterator[str]:
+    """Tagged sentences as text: their words joined by spaces (what a truecaser is fitted on)."""
+    return (" ".join(word for word, _ in sentence) for sentence in tagged)
 
 
 def build_vocabs(
@@ -283,6 +300,7 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
             "chars": chars.tokens,
             "trained_words": trained_words,
             "labels": corpus.tags,
+            "truecase": Truecaser.fit(sentences_of(corpus.train)).forms,
             "training_data": corpus.sources,
         },
     )
@@ -410,6 +428,12 @@ def build_artifact(
     (folder / LABELS_FILE).write_text(json.dumps(tags), "utf-8")
     crf = crf_parameters(model, tags)
     crf.to_json(folder / CRF_FILE)
+    train_file = Path(config.data.datasets_dir) / config.data.train_file
+    truecaser = checkpoint_truecaser(
+        state, train_file, lambda path: sentences_of(data.read_conll(path))
+    )
+    if truecaser is not None:
+        truecaser.to_json(folder / TRUECASE_FILE)
 
     encoder = NerEncoder(words, chars, preprocessing(config))
     axes = {name: dict(enumerate(shape)) for name, shape in GRAPH_INPUT_SHAPES.items()}
@@ -458,7 +482,7 @@ def build_artifact(
             )
         },
         labels=tags,
-        preprocessing=preprocessing(config).model_dump(),
+        preprocessing=preprocessing(config, truecaser is not None).model_dump(),
         training_data=state["training_data"],
         metrics={},
         training_config=state["config"],
@@ -499,18 +523,27 @@ def dev_evaluation(folder: Path, manifest: Manifest, config: NerConfig) -> DevEv
 
 
 def evaluate_file(
-    model_dir: Path, data_file: Path, threads: int = 1, as_text: bool = False
+    model_dir: Path,
+    data_file: Path,
+    threads: int = 1,
+    as_text: bool = False,
+    source_case: str | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Score the exported model in ``model_dir`` on a CoNLL file, through the service's code.
 
     Returns seqeval's report (strict IOB2, per type and overall) and the metrics as a dict
     (``dev_`` prefix dropped: the file need not be the dev set). With ``as_text``, each
     sentence's tokens are joined by spaces and sent as text instead (see :func:`text_metrics`).
+    ``source_case`` (a key of ``training.casing.SOURCE_CASES``) rewrites every word first, as a
+    user may type it.
     """
     manifest = load_manifest(model_dir, verify=True, task="ner")
     sessions = open_sessions(model_dir, manifest, SessionConfig(intra_op_threads=threads))
     predictor = NerPredictor.from_artifact(model_dir, manifest, sessions)
     sentences = data.read_conll(data_file)
+    if source_case is not None:
+        rewrite = SOURCE_CASES[source_case]
+        sentences = [[(rewrite(word), tag) for word, tag in s] for s in sentences]
     unknown = {tag for s in sentences for _, tag in s} - set(manifest.labels)
     if unknown:
         log.warning(

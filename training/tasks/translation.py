@@ -63,7 +63,7 @@ from training import data
 from training.batching import token_budget_batches
 from training.casing import SOURCE_CASES
 from training.config import TranslationConfig, from_dict, to_dict
-from training.export import OPSET, export_onnx
+from training.export import OPSET, checkpoint_truecaser, export_onnx
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
 from training.quantize import DevEvaluation, GraphFiles, graph_sessions
 from training.trainer import Trainer, TrainingTask, read_checkpoint, start_from
@@ -341,24 +341,6 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
 ENCODER_INPUT_SHAPES = {SRC_IDS: ["batch", "src_len"], SRC_LENGTHS: ["batch"]}
 
 
-def truecaser_of(state: dict, config: TranslationConfig) -> Truecaser | None:
-    """The checkpoint's truecaser. A checkpoint from before truecasers has none: it is fitted on
-    the training sources of the checkpoint's config when they are there, else there is none and
-    the model reads texts as written (with a warning)."""
-    if "truecase" in state:
-        return Truecaser(state["truecase"])
-    path = Path(config.data.datasets_dir) / config.data.train_src
-    if not path.is_file():
-        log.warning(
-            "the checkpoint has no truecaser and %s is not there to fit one: the model "
-            "will read texts as written, whatever their case",
-            path,
-        )
-        return None
-    log.info("the checkpoint has no truecaser: fitting one on %s", path)
-    return Truecaser.fit(path.read_text("utf-8").splitlines())
-
-
 def load_checkpoint(path: Path) -> tuple[Seq2Seq, dict]:
     """Rebuild the model from a checkpoint, which carries its config and subword models."""
     state = read_checkpoint(path, "translation")
@@ -558,7 +540,8 @@ def build_artifact(
     source, target = SubwordTokenizer(state["source_spm"]), SubwordTokenizer(state["target_spm"])
     source.save(folder / SOURCE_SPM_FILE)
     target.save(folder / TARGET_SPM_FILE)
-    truecaser = truecaser_of(state, config)
+    train_src = Path(config.data.datasets_dir) / config.data.train_src
+    truecaser = checkpoint_truecaser(state, train_src, data.read_lines)
     if truecaser is not None:
         truecaser.to_json(folder / TRUECASE_FILE)
     export_graphs(model, source, folder)
