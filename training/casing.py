@@ -1,5 +1,5 @@
 """Ways a user may write a sentence other than in sentence case, to measure how a model copes
-(``python -m training evaluate translation --source-case``)."""
+(``python -m training evaluate {ner,translation} --source-case``)."""
 
 from collections.abc import Callable
 

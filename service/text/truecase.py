@@ -7,10 +7,12 @@ Such a sentence is rewritten before it is encoded: each word takes the form it h
 inside the training sentences (not at their start), and the first word takes a capital; a word
 the training data never had inside a sentence is written in small letters. This is the classic
 frequency truecaser (Lita et al., 2003; Moses' ``truecase.perl``). A sentence in ordinary case is
-left as it is written: its capitals are the writer's information (names), not noise.
+left as it is written: its capitals are the writer's information (names), not noise. The NER
+model uses the same truecaser for sentences in small letters only (see :class:`Truecaser`).
 
-The table holds only the words whose usual form is not all small letters (names, "I"), learned
-from the training sources at export and shipped as JSON in the artifact.
+The table holds only the words whose usual form is not all small letters (names, "I"). It is
+learned from the training sentences when the model is trained, kept in the checkpoint and shipped
+as JSON in the artifact.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 WORD = re.compile(r"[^\W\d_]+")  # a run of letters
 _ALNUM = re.compile(r"[^\W_]")  # a letter or a digit
 # Title case: at least this share of the words after the first start with a capital ("A Man Is
-# Riding a Bike" has 4 of 5). Ordinary sentences full of names stay below it: of the 29,000
-# Multi30k training sources, none reaches it but a few headline-like lines.
+# Riding a Bike" has 4 of 5). Ordinary sentences full of names stay below it: none of the 29,000
+# Multi30k training sources reaches it.
 TITLE_SHARE = 0.75
 
 
