@@ -29,14 +29,15 @@ ABBREVIATIONS = frozenset(
 )
 
 
-def _ends_sentence(tokens: Sequence[Token], index: int) -> bool:
+def _ends_sentence(tokens: Sequence[Token], index: int, uncased: bool = False) -> bool:
     token = tokens[index]
     if token.text not in SENTENCE_END:
         return False
     if index + 1 == len(tokens):
         return True
     following = tokens[index + 1]
-    if following.start == token.end or not following.text[0].isupper():
+    starts = following.text[0].isupper() or (uncased and following.text[0].isalpha())
+    if following.start == token.end or not starts:
         return False
     return not (token.text == "." and index > 0 and _is_abbreviation(tokens[index - 1], token))
 
@@ -50,15 +51,18 @@ def _is_abbreviation(before: Token, period: Token) -> bool:
 
 
 def sentence_spans(tokens: Sequence[Token]) -> list[tuple[int, int]]:
-    """Split after ``.``, ``!`` or ``?`` followed by whitespace and a capital, or by the end.
+    """Split after ``.``, ``!`` or ``?`` followed by whitespace and a capital (any letter, in a
+    text without capitals), or by the end.
 
     A period directly after an initial (``J. Smith``) or a common abbreviation (``Mr.``,
     ``Inc.``; see :data:`ABBREVIATIONS`) does not end a sentence. Returns ``[start, end)`` token
     index ranges that cover every token in order.
     """
+    # A text in small letters only says nothing by its capitals: any letter may begin a sentence.
+    uncased = not any(char.isupper() for token in tokens for char in token.text)
     spans, start = [], 0
     for index in range(len(tokens)):
-        if _ends_sentence(tokens, index):
+        if _ends_sentence(tokens, index, uncased):
             spans.append((start, index + 1))
             start = index + 1
     if start < len(tokens):

@@ -86,6 +86,8 @@ def test_sentence_windows_group_windows_by_sentence_and_their_cores_are_the_segm
         ("He went to Paris.Berlin was next.", 1),  # no space after the period: no boundary
         ("He went to Paris. berlin was next.", 1),  # no capital after it: none either
         ("Mr. Smith went to Paris.", 1),  # an abbreviation's period
+        ("he went to paris. berlin was next!", 2),  # no capitals at all: any letter begins one
+        ("mr. smith went to paris. j. doe too.", 2),  # abbreviations and initials still hold
     ],
 )
 def test_a_sentence_ends_at_a_period_followed_by_a_space_and_a_capital(text, sentences):
@@ -101,6 +103,6 @@ def test_split_sentences_keeps_the_whitespace_between_them() -> None:
     assert gaps == [" ", "\n\n"]
 
 
-@pytest.mark.parametrize("text", ["", "   ", " A man runs. ", "a man runs. two dogs play."])
+@pytest.mark.parametrize("text", ["", "   ", " A man runs. ", "A man runs. two dogs play."])
 def test_a_text_of_one_sentence_or_none_comes_back_whole(text: str) -> None:
     assert split_sentences(text) == ([text], [])
