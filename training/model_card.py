@@ -329,7 +329,9 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
                 "The training news is cased: a sentence in small letters only is read with each "
                 "word in its most frequent case inside the training sentences (the artifact's "
                 "truecaser); answers keep the text's own tokens and offsets. A name the training "
-                "data never had stays in small letters, and is often missed."
+                "data never had stays in small letters, and is often missed; a common word the "
+                "training data mostly has inside names (park, as in Hyde Park) gets a capital, "
+                "and may be tagged."
             )
         return limits
     limits = [
