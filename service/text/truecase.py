@@ -26,33 +26,46 @@ from pathlib import Path
 
 WORD = re.compile(r"[^\W\d_]+")  # a run of letters
 _ALNUM = re.compile(r"[^\W_]")  # a letter or a digit
-# Title case: at least this share of the words after the first start with a capital ("A Man Is
-# Riding a Bike" has 4 of 5). Ordinary sentences full of names stay below it: none of the 29,000
-# Multi30k training sources reaches it.
-TITLE_SHARE = 0.75
+# The share of words that makes a sentence one in capitals (of its words of two letters or
+# more: "A MAN IS RUNNING 5 km" has 3 of 4) or in title case (of its words of four letters or
+# more after the first, since headline style keeps "a", "in", "the" small: "A Man in a Blue
+# Shirt Is Playing the Guitar" has 4 of 4).
+SHARE = 0.75
 
 
 class Casing(StrEnum):
     """How a sentence is cased, judged on its words that have case."""
 
     ORDINARY = "ordinary"  # sentence case, or too few words to tell
-    UPPER = "upper"  # no small letter at all
-    LOWER = "lower"  # no capital at all
-    TITLE = "title"  # (almost) every word after the first starts with a capital
+    UPPER = "upper"  # (nearly) every word in capitals
+    LOWER = "lower"  # no capital but in acronyms, or in "I" after the first word
+    TITLE = "title"  # (nearly) every word after the first starts with a capital
 
 
 def casing(sentence: str) -> Casing:
-    """The casing of ``sentence``; one cased word alone (an acronym, a name) is ordinary."""
+    """The casing of ``sentence``; one cased word alone (an acronym, a name) is ordinary.
+
+    Title case needs either three words of four letters or more after the first, nearly all
+    capitalized, or two and every word after the first capitalized: "Welcome to New York City"
+    stays ordinary, "Two Dogs Play" does not."""
     words = [word for word in WORD.findall(sentence) if word.lower() != word.upper()]
     if len(words) < 2:
         return Casing.ORDINARY
-    if not any(char.islower() for word in words for char in word):
+    longer = [word for word in words if len(word) > 1]
+    in_capitals = sum(word.isupper() for word in longer)
+    if all(word.isupper() for word in words) or (
+        len(longer) >= 2 and in_capitals >= SHARE * len(longer)
+    ):
         return Casing.UPPER
-    if not any(char.isupper() for word in words for char in word):
+    telling = [words[0], *(word for word in words[1:] if not word.isupper())]
+    if len(telling) >= 2 and not any(char.isupper() for word in telling for char in word):
         return Casing.LOWER
     rest = words[1:]
-    capitalized = sum(word[0].isupper() for word in rest)
-    if len(rest) >= 2 and capitalized >= TITLE_SHARE * len(rest):
+    long = [word for word in rest if len(word) >= 4]
+    capitalized = sum(word[0].isupper() for word in long)
+    if (len(long) >= 3 and capitalized >= SHARE * len(long)) or (
+        len(long) >= 2 and all(word[0].isupper() for word in rest)
+    ):
         return Casing.TITLE
     return Casing.ORDINARY
 
@@ -75,10 +88,14 @@ class Truecaser:
 
     @classmethod
     def fit(cls, sentences: Iterable[str]) -> Truecaser:
-        """Count the forms of every word inside ``sentences`` (the first word of each is left
-        out: its capital says nothing about the word) and keep the usual ones with a capital."""
+        """Count the forms of every word inside ``sentences`` of ordinary case (the first word
+        of each is left out: its capital says nothing about the word) and keep the usual ones
+        with a capital. Headlines and tables, in capitals or in title case, say nothing about a
+        word's case either: counted, they made common words of news ("joins") usually "JOINS"."""
         counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         for sentence in sentences:
+            if casing(sentence) is not Casing.ORDINARY:
+                continue
             for word in WORD.findall(sentence)[1:]:
                 counts[word.lower()][word] += 1
         forms = {}
@@ -115,20 +132,24 @@ class Truecaser:
     def restore_parts(self, parts: Sequence[str]) -> list[str]:
         """The parts of one sentence (its tokens, say), as :meth:`restore` would write the
         sentence they make joined by spaces, but each on its own: a token keeps its place."""
-        if casing(" ".join(parts)) not in self.rewrites:
+        kind = casing(" ".join(parts))
+        if kind not in self.rewrites:
             return list(parts)
         restored, begun = [], False  # begun: a letter or a digit has come
         for part in parts:
+            lead = None if begun else _ALNUM.search(part)  # where the sentence begins
             pieces, end = [], 0
             for match in WORD.finditer(part):
-                key = match[0].lower()
-                form = self.forms.get(key, key)
+                word = match[0]
+                key = word.lower()
+                # In small letters, the words written with capitals (acronyms, "I") stay.
+                form = word if kind is Casing.LOWER and word != key else self.forms.get(key, key)
                 # A capital for the first word only when it begins the sentence (after any
                 # spaces and punctuation, such as an opening quote): "2 men sit." stays.
-                if not begun and not _ALNUM.search(part, 0, match.start()):
+                if lead is not None and lead.start() == match.start():
                     form = form[:1].upper() + form[1:]
                 pieces += [part[end : match.start()], form]
                 end = match.end()
             restored.append("".join(pieces) + part[end:])
-            begun = begun or _ALNUM.search(part) is not None
+            begun = begun or lead is not None
         return restored

@@ -1,6 +1,7 @@
 """The truecaser: which sentences it rewrites, the table it learns, and what it writes."""
 
 import json
+import time
 
 import pytest
 from hypothesis import given
@@ -31,7 +32,14 @@ def truecaser() -> Truecaser:
         ("a man is riding a bike.", Casing.LOWER),
         ("2 men sit on a bench.", Casing.LOWER),
         ("A Man Is Riding A Bike.", Casing.TITLE),
-        ("A Man Is Riding a Bike", Casing.TITLE),  # four of the five words after the first
+        ("A Man in a Blue Shirt Is Playing the Guitar.", Casing.TITLE),  # headline style
+        ("Two Dogs Play", Casing.TITLE),
+        ("A MAN IS RUNNING 5 km.", Casing.UPPER),  # three of its four longer words
+        ("yesterday I met bill in the USA.", Casing.LOWER),  # "I" and acronyms say nothing
+        ("I met bill.", Casing.ORDINARY),  # but a first word with a capital does
+        # Too short to tell from a sentence of names, which must be read as written:
+        ("Welcome to New York City!", Casing.ORDINARY),
+        ("A Man Is Riding a Bike", Casing.ORDINARY),
         ("A man is riding a bike.", Casing.ORDINARY),
         ("Here is Rod Stewart in Concert singing Live with Pat Benatar.", Casing.ORDINARY),
         ("A man in a USA shirt waves.", Casing.ORDINARY),
@@ -126,3 +134,24 @@ def test_only_the_casings_asked_for_are_rewritten(truecaser):
     assert lower_only.restore("i see paris") == "I see Paris"
     for sentence in ["A MAN WALKS THROUGH PARIS.", "A Man Walks Through Paris."]:
         assert lower_only.restore(sentence) == sentence
+
+
+def test_usual_forms_come_from_sentences_of_ordinary_case_only():
+    """Headlines in capitals would make common words usually capitals ("JOINS")."""
+    sentences = ["SMITH JOINS CLUB", "JONES JOINS TEAM", "He joins them.", "He comes from Houston."]
+    assert Truecaser.fit(sentences).forms == {"houston": "Houston"}
+
+
+def test_in_a_sentence_in_small_letters_words_with_capitals_stay(truecaser):
+    assert truecaser.restore("i see the USA pavilion in paris") == "I see the USA pavilion in Paris"
+    assert truecaser.restore("then I walk to paris.") == "Then I walk to Paris."
+
+
+def test_restore_takes_time_in_proportion_to_the_text():
+    """A text of thousands of words after a long run of punctuation took seconds."""
+    truecaser = Truecaser.fit(TRAINING)
+    text = "-" * 10_000 + " a" * 4_999
+    started = time.process_time()
+    truecaser.restore(text)
+    truecaser.restore_parts([text, "b"])
+    assert time.process_time() - started < 0.5
