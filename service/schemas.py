@@ -274,8 +274,9 @@ class NerRequest(BaseModel):
         description="Pre-tokenized sentences (e.g. CoNLL tokens): between 1 and "
         "MAX_TEXTS_PER_REQUEST sentences, each a non-empty list of non-empty tokens without "
         "whitespace. A sentence is tagged as one sentence, as if it were the text made of its "
-        "tokens joined by single spaces, which must be at most MAX_TEXT_CHARS characters; "
-        "offsets in the response point into that joined text. Send either `texts` or "
+        "tokens joined by single spaces, which must be at most MAX_TEXT_CHARS characters "
+        "(and, like a text's, read with its words in their usual case if in small letters "
+        "only); offsets in the response point into that joined text. Send either `texts` or "
         "`tokens`, not both.",
     )
 

@@ -326,12 +326,15 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
             )
         if p.get("truecaser"):
             limits.append(
-                "The training news is cased: a sentence in small letters only is read with each "
-                "word in its most frequent case inside the training sentences (the artifact's "
-                "truecaser); answers keep the text's own tokens and offsets. A name the training "
-                "data never had stays in small letters, and is often missed; a common word the "
-                "training data mostly has inside names (park, as in Hyde Park) gets a capital, "
-                "and may be tagged."
+                "The training news is cased: a sentence in small letters (but for acronyms and a "
+                "later I) is read with each word in its most frequent case inside the training "
+                "sentences of ordinary case (the artifact's truecaser); answers keep the input's "
+                "own tokens and offsets. Sentences in capitals or title case are read as "
+                "written. The truecaser knows words, not contexts: a name the training data "
+                "never had stays in small letters, and is often missed; a name of common words "
+                "keeps only its words' usual capitals (new York); a common word the training "
+                "data mostly has inside names (park, as in Hyde Park) gets a capital, and may be "
+                "tagged."
             )
         return limits
     limits = [
@@ -341,11 +344,13 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
     ]
     if p.get("truecaser"):
         limits.append(
-            "The model learned from sentence case only: a sentence in capitals, title case or "
-            "small letters only is read in sentence case, each word in its most frequent case "
-            "inside the training sentences (the artifact's truecaser), and one in capitals is "
-            "translated into capitals. A frequency truecaser knows no context: a word that is a "
-            'name here but usually is not ("new" in "NEW YORK") loses its capital.'
+            "The model learned from sentence case only: a sentence in capitals, in title or "
+            "headline case or in small letters is read in sentence case, each word in its most "
+            "frequent case inside the training sentences of ordinary case (the artifact's "
+            "truecaser), and one in capitals is translated into capitals; a short title that "
+            "could be a sentence of names is read as written. The truecaser knows words, not "
+            "contexts: a word the training sentences do not have with a capital loses it "
+            '("UK" in "THE USA AND THE UK").'
         )
     if "max_source_tokens" in p:
         n = p["max_source_tokens"] - 1  # then the end-of-sentence marker
