@@ -135,7 +135,7 @@ def checkpoint_truecaser(
     there is none and the model reads every text as written (with a warning): export itself
     needs only the dev data."""
     if "truecase" in state:
-        return Truecaser(state["truecase"])
+        return Truecaser.from_tables(state["truecase"])
     if not training_file.is_file():
         log.warning(
             "the checkpoint has no truecaser and %s is not there to fit one: the model will read "

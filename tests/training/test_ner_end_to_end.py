@@ -256,9 +256,9 @@ def test_the_truecaser_is_fitted_on_the_training_sentences_and_exported(
     from training.tasks.ner import sentences_of
 
     sentences = sentences_of(data.read_conll(tiny_conll / "conll2003" / "train.txt"))
-    forms = torch.load(trained / "best.pt", weights_only=True)["truecase"]
-    assert forms and forms == Truecaser.fit(sentences).forms
-    assert Truecaser.from_json(exported / "truecase.json").forms == forms
+    tables = torch.load(trained / "best.pt", weights_only=True)["truecase"]
+    assert tables["forms"] and tables == Truecaser.fit(sentences).tables()
+    assert Truecaser.from_json(exported / "truecase.json").tables() == tables
 
 
 def test_export_needs_only_the_dev_file(trained, tiny_conll, tmp_path):

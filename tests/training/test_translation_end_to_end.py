@@ -196,9 +196,9 @@ def test_the_truecaser_is_fitted_on_the_training_sources_and_exported(
     import torch
 
     sources = (tiny_multi30k / "multi30k" / "train.en").read_text("utf-8").splitlines()
-    forms = torch.load(trained / "best.pt", weights_only=True)["truecase"]
-    assert forms == Truecaser.fit(sources).forms
-    assert Truecaser.from_json(exported / "truecase.json").forms == forms
+    tables = torch.load(trained / "best.pt", weights_only=True)["truecase"]
+    assert tables == Truecaser.fit(sources).tables()
+    assert Truecaser.from_json(exported / "truecase.json").tables() == tables
 
 
 def test_a_checkpoint_without_a_truecaser_exports_one_fitted_on_its_training_sources(

@@ -300,7 +300,7 @@ def train(config: NerConfig, run_dir: Path, resume: bool = False) -> dict[str, f
             "chars": chars.tokens,
             "trained_words": trained_words,
             "labels": corpus.tags,
-            "truecase": Truecaser.fit(sentences_of(corpus.train)).forms,
+            "truecase": Truecaser.fit(sentences_of(corpus.train)).tables(),
             "training_data": corpus.sources,
         },
     )

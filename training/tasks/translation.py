@@ -329,7 +329,7 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
             "config": to_dict(config),
             "source_spm": source.model_proto,
             "target_spm": target.model_proto,
-            "truecase": truecaser.forms,
+            "truecase": truecaser.tables(),
             "training_data": corpus.sources,
         },
     )

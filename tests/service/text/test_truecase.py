@@ -96,15 +96,19 @@ def test_restore_changes_the_case_of_letters_only(sentence):
 def test_the_table_is_saved_and_read_back_as_json(truecaser, tmp_path):
     path = tmp_path / "truecase.json"
     truecaser.to_json(path)
-    assert json.loads(path.read_text("utf-8")) == {"forms": truecaser.forms}
-    assert Truecaser.from_json(path).forms == truecaser.forms
+    saved = json.loads(path.read_text("utf-8"))
+    assert saved == {"forms": truecaser.forms, "followed": {"new york": "New"}, "preceded": {}}
+    read = Truecaser.from_json(path)
+    assert (read.forms, read.followed, read.preceded) == (truecaser.forms, {"new york": "New"}, {})
 
 
 @pytest.mark.parametrize(
     "content",
     [
         *['{"forms": {"paris": "London"}}', '{"forms": ["Paris"]}', '["Paris"]'],
-        *['{"forms": {"a": 1}}', '{"forms": {"a": "A"}', ""],
+        *['{"forms": {"a": 1}}', '{"forms": {"a": "A"}', "", '{"followed": {}}'],
+        *['{"forms": {}, "followed": {"new york": "York"}}'],
+        *['{"forms": {}, "preceded": {"John major": "Major"}}'],
     ],
 )
 def test_a_table_that_is_not_one_is_refused(tmp_path, content):
@@ -134,6 +138,21 @@ def test_only_the_casings_asked_for_are_rewritten(truecaser):
     assert lower_only.restore("i see paris") == "I see Paris"
     for sentence in ["A MAN WALKS THROUGH PARIS.", "A Man Walks Through Paris."]:
         assert lower_only.restore(sentence) == sentence
+
+
+def test_a_word_takes_the_form_it_usually_has_next_to_its_neighbour():
+    sentences = ["We met John Major there.", "Then John Major spoke.", "A major road."]
+    sentences += ["It is a major road.", "No major news.", "Ask John.", *TRAINING]
+    truecaser = Truecaser.fit(sentences)
+    assert truecaser.preceded == {"john major": "Major"}
+    assert truecaser.followed == {"new york": "New"}  # "New York" twice; "new car" twice
+    assert truecaser.restore("i met john major in new york") == "I met John Major in New York"
+    assert truecaser.restore("a major new car in paris") == "A major new car in Paris"
+
+
+def test_a_pair_seen_once_is_not_kept():
+    truecaser = Truecaser.fit(["We met John Major.", "A major road.", "The major road."])
+    assert truecaser.preceded == {}
 
 
 def test_usual_forms_come_from_sentences_of_ordinary_case_only():
