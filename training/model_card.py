@@ -330,11 +330,11 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
                 "later I) is read with each word in its most frequent case inside the training "
                 "sentences of ordinary case (the artifact's truecaser); answers keep the input's "
                 "own tokens and offsets. Sentences in capitals or title case are read as "
-                "written. The truecaser knows words, not contexts: a name the training data "
-                "never had stays in small letters, and is often missed; a name of common words "
-                "keeps only its words' usual capitals (new York); a common word the training "
-                "data mostly has inside names (park, as in Hyde Park) gets a capital, and may be "
-                "tagged."
+                "written. The truecaser knows words, and the pairs of words the training data "
+                "has at least twice (new york, white house), no more: a name the training data "
+                "never had stays in small letters, and is often missed; a common word the "
+                "training data mostly has inside names (park, as in Hyde Park) gets a capital, "
+                "and may be tagged."
             )
         return limits
     limits = [
@@ -348,9 +348,10 @@ def _task_limits(manifest: Manifest, types: list[str]) -> list[str]:
             "headline case or in small letters is read in sentence case, each word in its most "
             "frequent case inside the training sentences of ordinary case (the artifact's "
             "truecaser), and one in capitals is translated into capitals; a short title that "
-            "could be a sentence of names is read as written. The truecaser knows words, not "
-            "contexts: a word the training sentences do not have with a capital loses it "
-            '("UK" in "THE USA AND THE UK").'
+            "could be a sentence of names is read as written. The truecaser knows words, and "
+            "the pairs of words the training sentences have at least twice (New York), no "
+            'more: a word they do not have with a capital loses it ("UK" in "THE USA AND THE '
+            'UK").'
         )
     if "max_source_tokens" in p:
         n = p["max_source_tokens"] - 1  # then the end-of-sentence marker
