@@ -29,7 +29,7 @@ ABBREVIATIONS = frozenset(
 )
 
 
-def _ends_sentence(tokens: Sequence[Token], index: int, uncased: bool = False) -> bool:
+def _ends_sentence(tokens: Sequence[Token], index: int, uncased: bool) -> bool:
     token = tokens[index]
     if token.text not in SENTENCE_END:
         return False
@@ -51,20 +51,24 @@ def _is_abbreviation(before: Token, period: Token) -> bool:
 
 
 def sentence_spans(tokens: Sequence[Token]) -> list[tuple[int, int]]:
-    """Split after ``.``, ``!`` or ``?`` followed by whitespace and a capital (any letter, in a
-    text without capitals), or by the end.
+    """Split after ``.``, ``!`` or ``?`` followed by whitespace and a capital, or by the end; or
+    by any letter after a sentence with no capital or no small letter ("a man sits. a dog
+    runs.", "A MAN SITS. a dog runs."), whose case says nothing about where the next begins.
 
     A period directly after an initial (``J. Smith``) or a common abbreviation (``Mr.``,
     ``Inc.``; see :data:`ABBREVIATIONS`) does not end a sentence. Returns ``[start, end)`` token
     index ranges that cover every token in order.
     """
-    # A text in small letters only says nothing by its capitals: any letter may begin a sentence.
-    uncased = not any(char.isupper() for token in tokens for char in token.text)
     spans, start = [], 0
+    upper = lower = False  # the sentence so far has a capital, a small letter
     for index in range(len(tokens)):
-        if _ends_sentence(tokens, index, uncased):
+        text = tokens[index].text
+        upper = upper or any(char.isupper() for char in text)
+        lower = lower or any(char.islower() for char in text)
+        if _ends_sentence(tokens, index, uncased=not (upper and lower)):
             spans.append((start, index + 1))
             start = index + 1
+            upper = lower = False
     if start < len(tokens):
         spans.append((start, len(tokens)))
     return spans

@@ -88,6 +88,9 @@ def test_sentence_windows_group_windows_by_sentence_and_their_cores_are_the_segm
         ("Mr. Smith went to Paris.", 1),  # an abbreviation's period
         ("he went to paris. berlin was next!", 2),  # no capitals at all: any letter begins one
         ("mr. smith went to paris. j. doe too.", 2),  # abbreviations and initials still hold
+        ("HE WENT TO PARIS. berlin was next.", 2),  # no small letter before: the same
+        ("he went to paris. Berlin was next. then rome.", 2),  # its second is in ordinary case
+        ("He went to paris. berlin was next.", 1),  # a sentence in ordinary case before
     ],
 )
 def test_a_sentence_ends_at_a_period_followed_by_a_space_and_a_capital(text, sentences):
