@@ -6,7 +6,10 @@ import math
 import re
 from pathlib import Path
 
+import annotated_types as at
+
 from service import create_app
+from service.settings import Settings
 from tests.service.conftest import make_settings
 from training.model_card import model_table
 
@@ -73,3 +76,30 @@ def test_the_readme_curl_examples_answer_what_it_shows():
         shown = json.loads(answer)
         assert response.status_code == (422 if "error" in shown else 200), (path, body)
         _assert_shown(shown, response.get_json(), f"{method} {path}")
+
+
+def _bounds(field) -> str | None:
+    """A settings field's bounds as the README writes them; None for a field without any."""
+    low = next((m for m in field.metadata if isinstance(m, at.Ge | at.Gt)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, at.Le)), None)
+    if low is None:
+        return None
+    if isinstance(low, at.Gt):
+        return f"above {low.gt}, at most {high}"
+    return f"at least {low.ge}" if high is None else f"{low.ge}–{high}"
+
+
+def test_the_readme_gives_every_bound_of_the_numeric_settings():
+    readme = (ROOT / "README.md").read_text("utf-8")
+    paragraph = readme.split("Numeric settings are bounded", 1)[1].split("\n\n")[0]
+    clauses = {
+        name: clause for clause in paragraph.split(";") for name in re.findall(r"`(\w+)`", clause)
+    }
+    bounded = {
+        name.upper(): bounds
+        for name, field in Settings.model_fields.items()
+        if (bounds := _bounds(field)) is not None
+    }
+    assert bounded.keys() == clauses.keys()
+    for name, bounds in bounded.items():
+        assert bounds in " ".join(clauses[name].split()), (name, bounds, clauses[name])
