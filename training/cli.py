@@ -393,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--source-case",
         choices=sorted(SOURCE_CASES),
-        help="ner and translation: write every source word in capitals (upper), small letters "
-        "(lower) or title case first, as users may type it (as-written: unchanged); "
+        help="ner and translation: write every source sentence in capitals (upper), small "
+        "letters (lower), title case (every word capitalized) or headline case (small words "
+        "after the first kept small) first, as users may type it (as-written: unchanged); "
         "translations are then scored case-insensitively",
     )
     evaluate.add_argument(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from service.runtime.manifest import Manifest
-from service.text.constants import MANIFEST_FILE
+from service.text.constants import MANIFEST_FILE, TRUECASE_FILE
 from service.text.truecase import Truecaser
 from training.model_card import seal
 
@@ -126,22 +126,28 @@ def _swap_in(new: Path, target: Path) -> None:
         log.warning("could not remove the previous artifact %s: %s", old, exc)
 
 
-def checkpoint_truecaser(
-    state: dict, training_file: Path, sentences: Callable[[Path], Iterable[str]]
-) -> Truecaser | None:
-    """The truecaser a checkpoint carries (``state["truecase"]``: fitted on its training
-    sentences when it was trained). A checkpoint from before truecasers has none: one is fitted
-    on ``training_file`` (read into sentences by ``sentences``) when that file is there, else
-    there is none and the model reads every text as written (with a warning): export itself
-    needs only the dev data."""
+def export_truecaser(
+    state: dict,
+    folder: Path,
+    training_file: Path,
+    sentences: Callable[[Path], Iterable[str]],
+) -> bool:
+    """Write the truecaser a checkpoint carries (``state["truecase"]``: fitted on its training
+    sentences when it was trained) into ``folder`` as ``TRUECASE_FILE``; False when there is
+    none. A checkpoint from before truecasers has none: one is fitted on ``training_file`` (read
+    into sentences by ``sentences``) when that file is there, else the model reads every text
+    as written (with a warning): export itself needs only the dev data."""
     if "truecase" in state:
-        return Truecaser.from_tables(state["truecase"])
-    if not training_file.is_file():
+        truecaser = Truecaser.from_tables(state["truecase"])
+    elif training_file.is_file():
+        log.info("the checkpoint has no truecaser: fitting one on %s", training_file)
+        truecaser = Truecaser.fit(sentences(training_file))
+    else:
         log.warning(
             "the checkpoint has no truecaser and %s is not there to fit one: the model will read "
             "texts as written, whatever their case",
             training_file,
         )
-        return None
-    log.info("the checkpoint has no truecaser: fitting one on %s", training_file)
-    return Truecaser.fit(sentences(training_file))
+        return False
+    truecaser.to_json(folder / TRUECASE_FILE)
+    return True

@@ -308,12 +308,8 @@ class Translator:
         """The translations of a text's sentences, joined with the whitespace between them; the
         score is the average log-probability of all their subwords; the attention of several
         sentences is block-diagonal (a sentence's subwords attend to its own source only)."""
-        parts = [
-            self.target.decode(hyp.tokens).upper()
-            if row.capitals
-            else self.target.decode(hyp.tokens)
-            for row, hyp in zip(job.rows, hyps, strict=True)
-        ]
+        parts = [self.target.decode(hyp.tokens) for hyp in hyps]
+        parts = [p.upper() if r.capitals else p for r, p in zip(job.rows, parts, strict=True)]
         gaps = zip(job.gaps, parts[1:], strict=True)
         translation = parts[0] + "".join(gap + part for gap, part in gaps)
         steps = [len(hyp.attention) for hyp in hyps]  # target subwords, eos included

@@ -60,7 +60,7 @@ from training.batching import token_budget_batches
 from training.casing import SOURCE_CASES
 from training.config import NerConfig, from_dict, to_dict
 from training.embeddings import embedding_matrix, glove_file, glove_words
-from training.export import OPSET, checkpoint_truecaser, export_onnx
+from training.export import OPSET, export_onnx, export_truecaser
 from training.models.ner import NerEmissions, NerTagger
 from training.models.rnn import length_mask
 from training.quantize import DevEvaluation, graph_sessions
@@ -429,11 +429,9 @@ def build_artifact(
     crf = crf_parameters(model, tags)
     crf.to_json(folder / CRF_FILE)
     train_file = Path(config.data.datasets_dir) / config.data.train_file
-    truecaser = checkpoint_truecaser(
-        state, train_file, lambda path: sentences_of(data.read_conll(path))
+    truecased = export_truecaser(
+        state, folder, train_file, lambda path: sentences_of(data.read_conll(path))
     )
-    if truecaser is not None:
-        truecaser.to_json(folder / TRUECASE_FILE)
 
     encoder = NerEncoder(words, chars, preprocessing(config))
     axes = {name: dict(enumerate(shape)) for name, shape in GRAPH_INPUT_SHAPES.items()}
@@ -482,7 +480,7 @@ def build_artifact(
             )
         },
         labels=tags,
-        preprocessing=preprocessing(config, truecaser is not None).model_dump(),
+        preprocessing=preprocessing(config, truecased).model_dump(),
         training_data=state["training_data"],
         metrics={},
         training_config=state["config"],

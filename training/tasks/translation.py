@@ -63,7 +63,7 @@ from training import data
 from training.batching import token_budget_batches
 from training.casing import SOURCE_CASES
 from training.config import TranslationConfig, from_dict, to_dict
-from training.export import OPSET, checkpoint_truecaser, export_onnx
+from training.export import OPSET, export_onnx, export_truecaser
 from training.models.seq2seq import DecoderStepGraph, EncoderGraph, Seq2Seq
 from training.quantize import DevEvaluation, GraphFiles, graph_sessions
 from training.trainer import Trainer, TrainingTask, read_checkpoint, start_from
@@ -159,7 +159,7 @@ def encode_pairs(
     return [(source.encode_source(s), target.encode(t)) for s, t in pairs]
 
 
-def preprocessing(config: TranslationConfig, truecased: bool = True) -> TranslationPreprocessing:
+def preprocessing(config: TranslationConfig, truecased: bool = False) -> TranslationPreprocessing:
     """What the service needs to encode and decode (the manifest records it); ``truecased``:
     the artifact has a truecaser."""
     decoding = config.decoding
@@ -272,7 +272,6 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
     else:
         source, target = train_tokenizers(config, corpus.train)
     log.info("subword vocabularies: source %d, target %d", len(source), len(target))
-    truecaser = Truecaser.fit(s for s, _ in corpus.train)  # of this run's data, like init_from's
     limit = config.data.max_train_tokens
     train_pairs = [
         p
@@ -329,7 +328,7 @@ def train(config: TranslationConfig, run_dir: Path, resume: bool = False) -> dic
             "config": to_dict(config),
             "source_spm": source.model_proto,
             "target_spm": target.model_proto,
-            "truecase": truecaser.tables(),
+            "truecase": Truecaser.fit(s for s, _ in corpus.train).tables(),  # this run's data
             "training_data": corpus.sources,
         },
     )
@@ -541,9 +540,7 @@ def build_artifact(
     source.save(folder / SOURCE_SPM_FILE)
     target.save(folder / TARGET_SPM_FILE)
     train_src = Path(config.data.datasets_dir) / config.data.train_src
-    truecaser = checkpoint_truecaser(state, train_src, data.read_lines)
-    if truecaser is not None:
-        truecaser.to_json(folder / TRUECASE_FILE)
+    truecased = export_truecaser(state, folder, train_src, data.read_lines)
     export_graphs(model, source, folder)
 
     manifest = Manifest(
@@ -554,7 +551,7 @@ def build_artifact(
         opset=OPSET,
         graphs=graph_specs(model, len(target)),
         labels=[],
-        preprocessing=preprocessing(config, truecaser is not None).model_dump(),
+        preprocessing=preprocessing(config, truecased).model_dump(),
         training_data=state["training_data"],
         metrics={},
         training_config=state["config"],
