@@ -145,6 +145,15 @@ class SentimentLanguageModelConfig(Section):
     window: PositiveInt = 100
 
 
+class SentimentAdversarialConfig(Section):
+    """Adversarial training on the word vectors (Miyato et al. 2017): each batch is also trained
+    on its own embedded texts moved by ``epsilon`` (L2 norm per text) in the direction that
+    raises its loss most, a regulariser that costs a second forward and backward pass."""
+
+    epsilon: NonNegativeFloat = 0.0  # 0: off
+    weight: NonNegativeFloat = 1.0  # of the adversarial loss, added to the ordinary one
+
+
 class SentimentTextConfig(Section):
     """How text becomes words (service.text.encoding.WordEncoderConfig); both were added later:
     a configuration saved before has neither, and reads as both off (see LATER_SETTINGS)."""
@@ -162,6 +171,7 @@ class SentimentConfig(Section):
     language_model: SentimentLanguageModelConfig = Field(
         default_factory=SentimentLanguageModelConfig
     )
+    adversarial: SentimentAdversarialConfig = Field(default_factory=SentimentAdversarialConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     max_tokens: PositiveInt = 800  # served: longer texts are truncated and flagged
     init_from: str | None = None  # start from this checkpoint's weights and vocabulary

@@ -47,7 +47,14 @@ class SentimentClassifier(nn.Module):
         self.output = nn.Linear(features * (2 if pooling == "max_mean" else 1), num_classes)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        embedded = self.embedding_dropout(self.embedding(token_ids))
+        return self.classify(self.embed(token_ids), lengths)
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """The word vectors the RNN reads: (batch, time) -> (batch, time, embedding_dim)."""
+        return self.embedding_dropout(self.embedding(token_ids))
+
+    def classify(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits from :meth:`embed`'s vectors (perturbed ones, in adversarial training)."""
         states = run_packed(self.rnn, embedded, lengths)  # (batch, time, features)
         pooled = self._pool(states, lengths)
         return self.output(self.dropout(pooled))

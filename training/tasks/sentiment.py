@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from service.predictors.sentiment import SentimentPredictor
 from service.runtime.manifest import (
@@ -34,7 +35,13 @@ from service.text.constants import LABELS_FILE, MODEL_GRAPH_FILE, VOCAB_FILE
 from service.text.encoding import LENGTHS, PROBABILITIES, TOKEN_IDS, WordEncoderConfig
 from training import data
 from training.batching import token_budget_batches
-from training.config import SentimentConfig, from_dict, to_dict, with_datasets_dir
+from training.config import (
+    SentimentAdversarialConfig,
+    SentimentConfig,
+    from_dict,
+    to_dict,
+    with_datasets_dir,
+)
 from training.embeddings import embedding_matrix, glove_file, glove_words
 from training.errors import CheckpointError
 from training.export import OPSET, export_onnx
@@ -220,7 +227,6 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
     else:
         init_embeddings(model, vocab, config)
     lengths = [len(ids) for ids, _ in train_examples]
-    loss_fn = nn.CrossEntropyLoss()
 
     def batches(epoch: int) -> Iterator:
         rng = random.Random(config.trainer.seed * 1000 + epoch)
@@ -231,7 +237,7 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
 
     def loss(model: nn.Module, batch) -> torch.Tensor:
         ids, lens, labels = batch
-        return loss_fn(model(ids, lens), labels)
+        return classification_loss(model, ids, lens, labels, config.adversarial)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         return accuracy_metrics(lambda ex: predict_probabilities(model, ex), dev_examples)
@@ -250,6 +256,27 @@ def train(config: SentimentConfig, run_dir: Path, resume: bool = False) -> dict[
         },
     )
     return Trainer(model, task, config.trainer, run_dir).fit(resume=resume)
+
+
+def classification_loss(
+    model: SentimentClassifier,
+    ids: torch.Tensor,
+    lengths: torch.Tensor,
+    labels: torch.Tensor,
+    adversarial: SentimentAdversarialConfig,
+) -> torch.Tensor:
+    """Cross-entropy of a batch, plus ``adversarial.weight`` times the cross-entropy of the same
+    texts with their word vectors moved by ``adversarial.epsilon`` along the loss's gradient
+    (normalised per text; padding has no gradient, so it is never moved)."""
+    embedded = model.embed(ids)
+    loss = F.cross_entropy(model.classify(embedded, lengths), labels)
+    if adversarial.epsilon == 0:
+        return loss
+    (gradient,) = torch.autograd.grad(loss, embedded, retain_graph=True)
+    norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12)
+    step = adversarial.epsilon * gradient / norms[:, None, None]
+    moved = F.cross_entropy(model.classify(embedded + step, lengths), labels)
+    return loss + adversarial.weight * moved
 
 
 def init_embeddings(model: SentimentClassifier, vocab: Vocab, config: SentimentConfig) -> None:
