@@ -82,13 +82,18 @@ format: $(VENV)/.dev-installed
 test: lint
 	$(BIN)/python -m pytest
 
-# Two stages: SST-2 phrases + IMDB reviews for 3 epochs, then SST-2 phrases only from the end of
-# the first stage (its last.pt: the IMDB reviews seen for the full 3 epochs).
+# Three stages: SST-2 phrases + IMDB reviews for 3 epochs; SST-2 phrases only from the end of
+# the first stage (its last.pt: the IMDB reviews seen for the full 3 epochs); SST-2 phrases only
+# again from the second stage's best, with adversarial training on the word vectors.
 train-sentiment: $(VENV)/.dev-installed
 	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN)-joint
-	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN) \
+	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN)-sst \
 		--set init_from=$(RUN)-joint/last.pt --set data.train_imdb=false \
 		--set trainer.lr=0.0005 --set trainer.epochs=3 --set trainer.patience=2
+	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN) \
+		--set init_from=$(RUN)-sst/best.pt --set data.train_imdb=false \
+		--set trainer.lr=0.0005 --set trainer.epochs=3 --set trainer.patience=2 \
+		--set adversarial.epsilon=1.0
 
 export-sentiment: $(VENV)/.dev-installed
 	$(BIN)/python -m training export sentiment --checkpoint $(RUN)/best.pt --out exported_models/sentiment

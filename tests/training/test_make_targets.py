@@ -35,3 +35,23 @@ def test_export_translation_takes_another_checkpoint_when_named():
     command = training_command("export-translation", "MT_CHECKPOINT=runs/x/averaged.pt")
 
     assert "--checkpoint runs/x/averaged.pt " in command
+
+
+def test_train_sentiment_ends_with_adversarial_training_from_stage_two_s_best():
+    # The committed sentiment model is stage 3's: stage 2's best, trained on with
+    # adversarial.epsilon; export-sentiment ships that last run's best.
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "train-sentiment"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stages = result.stdout.replace("\\\n", " ").split("-m training train sentiment")[1:]
+    assert len(stages) == 3
+    assert "init_from=runs/sentiment-joint/last.pt" in stages[1]
+    assert "--run-dir runs/sentiment-sst " in stages[1]
+    assert "init_from=runs/sentiment-sst/best.pt" in stages[2]
+    assert "adversarial.epsilon=1.0" in stages[2]
+    assert "--run-dir runs/sentiment " in stages[2]
+    assert "--checkpoint runs/sentiment/best.pt " in training_command("export-sentiment")
