@@ -49,6 +49,23 @@ def write_tiny_datasets(root: Path, seed: int = 0) -> Path:
     return root
 
 
+def tiny_sentiment_settings(datasets: Path) -> list[str]:
+    """``--set`` values for a small sentiment model trained fast on :func:`write_tiny_datasets`."""
+    return [
+        f"data.datasets_dir={datasets}",
+        f"vocab.glove_path={datasets}/glove/glove.6B.50d.txt.gz",
+        "data.imdb_holdout=20",
+        "trainer.threads=1",
+        "model.hidden_size=16",
+        "max_tokens=40",
+    ]
+
+
+def as_set_options(settings: list[str]) -> list[str]:
+    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
+    return [a for s in settings for a in ("--set", s)]
+
+
 @pytest.fixture(scope="session")
 def tiny_datasets(tmp_path_factory) -> Path:
     return write_tiny_datasets(tmp_path_factory.mktemp("datasets"))

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from tests.training.conftest import as_set_options, tiny_sentiment_settings
 from training.cli import main
 from training.config import SentimentAdversarialConfig
 from training.models.sentiment import SentimentClassifier
@@ -63,16 +64,11 @@ def test_a_negative_epsilon_is_refused(capsys):
 
 def test_a_run_records_its_setting(tiny_datasets, tmp_path):
     run_dir = tmp_path / "run"
-    overrides = [
-        f"data.datasets_dir={tiny_datasets}",
-        f"vocab.glove_path={tiny_datasets}/glove/glove.6B.50d.txt.gz",
-        "data.imdb_holdout=20",
+    settings = [
+        *tiny_sentiment_settings(tiny_datasets),
         "trainer.epochs=1",
-        "trainer.threads=1",
-        "model.hidden_size=8",
         "adversarial.epsilon=1.5",
     ]
-    args = ["train", "sentiment", "--run-dir", str(run_dir)]
-    assert main(args + [a for o in overrides for a in ("--set", o)]) == 0
+    assert main(["train", "sentiment", "--run-dir", str(run_dir), *as_set_options(settings)]) == 0
     state = torch.load(run_dir / "best.pt", weights_only=True)
     assert state["config"]["adversarial"] == {"epsilon": 1.5, "weight": 1.0}

@@ -12,6 +12,7 @@ import training.tasks.sentiment as sentiment
 from service.runtime.manifest import load_manifest
 from service.text import Vocab, WordEncoder, pad_batch
 from service.text.encoding import WordEncoderConfig
+from tests.training.conftest import as_set_options, tiny_sentiment_settings
 from training.cli import main
 from training.verify import VerificationError
 
@@ -19,17 +20,9 @@ from training.verify import VerificationError
 @pytest.fixture(scope="module")
 def trained(tiny_datasets, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    overrides = [
-        f"data.datasets_dir={tiny_datasets}",
-        f"vocab.glove_path={tiny_datasets}/glove/glove.6B.50d.txt.gz",
-        "data.imdb_holdout=20",
-        "trainer.epochs=2",
-        "trainer.threads=1",
-        "model.hidden_size=16",
-        "max_tokens=40",
-    ]
+    settings = [*tiny_sentiment_settings(tiny_datasets), "trainer.epochs=2"]
     args = ["train", "sentiment", "--run-dir", str(run_dir)]
-    assert main(args + [a for o in overrides for a in ("--set", o)]) == 0
+    assert main(args + as_set_options(settings)) == 0
     return run_dir
 
 

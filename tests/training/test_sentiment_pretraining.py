@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from tests.training.conftest import as_set_options, tiny_sentiment_settings
 from training import data
 from training.cli import main
 from training.config import load_config
@@ -14,32 +15,17 @@ from training.models.sentiment import BidirectionalLanguageModel, SentimentClass
 from training.tasks.sentiment import build_model, classifier_weights, unlabelled_texts
 
 
-def _tiny_overrides(datasets) -> list[str]:
-    return [
-        f"data.datasets_dir={datasets}",
-        f"vocab.glove_path={datasets}/glove/glove.6B.50d.txt.gz",
-        "data.imdb_holdout=20",
-        "trainer.threads=1",
-        "model.hidden_size=16",
-        "max_tokens=40",
-    ]
-
-
-def _args(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
-
-
 @pytest.fixture(scope="module")
 def pretrained(tiny_datasets, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("lm")
     overrides = [
-        *_tiny_overrides(tiny_datasets),
+        *tiny_sentiment_settings(tiny_datasets),
         "language_model.enabled=true",
         "language_model.window=20",
         "trainer.epochs=3",
         "trainer.lr=0.01",
     ]
-    assert main(["train", "sentiment", "--run-dir", str(run_dir), *_args(overrides)]) == 0
+    assert main(["train", "sentiment", "--run-dir", str(run_dir), *as_set_options(overrides)]) == 0
     return run_dir
 
 
@@ -62,7 +48,7 @@ def test_pretraining_lowers_the_dev_perplexity(pretrained):
 
 
 def test_pretraining_text_leaves_out_the_held_out_reviews(tiny_datasets):
-    config = load_config("sentiment", None, _tiny_overrides(tiny_datasets))
+    config = load_config("sentiment", None, tiny_sentiment_settings(tiny_datasets))
     texts, sources = unlabelled_texts(config)
     reviews = data.read_imdb_tsv(tiny_datasets / "imdb/train.tsv")
     kept, held_out = data.split_holdout(reviews, 20, 1234)
@@ -74,7 +60,7 @@ def test_pretraining_text_leaves_out_the_held_out_reviews(tiny_datasets):
 
 def test_a_classifier_starts_from_the_pretrained_encoder(pretrained, tiny_datasets, tmp_path):
     checkpoint = torch.load(pretrained / "best.pt", weights_only=True)
-    config = load_config("sentiment", None, _tiny_overrides(tiny_datasets))
+    config = load_config("sentiment", None, tiny_sentiment_settings(tiny_datasets))
     classifier = build_model(config, len(checkpoint["vocab"]))
     classifier.load_state_dict(classifier_weights(checkpoint))
     assert torch.equal(
@@ -83,11 +69,11 @@ def test_a_classifier_starts_from_the_pretrained_encoder(pretrained, tiny_datase
     )
 
     overrides = [
-        *_tiny_overrides(tiny_datasets),
+        *tiny_sentiment_settings(tiny_datasets),
         f"init_from={pretrained / 'best.pt'}",
         "trainer.epochs=1",
     ]
-    assert main(["train", "sentiment", "--run-dir", str(tmp_path), *_args(overrides)]) == 0
+    assert main(["train", "sentiment", "--run-dir", str(tmp_path), *as_set_options(overrides)]) == 0
     tuned = torch.load(tmp_path / "best.pt", weights_only=True)
     assert tuned["vocab"] == checkpoint["vocab"]
     assert "objective" not in tuned
