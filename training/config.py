@@ -177,6 +177,15 @@ class SentimentConfig(Section):
     init_from: str | None = None  # start from this checkpoint's weights and vocabulary
 
     @model_validator(mode="after")
+    def _adversarial_training_is_for_the_classifier(self) -> SentimentConfig:
+        if self.language_model.enabled and self.adversarial.epsilon > 0:
+            raise ValueError(
+                "adversarial.epsilon applies to classifier training, not to "
+                "language_model.enabled=true: set it when training from the pre-trained encoder"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _language_model_has_one_layer(self) -> SentimentConfig:
         # Above the first layer of a bidirectional RNN, the forward state at t has read the
         # backward state at t, which has seen token t + 1: the very token it is to predict.

@@ -57,6 +57,25 @@ def test_its_gradient_reaches_every_weight(model):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+def test_frozen_word_vectors_are_moved_and_stay_as_they_were():
+    torch.manual_seed(0)
+    model = SentimentClassifier(12, hidden_size=8, embedding_dim=6, freeze_embeddings=True).eval()
+    before = model.embedding.weight.detach().clone()
+    plain = F.cross_entropy(model(IDS, LENGTHS), LABELS)
+    config = SentimentAdversarialConfig(epsilon=0.5)
+    loss = classification_loss(model, IDS, LENGTHS, LABELS, config)
+    loss.backward()
+    assert loss - plain > plain
+    assert model.embedding.weight.grad is None
+    assert torch.equal(model.embedding.weight, before)
+
+
+def test_language_model_pre_training_refuses_it(capsys):
+    args = ["train", "sentiment", "--print-config", "--set", "adversarial.epsilon=1"]
+    assert main([*args, "--set", "language_model.enabled=true"]) == 2
+    assert "adversarial.epsilon applies to classifier training" in capsys.readouterr().err
+
+
 def test_a_negative_epsilon_is_refused(capsys):
     assert main(["train", "sentiment", "--set", "adversarial.epsilon=-1", "--print-config"]) == 2
     assert "adversarial.epsilon" in capsys.readouterr().err

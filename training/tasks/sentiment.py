@@ -269,6 +269,8 @@ def classification_loss(
     texts with their word vectors moved by ``adversarial.epsilon`` along the loss's gradient
     (normalised per text; padding has no gradient, so it is never moved)."""
     embedded = model.embed(ids)
+    if adversarial.epsilon > 0 and not embedded.requires_grad:  # frozen embeddings
+        embedded.requires_grad_()
     loss = F.cross_entropy(model.classify(embedded, lengths), labels)
     if adversarial.epsilon == 0:
         return loss
