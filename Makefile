@@ -82,18 +82,21 @@ format: $(VENV)/.dev-installed
 test: lint
 	$(BIN)/python -m pytest
 
-# Three stages: SST-2 phrases + IMDB reviews for 3 epochs; SST-2 phrases only from the end of
-# the first stage (its last.pt: the IMDB reviews seen for the full 3 epochs); SST-2 phrases only
-# again from the second stage's best, with adversarial training on the word vectors.
+# Three stages: SST-2 phrases + IMDB reviews for 3 epochs with adversarial training on the word
+# vectors; SST-2 phrases only, without it, from the end of the first stage (its last.pt: the IMDB
+# reviews seen for the full 3 epochs); SST-2 phrases only with it again, from the second's best.
+# The committed model's stages 2 and 3 ran on one thread each (trainer.threads=1).
 train-sentiment: $(VENV)/.dev-installed
-	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN)-joint
+	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN)-joint \
+		--set adversarial.epsilon=1.0
 	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN)-sst \
 		--set init_from=$(RUN)-joint/last.pt --set data.train_imdb=false \
-		--set trainer.lr=0.0005 --set trainer.epochs=3 --set trainer.patience=2
+		--set trainer.lr=0.0005 --set trainer.epochs=3 --set trainer.patience=2 \
+		--set trainer.threads=1
 	$(BIN)/python -m training train sentiment --config configs/sentiment.toml --run-dir $(RUN) \
 		--set init_from=$(RUN)-sst/best.pt --set data.train_imdb=false \
 		--set trainer.lr=0.0005 --set trainer.epochs=3 --set trainer.patience=2 \
-		--set adversarial.epsilon=1.0
+		--set trainer.threads=1 --set adversarial.epsilon=1.0
 
 export-sentiment: $(VENV)/.dev-installed
 	$(BIN)/python -m training export sentiment --checkpoint $(RUN)/best.pt --out exported_models/sentiment

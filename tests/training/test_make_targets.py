@@ -37,9 +37,10 @@ def test_export_translation_takes_another_checkpoint_when_named():
     assert "--checkpoint runs/x/averaged.pt " in command
 
 
-def test_train_sentiment_ends_with_adversarial_training_from_stage_two_s_best():
-    # The committed sentiment model is stage 3's: stage 2's best, trained on with
-    # adversarial.epsilon; export-sentiment ships that last run's best.
+def test_train_sentiment_runs_the_committed_model_s_three_stages():
+    # Stage 1 (SST-2 + IMDB) and stage 3 (SST-2 only, from stage 2's best) with
+    # adversarial.epsilon, stage 2 (SST-2 only, from stage 1's last epoch) without;
+    # export-sentiment ships stage 3's best.
     result = subprocess.run(
         ["make", "-n", "--no-print-directory", "train-sentiment"],
         cwd=ROOT,
@@ -49,8 +50,11 @@ def test_train_sentiment_ends_with_adversarial_training_from_stage_two_s_best():
     )
     stages = result.stdout.replace("\\\n", " ").split("-m training train sentiment")[1:]
     assert len(stages) == 3
+    assert "--run-dir runs/sentiment-joint " in stages[0]
+    assert "adversarial.epsilon=1.0" in stages[0]
     assert "init_from=runs/sentiment-joint/last.pt" in stages[1]
     assert "--run-dir runs/sentiment-sst " in stages[1]
+    assert "adversarial" not in stages[1]
     assert "init_from=runs/sentiment-sst/best.pt" in stages[2]
     assert "adversarial.epsilon=1.0" in stages[2]
     assert "--run-dir runs/sentiment " in stages[2]
