@@ -268,12 +268,12 @@ def classification_loss(
     """Cross-entropy of a batch, plus ``adversarial.weight`` times the cross-entropy of the same
     texts with their word vectors moved by ``adversarial.epsilon`` along the loss's gradient
     (normalised per text; padding has no gradient, so it is never moved)."""
+    if adversarial.epsilon == 0:
+        return F.cross_entropy(model(ids, lengths), labels)
     embedded = model.embed(ids)
-    if adversarial.epsilon > 0 and not embedded.requires_grad:  # frozen embeddings
+    if not embedded.requires_grad:  # frozen embeddings: the step still needs their gradient
         embedded.requires_grad_()
     loss = F.cross_entropy(model.classify(embedded, lengths), labels)
-    if adversarial.epsilon == 0:
-        return loss
     (gradient,) = torch.autograd.grad(loss, embedded, retain_graph=True)
     norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12)
     step = adversarial.epsilon * gradient / norms[:, None, None]
